@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 #: UCUM units the gateway emits.  Anything else is a programming error.
 UCUM_UNITS = frozenset(
@@ -33,11 +31,14 @@ def utc(dt: datetime) -> datetime:
 
 
 def iso(dt: datetime | None) -> str | None:
-    """ISO 8601 text in UTC with a ``Z`` suffix and microseconds only when present."""
+    """Fixed-width ISO 8601 text in UTC: ``2026-11-25T10:00:00.000000Z``.
+
+    Always with microseconds, so that text order is time order (the store compares these
+    strings in SQL; ``...:00Z`` would sort after ``...:00.5Z``).
+    """
     if dt is None:
         return None
-    text = utc(dt).isoformat()
-    return text.replace("+00:00", "Z")
+    return utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -82,7 +83,7 @@ class Reading:
     special: str | None = None
     patient_id: str | None = None
     raw_frame_id: int | None = None
-    extra: Mapping[str, Any] = field(default=_EMPTY)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.unit not in UCUM_UNITS:
@@ -127,6 +128,6 @@ class Alert:
     value: float | None = None
     unit: str | None = None
     device_id: str | None = None
-    details: Mapping[str, Any] = field(default=_EMPTY)
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     SEVERITIES = ("info", "warning", "urgent", "critical")

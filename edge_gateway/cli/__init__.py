@@ -1,0 +1,8 @@
+"""Command-line interface.  Each module below registers its commands on ``main``."""
+
+from __future__ import annotations
+
+from . import core  # noqa: F401  (registers run, status, config, db)
+from .base import main
+
+__all__ = ["main"]

@@ -1,0 +1,94 @@
+"""The root click group and the options every command shares.
+
+Each command group lives in its own module of this package and registers itself on ``main``;
+``edge_gateway/cli/__init__.py`` imports them.  Commands are thin: a few lines over a library
+call.  Errors from the library (``GatewayError``) become one line on stderr and the error's exit
+status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import GatewayError
+
+DEFAULT_CONFIG = Path("/etc/edge-gateway/gateway.toml")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What the root group knows: where the config and the database are."""
+
+    def __init__(self, config_path: Path | None, config_explicit: bool, db: Path | None) -> None:
+        self.config_path = config_path
+        self.config_explicit = config_explicit
+        self.db = db
+
+    def load_config(self) -> Any:
+        """Load the deployment config (built-in defaults when the default file is missing)."""
+        from ..config import load_config
+
+        return load_config(self.config_path, required=self.config_explicit, db_override=self.db)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def fail(err: GatewayError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn a library ``GatewayError`` into one line on stderr and its exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GatewayError as err:
+            fail(err)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Deployment config (TOML). Default: $EDGE_GATEWAY_CONFIG or "
+    "/etc/edge-gateway/gateway.toml; built-in defaults when that file does not exist.",
+)
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Use this SQLite database instead of the one the config names.",
+)
+@click.version_option(package_name="edge-gateway")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, db: Path | None) -> None:
+    """edge-gateway: health devices in, readings kept, summaries and alerts synced.
+
+    Example:
+
+        edge-gateway -c /etc/edge-gateway/gateway.toml status
+    """
+    explicit = config_path is not None
+    if config_path is None:
+        env = os.environ.get("EDGE_GATEWAY_CONFIG")
+        if env:
+            config_path, explicit = Path(env), True
+        else:
+            config_path = DEFAULT_CONFIG
+    ctx.obj = Context(config_path, explicit, db)

@@ -1,0 +1,411 @@
+"""The SQLite store: the gateway's source of truth.
+
+WAL journal, ``synchronous=FULL``; a storage cap through ``max_page_count`` with eviction of old,
+already-synced data before the cap is reached; a random database id made at creation (used in
+message ids so a restored backup never reuses one).  sqlite-utils gives us the table helpers;
+the connection is plain ``sqlite3`` so transactions stay explicit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import NotFound, StorageFull, StoreError
+from ..reading import Reading, iso
+from . import migrate
+
+PAGE_SIZE = 4096
+#: Start evicting when this share of the cap is used.
+EVICT_AT = 0.90
+#: Evict down to this share.
+EVICT_TO = 0.80
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """A raw frame as received, kept beside what it decoded to."""
+
+    device_id: str
+    characteristic: str
+    received_at: datetime
+    payload: bytes
+    error: str | None = None  # set when the frame was rejected
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """One open database.  Not thread-safe: use it from one thread (the daemon's loop)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, cap_bytes: int | None) -> None:
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+        self.cap_bytes = cap_bytes
+        self.keep_raw = True
+        row = conn.execute("SELECT value FROM meta WHERE key = 'db_id'").fetchone()
+        self.db_id: str = row[0]
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls, path: str | Path, *, cap_bytes: int | None = None, create: bool = True,
+        readonly: bool = False,
+    ) -> Store:
+        """Open (and create and migrate) the database at ``path``.
+
+        Files are created 0640 in a 0750 directory: the service user owns them and a caregiver
+        in its group can read them with the CLI.
+        """
+        path = Path(path)
+        if not path.exists():
+            if not create or readonly:
+                raise NotFound(
+                    "database", str(path),
+                    hint="run the daemon once (edge-gateway run) or pass --db to an existing file",
+                )
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o750)
+            old = os.umask(0o027)
+            try:
+                path.touch(mode=0o640)
+            finally:
+                os.umask(old)
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            if not readonly:
+                _configure(conn, cap_bytes)
+                migrate.migrate(conn)
+                _ensure_identity(conn)
+                for suffix in ("-wal", "-shm"):
+                    side = Path(str(path) + suffix)
+                    if side.exists():
+                        os.chmod(side, 0o640)
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"{path}: cannot open the database: {err}",
+                hint="check the path and permissions; `edge-gateway db check` inspects it",
+            ) from err
+        return cls(conn, path, cap_bytes)
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            self.conn.close()
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One explicit write transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file and truncate it (on shutdown and backups)."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------------ frames & readings
+    def write_batch(
+        self, frames: Sequence[tuple[FrameRecord, Sequence[Reading]]]
+    ) -> tuple[int, int]:
+        """Store raw frames and their readings in ONE transaction.
+
+        Returns (frames stored, new readings).  Readings whose natural key is already present
+        are ignored (idempotent: re-downloading a meter's memory never duplicates).
+        """
+        if not frames:
+            return (0, 0)
+        try:
+            return self._write_batch(frames)
+        except sqlite3.OperationalError as err:
+            if "full" not in str(err):
+                raise
+        # The cap was hit inside the transaction: make room and try once more.
+        self.evict(force=True)
+        try:
+            return self._write_batch(frames)
+        except sqlite3.OperationalError as err:
+            if "full" not in str(err):
+                raise
+            raise StorageFull(
+                f"{self.path}: storage cap of {self.cap_bytes} bytes reached and nothing left "
+                "to evict", hint="raise storage.max_bytes or let the outbox drain",
+            ) from err
+
+    def _write_batch(
+        self, frames: Sequence[tuple[FrameRecord, Sequence[Reading]]]
+    ) -> tuple[int, int]:
+        new = 0
+        with self.transaction() as conn:
+            for frame, readings in frames:
+                cur = conn.execute(
+                    "INSERT INTO raw_frames (device_id, characteristic, received_at, payload,"
+                    " status, error) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        frame.device_id, frame.characteristic, iso(frame.received_at),
+                        frame.payload if self.keep_raw or frame.error else None,
+                        "rejected" if frame.error else "ok", frame.error,
+                    ),
+                )
+                frame_id = cur.lastrowid
+                if readings:
+                    before = conn.total_changes
+                    conn.executemany(_INSERT_READING, (_reading_row(r, frame_id) for r in readings))
+                    new += conn.total_changes - before
+        return (len(frames), new)
+
+    def add_readings(self, readings: Iterable[Reading]) -> int:
+        """Insert readings without a raw frame (tests, imports); returns how many were new."""
+        with self.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT_READING, (_reading_row(r, r.raw_frame_id) for r in readings))
+            return conn.total_changes - before
+
+    # ------------------------------------------------------------------ devices & patients
+    def add_patient(self, patient_id: str, name: str | None = None, notes: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO patients (id, name, notes, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET name = coalesce(excluded.name, name),"
+                " notes = coalesce(excluded.notes, notes)",
+                (patient_id, name, notes, iso(_now())),
+            )
+
+    def upsert_device(
+        self, device_id: str, *, profile: str, name: str | None = None,
+        address: str | None = None, transport: str = "ble", patient_id: str | None = None,
+        bonded: bool | None = None,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO devices (id, address, name, profile, transport, patient_id, bonded,"
+                " added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " address = coalesce(excluded.address, address),"
+                " name = coalesce(excluded.name, name), profile = excluded.profile,"
+                " transport = excluded.transport,"
+                " patient_id = coalesce(excluded.patient_id, patient_id),"
+                " bonded = max(bonded, excluded.bonded)",
+                (device_id, address, name, profile, transport, patient_id,
+                 int(bool(bonded)), iso(_now())),
+            )
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM devices WHERE id = ?", [device_id]).fetchone()
+        if row is None:
+            raise NotFound("device", device_id, hint="`edge-gateway devices list` shows them")
+        cols = [d[0] for d in self.db.execute("SELECT * FROM devices LIMIT 0").description]
+        return dict(zip(cols, row, strict=True))
+
+    def set_connected(self, device_id: str, connected: bool, at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE devices SET connected = ?, connected_changed_at = ?,"
+                " last_seen_at = CASE WHEN ? THEN ? ELSE last_seen_at END WHERE id = ?",
+                (int(connected), iso(at), int(connected), iso(at), device_id),
+            )
+
+    def update_device_state(self, device_id: str, **fields: Any) -> None:
+        """Update daemon-owned device columns (reset_epoch, last_record, clock_offset_s, ...)."""
+        allowed = {"reset_epoch", "last_record", "clock_offset_s", "battery_pct", "details",
+                   "last_seen_at", "bonded", "name"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"not daemon-owned device columns: {sorted(bad)}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        values = [json.dumps(v) if isinstance(v, dict | list) else v for v in fields.values()]
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE devices SET {sets} WHERE id = ?", [*values, device_id])
+
+    # ------------------------------------------------------------------ counters & meta
+    def bump(self, name: str, by: int = 1, conn: sqlite3.Connection | None = None) -> None:
+        sql = ("INSERT INTO counters (name, value) VALUES (?, ?)"
+               " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value")
+        if conn is not None:
+            conn.execute(sql, (name, by))
+        else:
+            with self.transaction() as c:
+                c.execute(sql, (name, by))
+
+    def counter(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # ------------------------------------------------------------------ size & eviction
+    def used_bytes(self) -> int:
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+    def evict(
+        self, *, retention: timedelta = timedelta(days=90), force: bool = False,
+        now: datetime | None = None, batch: int = 5000,
+    ) -> int:
+        """Delete old raw frames and readings when the cap is near; return rows deleted.
+
+        Only data older than the retention window AND older than every summary still waiting
+        in the outbox is evictable, oldest first.  Unsynced summaries and alerts are never
+        evicted.  When nothing evictable is left, raw frames stop being kept (``keep_raw``) so
+        that readings can still be stored; the caller raises the storage alert.
+        """
+        if self.cap_bytes is None:
+            return 0
+        if not force and self.used_bytes() < EVICT_AT * self.cap_bytes:
+            return 0
+        now = now or _now()
+        cutoff = iso(now - retention)
+        assert cutoff is not None
+        row = self.conn.execute(
+            "SELECT min(s.window_start) FROM outbox o JOIN summaries s"
+            " ON o.ref_table = 'summaries' AND o.ref_id = s.id WHERE o.sent_at IS NULL"
+        ).fetchone()
+        if row and row[0] is not None and row[0] < cutoff:
+            cutoff = row[0]
+        deleted = 0
+        target = EVICT_TO * self.cap_bytes
+        while force or self.used_bytes() > target:
+            force = False
+            with self.transaction() as conn:
+                n_frames = conn.execute(
+                    "DELETE FROM raw_frames WHERE id IN (SELECT id FROM raw_frames"
+                    " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
+                n_readings = conn.execute(
+                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+                    " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
+                n_sent = conn.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+                    " WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)",
+                    (cutoff, batch)).rowcount
+                if n_frames:
+                    self.bump("evicted.raw_frames", n_frames, conn)
+                if n_readings:
+                    self.bump("evicted.readings", n_readings, conn)
+                if n_sent:
+                    self.bump("evicted.outbox_sent", n_sent, conn)
+            deleted += n_frames + n_readings + n_sent
+            if n_frames + n_readings + n_sent == 0:
+                break
+        if self.used_bytes() > EVICT_AT * self.cap_bytes:
+            self.keep_raw = False
+        return deleted
+
+    def evicted(self) -> int:
+        row = self.conn.execute(
+            "SELECT coalesce(sum(value), 0) FROM counters WHERE name LIKE 'evicted.%'"
+        ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ maintenance
+    def integrity_check(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+
+    def backup(self, dest: str | Path) -> Path:
+        """Copy the live database with SQLite's online backup API (safe while the daemon runs)."""
+        dest = Path(dest)
+        if dest.exists():
+            raise StoreError(f"{dest}: already exists", hint="choose a new file name")
+        old = os.umask(0o027)
+        try:
+            target = sqlite3.connect(dest)
+            try:
+                self.conn.backup(target)
+            finally:
+                target.close()
+        finally:
+            os.umask(old)
+        os.chmod(dest, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP)
+        return dest
+
+    def table_counts(self) -> dict[str, int]:
+        names = [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name")]
+        return {n: int(self.conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0])
+                for n in names}
+
+
+_INSERT_READING = (
+    "INSERT OR IGNORE INTO readings (device_id, patient_id, characteristic, kind, value, unit,"
+    " special, time, received_at, device_time, record_key, reset_epoch, raw_frame_id, extra)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _reading_row(r: Reading, frame_id: int | None) -> tuple[Any, ...]:
+    return (
+        r.device_id, r.patient_id, r.characteristic, r.kind, r.value, r.unit, r.special,
+        iso(r.time), iso(r.received_at), r.device_time, r.record_key, r.reset_epoch, frame_id,
+        json.dumps(dict(r.extra), separators=(",", ":"), default=str) if r.extra else None,
+    )
+
+
+def _configure(conn: sqlite3.Connection, cap_bytes: int | None) -> None:
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise StoreError(f"could not switch the database to WAL (got {mode})")
+    conn.execute("PRAGMA synchronous = FULL")
+    # Keep the WAL from growing without bound on a full disk: checkpoint every 1000 pages and
+    # truncate the WAL file back to 4 MiB after a checkpoint.
+    conn.execute("PRAGMA wal_autocheckpoint = 1000")
+    conn.execute(f"PRAGMA journal_size_limit = {4 * 1024 * 1024}")
+    if cap_bytes is not None:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {max(cap_bytes // page, 64)}")
+
+
+def _ensure_identity(conn: sqlite3.Connection) -> None:
+    if conn.execute("SELECT 1 FROM meta WHERE key = 'db_id'").fetchone() is None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", (uuid.uuid4().hex[:12],))
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)",
+                     (iso(_now()),))
+        conn.execute("COMMIT")
