@@ -1,0 +1,206 @@
+"""Heart Rate profile codecs (service 0x180D).
+
+Specifications: Heart Rate Service 1.0 (HRS_SPEC) §3.1–3.3 and the GATT Specification
+Supplement §3.113 (Heart Rate Measurement), §3.37 (Body Sensor Location), §3.114 (Heart Rate
+Control Point).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..errors import MalformedPayload
+from ..reading import Reading
+from .base import Reader, ReadingContext, enum_name, rx_key
+
+_U16 = struct.Struct("<H")
+
+# Heart Rate Measurement flags (GSS §3.113.1)
+_F_UINT16 = 0x01
+_F_CONTACT_MASK = 0x06  # bits 1-2: sensor contact status
+_F_ENERGY = 0x08
+_F_RR = 0x10
+_F_RESERVED = 0xE0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartRateMeasurement:
+    """Heart Rate Measurement 0x2A37 (HRS §3.1, GSS §3.113).
+
+    Layout: flags (uint8); heart rate (uint8, or uint16 when flag bit 0); energy expended
+    (uint16 kJ, flag bit 3); RR intervals (uint16 each, 1/1024 s, flag bit 4, as many as
+    remain).  Sensor contact (bits 1-2): 0 or 1 = not supported, 2 = supported but not
+    detected, 3 = supported and detected — kept as the raw 2-bit value so 0 and 1 survive a
+    round trip.  ``reserved_flags`` keeps bits 5-7 as sent.
+    """
+
+    characteristic: ClassVar[str] = "2a37"
+    name: ClassVar[str] = "Heart Rate Measurement"
+
+    heart_rate: int
+    sensor_contact: int = 0
+    energy_expended: int | None = None
+    rr_intervals: tuple[int, ...] = ()
+    #: True when the value was sent as uint16 (always so for values above 255).
+    wide: bool = False
+    #: RR-interval flag set but no interval present (allowed: the field is "0 or more").
+    rr_flag_empty: bool = False
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        n = len(raw)
+        if n == 0:
+            raise MalformedPayload("2a37", 0, "flags truncated: needs 1 byte, 0 left", raw)
+        flags = raw[0]
+        wide = bool(flags & _F_UINT16)
+        # Fast path with explicit checks: this runs for every notification (~1/s per device).
+        if wide:
+            if n < 3:
+                raise MalformedPayload("2a37", 1, f"heart rate (uint16) truncated: needs 2 "
+                                       f"bytes, {n - 1} left", raw)
+            hr = raw[1] | (raw[2] << 8)
+            pos = 3
+        else:
+            if n < 2:
+                raise MalformedPayload("2a37", 1, "heart rate (uint8) truncated: needs 1 byte,"
+                                       " 0 left", raw)
+            hr = raw[1]
+            pos = 2
+        energy = None
+        if flags & _F_ENERGY:
+            if n - pos < 2:
+                raise MalformedPayload("2a37", pos, f"energy expended (uint16) truncated: "
+                                       f"needs 2 bytes, {n - pos} left", raw)
+            energy = raw[pos] | (raw[pos + 1] << 8)
+            pos += 2
+        rr: tuple[int, ...] = ()
+        left = n - pos
+        if flags & _F_RR:
+            if left & 1:
+                raise MalformedPayload("2a37", n - 1, "RR interval (uint16) truncated: needs 2"
+                                       " bytes, 1 left", raw)
+            rr = struct.unpack_from(f"<{left >> 1}H", raw, pos) if left else ()
+        elif left:
+            raise MalformedPayload("2a37", pos, f"{left} trailing byte{'s' if left > 1 else ''}"
+                                   " after the last field", raw)
+        return cls(hr, (flags & _F_CONTACT_MASK) >> 1, energy, rr, wide,
+                   bool(flags & _F_RR) and not rr, flags & _F_RESERVED)
+
+    def to_bytes(self) -> bytes:
+        wide = self.wide or self.heart_rate > 0xFF
+        flags = (self.reserved_flags & _F_RESERVED) | ((self.sensor_contact & 3) << 1)
+        if wide:
+            flags |= _F_UINT16
+        if self.energy_expended is not None:
+            flags |= _F_ENERGY
+        if self.rr_intervals or self.rr_flag_empty:
+            flags |= _F_RR
+        out = bytearray((flags,))
+        out += _U16.pack(self.heart_rate) if wide else bytes((self.heart_rate,))
+        if self.energy_expended is not None:
+            out += _U16.pack(self.energy_expended)
+        if self.rr_intervals:
+            out += struct.pack(f"<{len(self.rr_intervals)}H", *self.rr_intervals)
+        return bytes(out)
+
+    @property
+    def sensor_contact_supported(self) -> bool:
+        return self.sensor_contact >= 2
+
+    @property
+    def sensor_contact_detected(self) -> bool | None:
+        return self.sensor_contact == 3 if self.sensor_contact >= 2 else None
+
+    @property
+    def rr_intervals_ms(self) -> list[float]:
+        # raw/1024 s in ms: exact in binary floating point, so nothing is truncated.
+        return [r * 1000 / 1024 for r in self.rr_intervals]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "heart_rate_bpm": self.heart_rate,
+            "sensor_contact_supported": self.sensor_contact_supported,
+            "sensor_contact_detected": self.sensor_contact_detected,
+            "energy_expended_kj": self.energy_expended,
+            "rr_intervals_ms": self.rr_intervals_ms,
+            "value_format": "uint16" if self.wide else "uint8",
+            "reserved_flags": self.reserved_flags,
+        }
+
+
+def to_readings(m: HeartRateMeasurement, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """One ``heart_rate`` (/min) and one ``rr_interval`` (ms) per RR value, keyed by receive
+    time (heart-rate notifications carry no record identity of their own)."""
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    key = rx_key(received_at)
+    extra: dict[str, Any] = {"sensor_contact": m.sensor_contact}
+    if m.energy_expended is not None:
+        extra["energy_expended_kj"] = m.energy_expended
+    out = [ctx.reading("heart_rate", float(m.heart_rate), "/min", record_key=key, extra=extra)]
+    out.extend(
+        ctx.reading("rr_interval", ms, "ms", record_key=f"{key}:rr{i}", extra={"index": i})
+        for i, ms in enumerate(m.rr_intervals_ms)
+    )
+    return out
+
+
+BODY_SENSOR_LOCATIONS = {0: "other", 1: "chest", 2: "wrist", 3: "finger", 4: "hand",
+                         5: "ear_lobe", 6: "foot"}
+
+
+@dataclass(frozen=True, slots=True)
+class BodySensorLocation:
+    """Body Sensor Location 0x2A38 (HRS §3.2, GSS §3.37): one uint8; unknown values kept."""
+
+    characteristic: ClassVar[str] = "2a38"
+    name: ClassVar[str] = "Body Sensor Location"
+
+    location: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a38", raw)
+        v = r.u8("body sensor location")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.location,))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"body_sensor_location": enum_name(self.location, BODY_SENSOR_LOCATIONS)}
+
+
+HR_CONTROL_OPS = {1: "reset_energy_expended"}
+
+
+@dataclass(frozen=True, slots=True)
+class HeartRateControlPoint:
+    """Heart Rate Control Point 0x2A39 (HRS §3.3, GSS §3.114): uint8 op code (1 = reset
+    energy expended; others reserved, kept)."""
+
+    characteristic: ClassVar[str] = "2a39"
+    name: ClassVar[str] = "Heart Rate Control Point"
+
+    op_code: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a39", raw)
+        v = r.u8("op code")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.op_code,))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op_code": enum_name(self.op_code, HR_CONTROL_OPS)}
