@@ -1,0 +1,185 @@
+"""run, status, config validate|show, db check|backup."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError
+from .base import Context, echo_json, handle_errors, main, pass_ctx
+
+
+def open_store(ctx: Context, *, readonly: bool = False) -> Any:
+    """Open the database named by --db or the config (never creates one for read commands)."""
+    from ..store import Store
+
+    cfg = ctx.load_config()
+    return Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes, create=False,
+                      readonly=readonly)
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def run(ctx: Context) -> None:
+    """Run the gateway daemon in the foreground (systemd runs it this way).
+
+    Stops cleanly on SIGTERM or Ctrl-C with every received reading committed; SIGHUP
+    re-reads the config file.
+
+    Example:
+
+        edge-gateway -c /etc/edge-gateway/gateway.toml run
+    """
+    from .. import logfmt
+    from ..daemon import Daemon
+
+    cfg = ctx.load_config()
+    logfmt.setup(cfg.daemon.log_level)
+    path = ctx.config_path if ctx.config_path and ctx.config_path.exists() else None
+    raise SystemExit(asyncio.run(Daemon(cfg, config_path=path).run()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+@handle_errors
+def status(ctx: Context, as_json: bool) -> None:
+    """Show devices, the outbox backlog, the last sync and storage use.
+
+    `connected` is as last recorded by the daemon (with the time it was recorded).
+
+    Example:
+
+        edge-gateway status --json
+    """
+    from ..status import gateway_status
+
+    store = open_store(ctx, readonly=True)
+    st = gateway_status(store)
+    if as_json:
+        echo_json(st)
+        return
+    click.echo(f"database  {st['storage']['db_path']}  ({st['storage']['db_bytes']:,} bytes,"
+               f" cap {st['storage']['cap_bytes'] or 0:,}, evicted {st['storage']['evicted']})")
+    click.echo(f"outbox    {st['outbox']['pending']} pending"
+               f" (oldest {st['outbox']['oldest_pending_at'] or '-'});"
+               f" last sync {st['last_sync_at'] or 'never'}")
+    click.echo(f"alerts    {st['alerts_open']} open")
+    if not st["devices"]:
+        click.echo("devices   none yet (add one with: edge-gateway devices add)")
+    for d in st["devices"]:
+        state = "connected" if d["connected"] else "disconnected"
+        click.echo(f"device    {d['id']:<20} {d['profile']:<15} patient={d['patient'] or '-':<10}"
+                   f" {state:<12} 24h={d['readings_24h']:<6} total={d['readings_total']:<8}"
+                   f" last={d['last_reading_at'] or '-'}")
+
+
+@main.group()
+def config() -> None:
+    """Check and show the deployment config.
+
+    Example:
+
+        edge-gateway config validate /etc/edge-gateway/gateway.toml
+    """
+
+
+@config.command("validate")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@handle_errors
+def config_validate(ctx: Context, file: Path | None) -> None:
+    """Check a config file; exit 2 with file, key and reason when it is wrong.
+
+    Example:
+
+        edge-gateway config validate config/gateway.example.toml
+    """
+    from ..config import load_config
+
+    path = file or ctx.config_path
+    if path is None:
+        raise ConfigError("<none>", "", "no config file given")
+    cfg = load_config(path, required=True)
+    click.echo(f"{cfg.source}: OK")
+
+
+@config.command("show")
+@pass_ctx
+@handle_errors
+def config_show(ctx: Context) -> None:
+    """Print the effective config as JSON (secrets redacted).
+
+    Example:
+
+        edge-gateway -c /etc/edge-gateway/gateway.toml config show
+    """
+    cfg = ctx.load_config()
+    echo_json({"source": cfg.source, "gateway_id": cfg.gateway_id, **cfg.redacted()})
+
+
+@main.group()
+def db() -> None:
+    """Inspect and back up the database.
+
+    Example:
+
+        edge-gateway db check
+    """
+
+
+@db.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+@handle_errors
+def db_check(ctx: Context, as_json: bool) -> None:
+    """Run SQLite's integrity check and print sizes and row counts.
+
+    Exits 1 when the integrity check finds a problem.
+
+    Example:
+
+        edge-gateway --db var/gateway.db db check
+    """
+    store = open_store(ctx, readonly=True)
+    problems = store.integrity_check()
+    ok = problems == ["ok"]
+    out = {"path": str(store.path), "db_id": store.db_id, "integrity": "ok" if ok else problems,
+           "file_bytes": store.file_bytes(), "used_bytes": store.used_bytes(),
+           "cap_bytes": store.cap_bytes, "evicted": store.evicted(),
+           "tables": store.table_counts()}
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"{out['path']}: integrity {'ok' if ok else 'FAILED'}")
+        click.echo(f"  size {out['file_bytes']:,} bytes (used {out['used_bytes']:,}),"
+                   f" evicted rows {out['evicted']}")
+        for name, n in out["tables"].items():
+            click.echo(f"  {name:<20} {n:>10,}")
+        if not ok:
+            for p in problems:
+                click.echo(f"  problem: {p}", err=True)
+            click.echo("  restore the latest backup (edge-gateway db backup) and report this",
+                       err=True)
+    if not ok:
+        raise SystemExit(1)
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@handle_errors
+def db_backup(ctx: Context, file: Path) -> None:
+    """Copy the database with SQLite's online backup API (safe while the daemon runs).
+
+    Example:
+
+        edge-gateway db backup /media/usb/gateway-2026-11-25.db
+    """
+    store = open_store(ctx)
+    dest = store.backup(file)
+    click.echo(f"backup written to {dest} ({dest.stat().st_size:,} bytes)")

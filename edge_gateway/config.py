@@ -1,0 +1,321 @@
+"""Deployment configuration: TOML -> frozen dataclasses, validated at load.
+
+Everything a caregiver changes at run time (devices, patients, thresholds) lives in SQLite and
+is changed through the CLI; this file holds what a technician sets once: paths, the broker,
+credentials, the site.  ``config/gateway.example.toml`` documents every key with its default.
+
+Every error names the file, the key and the reason (``gateway.toml: mqtt.port: ...``); unknown
+keys are errors, because a typo silently ignored is a setting silently lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+
+def _default_db() -> str:
+    # Under systemd, StateDirectory= gives us $STATE_DIRECTORY; elsewhere (the demo, a
+    # developer's checkout) the database lives under ./var/.
+    state = os.environ.get("STATE_DIRECTORY")
+    return str(Path(state.split(":")[0]) / "gateway.db") if state else "var/gateway.db"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    id: str = ""  # empty: the host name
+    site: str = "home"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSection:
+    db_path: str = field(default_factory=_default_db)
+    max_bytes: int = 2_000_000_000
+    retention_days: int = 365
+    batch_max_frames: int = 200
+    batch_max_delay_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    host: str = ""  # empty: no broker; readings are kept and summaries wait in the outbox
+    port: int = 1883
+    tls: bool = False
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    inflight: int = 20
+    topic_prefix: str = "edge-gateway"
+
+    @property
+    def url(self) -> str:
+        """``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT``; empty when no broker is configured."""
+        if not self.host:
+            return ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """``mqtt://HOST:PORT`` / ``mqtts://HOST[:PORT]`` -> (host, port, tls)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"broker port must be 1..65535 in {url!r}") from err
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, port if port is not None else (8883 if tls else 1883), tls
+
+
+def with_broker(cfg: Config, url: str) -> Config:
+    host, port, tls = parse_broker_url(url)
+    return dataclasses.replace(
+        cfg, mqtt=dataclasses.replace(cfg.mqtt, host=host, port=port, tls=tls))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSection:
+    batch_size: int = 50
+    format: str = "json"
+    compression: str = "none"
+    bulk: bool = False
+    interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BleSection:
+    adapter: str = "hci0"
+    max_connections: int = 5
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    set_device_clock: bool = True
+    max_device_drift_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsSection:
+    hook: str = ""
+    hook_timeout_s: float = 10.0
+    hook_retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSection:
+    log_level: str = "info"
+    settings_poll_s: float = 2.0
+    dsp_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    ble: BleSection = field(default_factory=BleSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    daemon: DaemonSection = field(default_factory=DaemonSection)
+    #: Where it came from ("<defaults>" when no file was read).
+    source: str = "<defaults>"
+
+    @property
+    def gateway_id(self) -> str:
+        return self.gateway.id or os.uname().nodename
+
+    @property
+    def site(self) -> GatewaySection:
+        return self.gateway
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.gateway.timezone)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as a dict with secrets replaced by ``"***"``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "source":
+                continue
+            section = dataclasses.asdict(getattr(self, f.name))
+            for key in _SECRETS.get(f.name, ()):
+                if section.get(key):
+                    section[key] = "***"
+            out[f.name] = section
+        return out
+
+
+_SECRETS = {"mqtt": ("password",)}
+
+# Per-key checks: (predicate, reason shown when it fails).
+_RULES: dict[str, tuple[Any, str]] = {
+    "gateway.id": (lambda v: v == "" or _safe_id(v), "must be letters, digits, '-' or '_'"),
+    "gateway.site": (lambda v: _safe_id(v), "must be letters, digits, '-' or '_'"),
+    "mqtt.port": (lambda v: 1 <= v <= 65535, "must be 1..65535"),
+    "storage.max_bytes": (lambda v: v >= 1_000_000, "must be at least 1000000 (1 MB)"),
+    "storage.retention_days": (lambda v: 1 <= v <= 36500, "must be 1..36500"),
+    "storage.batch_max_frames": (lambda v: 1 <= v <= 100_000, "must be 1..100000"),
+    "storage.batch_max_delay_s": (lambda v: 0.01 <= v <= 1.0,
+                                  "must be 0.01..1.0 (a batch commits at least every second)"),
+    "mqtt.keepalive_s": (lambda v: 5 <= v <= 3600, "must be 5..3600"),
+    "mqtt.session_expiry_s": (lambda v: 0 <= v <= 0xFFFFFFFF, "must be 0..4294967295"),
+    "mqtt.inflight": (lambda v: 1 <= v <= 1000, "must be 1..1000"),
+    "sync.batch_size": (lambda v: 1 <= v <= 10_000, "must be 1..10000"),
+    "sync.format": (lambda v: v in ("json", "fhir"), "must be 'json' or 'fhir'"),
+    "sync.compression": (lambda v: v in ("none", "gzip", "zstd"),
+                         "must be 'none', 'gzip' or 'zstd'"),
+    "sync.interval_s": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
+    "ble.max_connections": (lambda v: 1 <= v <= 7, "must be 1..7 (adapters hold 3-7 links)"),
+    "ble.backoff_initial_s": (lambda v: 0.1 <= v <= 60, "must be 0.1..60"),
+    "ble.backoff_max_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
+    "ble.max_device_drift_s": (lambda v: 1 <= v <= 86400, "must be 1..86400"),
+    "alerts.hook_timeout_s": (lambda v: 0.1 <= v <= 600, "must be 0.1..600"),
+    "alerts.hook_retries": (lambda v: 0 <= v <= 100, "must be 0..100"),
+    "daemon.log_level": (lambda v: v in ("debug", "info", "warning", "error"),
+                         "must be one of debug, info, warning, error"),
+    "daemon.settings_poll_s": (lambda v: 0.1 <= v <= 600, "must be 0.1..600"),
+    "daemon.dsp_interval_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
+}
+
+
+def _safe_id(v: str) -> bool:
+    return bool(v) and all(c.isalnum() or c in "-_" for c in v) and v.isascii()
+
+
+def load_config(
+    path: str | Path | None, *, required: bool = False, db_override: str | Path | None = None,
+) -> Config:
+    """Load and validate ``path``; built-in defaults when it is missing and not ``required``."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if p.exists():
+            cfg = _load_file(p)
+        elif required:
+            raise ConfigError(str(p), "", "file not found",
+                              hint="copy config/gateway.example.toml there, or drop -c")
+    if db_override is not None:
+        cfg = dataclasses.replace(
+            cfg, storage=dataclasses.replace(cfg.storage, db_path=str(db_override)))
+    return cfg
+
+
+def _load_file(p: Path) -> Config:
+    name = str(p)
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except PermissionError as err:
+        raise ConfigError(name, "", "cannot read the file (permission denied)",
+                          hint="run as the service user or a member of its group") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(name, "", f"not valid TOML: {err}") from err
+    sections: dict[str, Any] = {}
+    fields_by_name = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+    for sec_name, sec_value in data.items():
+        if sec_name not in fields_by_name:
+            raise ConfigError(name, sec_name, f"unknown section (known: {', '.join(fields_by_name)})")
+        if not isinstance(sec_value, dict):
+            raise ConfigError(name, sec_name, "must be a table ([section])")
+        cls = _section_class(sec_name)
+        sections[sec_name] = _build_section(name, sec_name, cls, sec_value, p.parent)
+    cfg = Config(**sections, source=name)
+    _cross_checks(name, cfg, p.parent)
+    return cfg
+
+
+def _section_class(sec_name: str) -> type[Any]:
+    cls = get_type_hints(Config)[sec_name]
+    assert isinstance(cls, type)
+    return cls
+
+
+def _build_section(name: str, sec: str, cls: type[Any], values: dict[str, Any], base: Path) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{sec}.{key}"
+        if key not in known:
+            raise ConfigError(name, dotted, f"unknown key (known: {', '.join(sorted(known))})")
+        want = hints[key]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(
+                name, dotted, f"must be {_type_name(want)}, got {_type_name(type(value))} "
+                f"{value!r}")
+        rule = _RULES.get(dotted)
+        if rule is not None and not rule[0](value):
+            raise ConfigError(name, dotted, f"{rule[1]}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _type_name(t: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            dict: "a table", list: "a list"}.get(t, getattr(t, "__name__", str(t)))
+
+
+def _cross_checks(name: str, cfg: Config, base: Path) -> None:
+    try:
+        ZoneInfo(cfg.gateway.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ConfigError(name, "gateway.timezone",
+                          f"unknown time zone {cfg.gateway.timezone!r}",
+                          hint="use an IANA name such as Europe/Berlin") from err
+    m = cfg.mqtt
+    if m.host and ("/" in m.host or " " in m.host):
+        raise ConfigError(name, "mqtt.host", f"must be a host name or address, got {m.host!r}",
+                          hint="put the port in mqtt.port and set mqtt.tls = true for mqtts")
+    if m.password and m.password_file:
+        raise ConfigError(name, "mqtt.password_file", "give either password or password_file")
+    if m.password_file:
+        check_secret_file(name, "mqtt.password_file", m.password_file)
+    if m.key_file:
+        check_secret_file(name, "mqtt.key_file", m.key_file)
+    for key in ("ca_file", "cert_file"):
+        value = getattr(m, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(name, f"mqtt.{key}", f"file not found: {value}")
+    if bool(m.cert_file) != bool(m.key_file):
+        raise ConfigError(name, "mqtt.cert_file", "cert_file and key_file go together")
+
+
+def check_secret_file(name: str, key: str, path: str) -> None:
+    """A secret file must exist, be readable, and not be readable by others."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError as err:
+        raise ConfigError(name, key, f"file not found: {path}") from err
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(name, key, f"{path} is readable by others (mode {stat.S_IMODE(mode):o})",
+                          hint=f"run: chmod 640 {path}")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(name, key, f"{path} is not readable by this user")
+
+
+def read_secret(path: str) -> str:
+    return Path(path).read_text("utf-8").strip()
+
+
+def mqtt_password(cfg: Config) -> str:
+    if cfg.mqtt.password_file:
+        return read_secret(cfg.mqtt.password_file)
+    return cfg.mqtt.password

@@ -1,0 +1,178 @@
+"""The daemon: one asyncio TaskGroup with a named task per job.
+
+Tasks: the batched writer, the systemd watchdog, the settings watcher (caregiver changes made
+through the CLI take effect without a restart), device supervision (a session per device),
+the DSP scheduler, the alert ticker and the sync loop.  SIGTERM/SIGINT stop it within a few
+seconds with every received reading committed and the WAL checkpointed; SIGHUP reloads the
+config (a bad new config is refused and the old one kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, load_config
+from .errors import GatewayError
+from .logfmt import log
+from .pipeline import FramePipeline
+from .store import BatchWriter, Store
+from .systemd import Notifier, watchdog_interval_s
+
+LOG = logging.getLogger("edge_gateway.daemon")
+
+#: How long the daemon gives its tasks to finish after a stop signal before cancelling them.
+STOP_GRACE_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A long-running job of the daemon, started as a named task."""
+
+    name: str
+    run: Callable[[Daemon], Awaitable[None]]
+
+
+class Daemon:
+    def __init__(
+        self, cfg: Config, *, config_path: Path | None = None,
+        notifier: Notifier | None = None, components: list[Component] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.stop_event = asyncio.Event()
+        self.settings_changed = asyncio.Event()
+        self.outbox_wake = asyncio.Event()
+        self._extra = components or []
+        self.store: Store | None = None
+        self.writer: BatchWriter | None = None
+        self.pipeline: FramePipeline | None = None
+        self._settings_version: str | None = None
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def reload(self) -> None:
+        """Re-read the config file; keep the old one when the new one is bad."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, required=self.config_path is not None)
+        except GatewayError as err:
+            log(LOG, logging.ERROR, "config.reload_refused", reason=str(err))
+        else:
+            if new.storage.db_path != self.cfg.storage.db_path:
+                log(LOG, logging.WARNING, "config.reload_partial",
+                    reason="storage.db_path changes need a restart; keeping the open database")
+                new = _keep_db(new, self.cfg)
+            self.cfg = new
+            self.settings_changed.set()
+            log(LOG, logging.INFO, "config.reloaded", source=new.source)
+        self.notifier.ready("running (config reloaded)")
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> int:
+        cfg = self.cfg
+        self.store = Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes)
+        self.writer = BatchWriter(self.store, max_frames=cfg.storage.batch_max_frames,
+                                  max_delay_s=cfg.storage.batch_max_delay_s)
+        self.pipeline = FramePipeline(self.store, self.writer)
+        self._settings_version = self.store.meta("settings_version")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log(LOG, logging.INFO, "daemon.started", db=str(self.store.path), db_id=self.store.db_id,
+            gateway=cfg.gateway_id, broker=cfg.mqtt.url or "none", config=cfg.source)
+        self.notifier.ready(f"running db={self.store.path}")
+        components = [
+            Component("writer", lambda d: d._writer_task()),
+            Component("watchdog", lambda d: d._watchdog()),
+            Component("settings", lambda d: d._settings_watch()),
+            Component("maintenance", lambda d: d._maintenance()),
+            *default_components(),
+            *self._extra,
+        ]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(c.run(self), name=c.name) for c in components]
+                await self.stop_event.wait()
+                log(LOG, logging.INFO, "daemon.stopping")
+                self.notifier.stopping()
+                # Let tasks that watch stop_event finish their own way, then cancel the rest.
+                _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+                for t in pending:
+                    t.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self.writer.flush()
+            self.store.close()
+            log(LOG, logging.INFO, "daemon.stopped", frames=self.writer.stats.frames,
+                readings=self.writer.stats.readings_new, rejected=self.writer.stats.rejected)
+            self.notifier.close()
+        return 0
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the daemon is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
+        return self.stop_event.is_set()
+
+    # ------------------------------------------------------------------ built-in tasks
+    async def _writer_task(self) -> None:
+        assert self.writer is not None
+        writer = self.writer
+        interval = writer.max_delay_s / 4
+        while not await self.sleep(interval):
+            if writer.due():
+                writer.flush()
+        writer.flush()
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval_s()
+        if interval is None:
+            return
+        while not await self.sleep(interval):
+            # Only ping while the writer keeps up: a wedged commit loop must get us restarted.
+            if self.writer is not None and self.writer.pending < 10 * self.writer.max_frames:
+                self.notifier.watchdog()
+
+    async def _settings_watch(self) -> None:
+        assert self.store is not None
+        while not await self.sleep(self.cfg.daemon.settings_poll_s):
+            version = self.store.meta("settings_version")
+            if version != self._settings_version:
+                self._settings_version = version
+                if self.pipeline is not None:
+                    self.pipeline.refresh()
+                self.settings_changed.set()
+                log(LOG, logging.INFO, "settings.changed", version=version)
+
+    async def _maintenance(self) -> None:
+        assert self.store is not None
+        from datetime import timedelta
+
+        while not await self.sleep(60.0):
+            deleted = self.store.evict(retention=timedelta(days=self.cfg.storage.retention_days))
+            if deleted:
+                log(LOG, logging.WARNING, "storage.evicted", rows=deleted,
+                    used_bytes=self.store.used_bytes(), cap_bytes=self.store.cap_bytes)
+
+
+def default_components() -> list[Component]:
+    """The jobs that other modules contribute (sessions, DSP, alerts, sync)."""
+    return []
+
+
+def _keep_db(new: Config, old: Config) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(
+        new, storage=dataclasses.replace(new.storage, db_path=old.storage.db_path))

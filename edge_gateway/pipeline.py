@@ -1,0 +1,125 @@
+"""From a raw frame to stored readings: decode, attribute to a patient, queue for commit.
+
+Every frame is kept (raw bytes and receive time) beside what it decoded to, so that a decoder
+fix can re-derive history.  A frame that does not decode is kept as a *rejected* frame with
+the error and its bytes are logged; the device's session goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import MalformedPayload
+from .logfmt import log
+from .reading import Reading
+from .store import BatchWriter, FrameRecord, Store
+
+LOG = logging.getLogger("edge_gateway.pipeline")
+
+#: decode(characteristic, payload, context) -> readings; raises MalformedPayload.
+Decoder = Callable[[str, bytes, "DeviceContext"], Sequence[Reading]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What decoding needs to know about a device beyond the bytes."""
+
+    device_id: str
+    received_at: datetime
+    patient_id: str | None = None
+    reset_epoch: int = 0
+    clock_offset: timedelta | None = None
+    session_start: datetime | None = None
+    user_patients: tuple[tuple[int, str], ...] = ()
+
+
+def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
+    """Decode with the profile registry; characteristics without readings give none."""
+    from .drivers import registry
+
+    return list(registry.decode_readings(
+        characteristic, payload, device_id=ctx.device_id, received_at=ctx.received_at,
+        device_clock_offset=ctx.clock_offset, reset_epoch=ctx.reset_epoch,
+        session_start=ctx.session_start,
+    ))
+
+
+class FramePipeline:
+    def __init__(self, store: Store, writer: BatchWriter, decoder: Decoder = default_decoder
+                 ) -> None:
+        self.store = store
+        self.writer = writer
+        self.decoder = decoder
+        self._devices: dict[str, dict[str, Any]] = {}
+        self._users: dict[str, tuple[tuple[int, str], ...]] = {}
+        self.rejected = 0
+
+    def refresh(self) -> None:
+        """Re-read device attributions (patients, epochs, clock offsets) from the store."""
+        self._devices = {}
+        self._users = {}
+
+    def _device(self, device_id: str) -> dict[str, Any]:
+        dev = self._devices.get(device_id)
+        if dev is None:
+            row = self.store.conn.execute(
+                "SELECT patient_id, reset_epoch, clock_offset_s, last_record FROM devices"
+                " WHERE id = ?", (device_id,)).fetchone()
+            dev = {"patient_id": None, "reset_epoch": 0, "clock_offset_s": None}
+            if row is not None:
+                dev = {"patient_id": row[0], "reset_epoch": row[1], "clock_offset_s": row[2]}
+            self._devices[device_id] = dev
+            self._users[device_id] = tuple(self.store.conn.execute(
+                "SELECT user_id, patient_id FROM device_users WHERE device_id = ?",
+                (device_id,)).fetchall())
+        return dev
+
+    def context(self, device_id: str, received_at: datetime,
+                session_start: datetime | None = None) -> DeviceContext:
+        dev = self._device(device_id)
+        offset = dev["clock_offset_s"]
+        return DeviceContext(
+            device_id=device_id, received_at=received_at, patient_id=dev["patient_id"],
+            reset_epoch=int(dev["reset_epoch"]),
+            clock_offset=None if offset is None else timedelta(seconds=float(offset)),
+            session_start=session_start, user_patients=self._users.get(device_id, ()),
+        )
+
+    def on_frame(self, device_id: str, characteristic: str, received_at: datetime,
+                 payload: bytes, *, session_start: datetime | None = None) -> list[Reading]:
+        """Decode and queue one frame; never raises for a bad payload."""
+        ctx = self.context(device_id, received_at, session_start)
+        try:
+            readings = list(self.decoder(characteristic, payload, ctx))
+        except MalformedPayload as err:
+            self.rejected += 1
+            log(LOG, logging.WARNING, "frame.rejected", device=device_id, char=characteristic,
+                offset=err.offset, reason=err.reason, raw=payload.hex())
+            self.writer.submit(FrameRecord(device_id, characteristic, received_at,
+                                           bytes(payload), error=str(err)))
+            return []
+        readings = [self._attribute(r, ctx) for r in readings]
+        self.writer.submit(FrameRecord(device_id, characteristic, received_at, bytes(payload)),
+                           readings)
+        return readings
+
+    @staticmethod
+    def _attribute(r: Reading, ctx: DeviceContext) -> Reading:
+        patient = ctx.patient_id
+        user = r.extra.get("user_id") if r.extra else None
+        if user is not None:
+            for uid, pid in ctx.user_patients:
+                if uid == user:
+                    patient = pid
+                    break
+            else:
+                # A multi-user cuff's unassigned slot: keep the reading, attribute to nobody.
+                patient = None if ctx.user_patients else patient
+        if patient == r.patient_id and r.reset_epoch == ctx.reset_epoch:
+            return r
+        return dataclasses.replace(r, patient_id=patient)

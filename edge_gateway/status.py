@@ -1,0 +1,60 @@
+"""The gateway's status as one dict (``edge-gateway status --json``), read from the store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .reading import iso
+from .store import Store
+
+
+def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    since = iso(now - timedelta(hours=24))
+    conn = store.conn
+    devices = []
+    rows = conn.execute(
+        "SELECT d.id, d.name, d.profile, d.patient_id, d.connected, d.connected_changed_at,"
+        " d.transport, d.battery_pct, d.last_seen_at FROM devices d ORDER BY d.id").fetchall()
+    for (dev_id, name, profile, patient, connected, changed, transport, battery,
+         seen) in rows:
+        last, total = conn.execute(
+            "SELECT max(received_at), count(*) FROM readings WHERE device_id = ?",
+            (dev_id,)).fetchone()
+        n24 = conn.execute(
+            "SELECT count(*) FROM readings WHERE device_id = ? AND received_at >= ?",
+            (dev_id, since)).fetchone()[0]
+        rejected = conn.execute(
+            "SELECT count(*) FROM raw_frames WHERE device_id = ? AND status = 'rejected'",
+            (dev_id,)).fetchone()[0]
+        devices.append({
+            "id": dev_id, "name": name, "profile": profile, "patient": patient,
+            "transport": transport, "connected": bool(connected),
+            "connected_recorded_at": changed, "last_seen_at": seen,
+            "last_reading_at": last, "readings_24h": int(n24), "readings_total": int(total),
+            "rejected_frames": int(rejected), "battery_pct": battery,
+        })
+    pending, oldest = conn.execute(
+        "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
+    last_sync = conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+    meta_last = store.meta("last_sync_at")
+    if meta_last and (last_sync is None or meta_last > last_sync):
+        last_sync = meta_last
+    open_alerts = conn.execute(
+        "SELECT count(*) FROM alerts WHERE state != 'resolved'").fetchone()[0]
+    return {
+        "gateway_db_id": store.db_id,
+        "devices": devices,
+        "outbox": {"pending": int(pending), "oldest_pending_at": oldest},
+        "last_sync_at": last_sync,
+        "alerts_open": int(open_alerts),
+        "storage": {
+            "db_path": str(store.path),
+            "db_bytes": store.file_bytes(),
+            "used_bytes": store.used_bytes(),
+            "cap_bytes": store.cap_bytes,
+            "evicted": store.evicted(),
+            "keeping_raw_frames": store.keep_raw,
+        },
+    }
