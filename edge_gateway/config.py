@@ -75,7 +75,8 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     """``mqtt://HOST:PORT`` / ``mqtts://HOST[:PORT]`` -> (host, port, tls)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got {url!r}")
+        raise ValueError(
+            f"broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got {url!r}")
     try:
         port = parts.port
     except ValueError as err:
@@ -229,7 +230,8 @@ def _load_file(p: Path) -> Config:
     fields_by_name = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
     for sec_name, sec_value in data.items():
         if sec_name not in fields_by_name:
-            raise ConfigError(name, sec_name, f"unknown section (known: {', '.join(fields_by_name)})")
+            raise ConfigError(
+                name, sec_name, f"unknown section (known: {', '.join(fields_by_name)})")
         if not isinstance(sec_value, dict):
             raise ConfigError(name, sec_name, "must be a table ([section])")
         cls = _section_class(sec_name)

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Config, load_config
 from .errors import GatewayError
@@ -35,7 +36,7 @@ class Component:
     """A long-running job of the daemon, started as a named task."""
 
     name: str
-    run: Callable[[Daemon], Awaitable[None]]
+    run: Callable[[Daemon], Coroutine[Any, Any, None]]
 
 
 class Daemon:

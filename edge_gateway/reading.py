@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
 #: UCUM units the gateway emits.  Anything else is a programming error.
 UCUM_UNITS = frozenset(
     {

@@ -190,7 +190,9 @@ class Store:
             return conn.total_changes - before
 
     # ------------------------------------------------------------------ devices & patients
-    def add_patient(self, patient_id: str, name: str | None = None, notes: str | None = None) -> None:
+    def add_patient(
+        self, patient_id: str, name: str | None = None, notes: str | None = None
+    ) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO patients (id, name, notes, created_at) VALUES (?, ?, ?, ?)"

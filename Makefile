@@ -1,0 +1,42 @@
+# edge-gateway — the two commands a newcomer runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DB ?= var/demo.db
+DEMO_SECONDS ?= 60
+
+.PHONY: demo test lint bench soak clean help
+
+help:
+	@echo "make demo   run the gateway against simulated devices ($(DEMO_SECONDS) s, database $(DEMO_DB))"
+	@echo "make test   lint, type-check and run the test suite"
+	@echo "make bench  run the benchmarks (figures as ratios against baselines)"
+	@echo "make soak   long soak and fault runs"
+	@echo "make lint   ruff and mypy only"
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	sh scripts/system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edge-gateway --db $(DEMO_DB) demo --duration $(DEMO_SECONDS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+soak: $(STAMP)
+	$(BIN)/pytest -q -m soak
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

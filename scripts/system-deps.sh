@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the system programs the demo and the tests start, with apt, when they are missing.
+# As root it installs them; otherwise it prints the exact command to run and fails.
+set -eu
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
+have mosquitto || need="$need mosquitto"
+have dbus-daemon || need="$need dbus-daemon"
+have systemd-analyze || need="$need systemd"
+have openssl || need="$need openssl"
+have ip || need="$need iproute2"
+
+if [ -z "$need" ]; then
+    exit 0
+fi
+cmd="apt-get update && apt-get install -y --no-install-recommends$need"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "edge-gateway needs these system packages:$need" >&2
+    echo "run as root:  sudo sh -c '$cmd'" >&2
+    exit 1
+fi
+echo "installing system packages:$need" >&2
+export DEBIAN_FRONTEND=noninteractive
+sh -c "$cmd"
+# Debian starts mosquitto as a service on install; our tests start their own brokers on free
+# ports and never use it.
