@@ -1,0 +1,193 @@
+"""Blood Pressure profile codecs (service 0x1810).
+
+Specifications: Blood Pressure Service v1.1 (BLS) §3.1–3.3 and the GATT Specification
+Supplement "Blood Pressure Measurement", "Intermediate Cuff Pressure", "Blood Pressure Feature".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..reading import Reading
+from .base import DateTime, Reader, ReadingContext, bits, p16, psf, timed_key, ts_json
+from .ieee11073 import SFloat
+
+_F_KPA = 0x01
+_F_TIME = 0x02
+_F_PULSE = 0x04
+_F_USER = 0x08
+_F_STATUS = 0x10
+_F_RESERVED = 0xE0
+
+STATUS_BITS = {0: "body_movement_detected", 1: "cuff_too_loose",
+               2: "irregular_pulse_detected", 5: "improper_measurement_position"}
+FEATURE_BITS = {0: "body_movement_detection", 1: "cuff_fit_detection",
+                2: "irregular_pulse_detection", 3: "pulse_rate_range_detection",
+                4: "measurement_position_detection", 5: "multiple_bond",
+                6: "e2e_crc", 7: "user_data_service", 8: "user_facing_time"}
+
+
+def measurement_status_json(status: int) -> dict[str, bool]:
+    """Measurement Status (BLS §3.1.1.7) as booleans; bits 3–4 are a 2-bit range code."""
+    out = bits(status & ~0x18, STATUS_BITS)
+    rng = (status >> 3) & 3
+    out["pulse_rate_exceeds_upper_limit"] = rng == 1
+    out["pulse_rate_below_lower_limit"] = rng == 2
+    if rng == 3:
+        out["pulse_rate_range_reserved"] = True
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BloodPressureMeasurement:
+    """Blood Pressure Measurement 0x2A35 (BLS §3.1, GSS "Blood Pressure Measurement").
+
+    Layout: flags (uint8: bit 0 units 0=mmHg 1=kPa, bit 1 time stamp, bit 2 pulse rate,
+    bit 3 user id, bit 4 measurement status); systolic, diastolic, mean arterial pressure
+    (SFLOAT each); time stamp (Date Time, 7); pulse rate (SFLOAT /min); user id (uint8,
+    255 = unknown user); measurement status (16 bits).
+    Intermediate Cuff Pressure (0x2A36, BLS §3.2) has the same layout with the current cuff
+    pressure in the systolic field and NaN in the other two: see :class:`IntermediateCuffPressure`.
+    """
+
+    characteristic: ClassVar[str] = "2a35"
+    name: ClassVar[str] = "Blood Pressure Measurement"
+
+    systolic: SFloat
+    diastolic: SFloat
+    mean_arterial_pressure: SFloat
+    kpa: bool = False
+    timestamp: DateTime | None = None
+    pulse_rate: SFloat | None = None
+    user_id: int | None = None
+    measurement_status: int | None = None
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader(cls.characteristic, raw)
+        flags = r.u8("flags")
+        sys_ = r.sfloat("systolic")
+        dia = r.sfloat("diastolic")
+        map_ = r.sfloat("mean arterial pressure")
+        ts = r.datetime7("time stamp") if flags & _F_TIME else None
+        pulse = r.sfloat("pulse rate") if flags & _F_PULSE else None
+        user = r.u8("user id") if flags & _F_USER else None
+        status = r.u16("measurement status") if flags & _F_STATUS else None
+        r.end()
+        return cls(sys_, dia, map_, bool(flags & _F_KPA), ts, pulse, user, status,
+                   flags & _F_RESERVED)
+
+    def to_bytes(self) -> bytes:
+        flags = self.reserved_flags & _F_RESERVED
+        if self.kpa:
+            flags |= _F_KPA
+        out = bytearray()
+        out += psf(self.systolic) + psf(self.diastolic) + psf(self.mean_arterial_pressure)
+        if self.timestamp is not None:
+            flags |= _F_TIME
+            out += self.timestamp.to_bytes()
+        if self.pulse_rate is not None:
+            flags |= _F_PULSE
+            out += psf(self.pulse_rate)
+        if self.user_id is not None:
+            flags |= _F_USER
+            out.append(self.user_id)
+        if self.measurement_status is not None:
+            flags |= _F_STATUS
+            out += p16(self.measurement_status)
+        return bytes((flags,)) + bytes(out)
+
+    @property
+    def unit(self) -> str:
+        return "kPa" if self.kpa else "mmHg"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "systolic": self.systolic.value,
+            "diastolic": self.diastolic.value,
+            "mean_arterial_pressure": self.mean_arterial_pressure.value,
+            "pressure_unit": self.unit,
+            "timestamp": ts_json(self.timestamp),
+            "pulse_rate_bpm": None if self.pulse_rate is None else self.pulse_rate.value,
+            "user_id": self.user_id,
+            "measurement_status": None if self.measurement_status is None
+            else measurement_status_json(self.measurement_status),
+        }
+        for name, v in (("systolic", self.systolic), ("diastolic", self.diastolic),
+                        ("mean_arterial_pressure", self.mean_arterial_pressure),
+                        ("pulse_rate", self.pulse_rate)):
+            if v is not None and v.special is not None:
+                out[f"{name}_special"] = v.special
+        if self.timestamp is not None and self.timestamp.iso() is None:
+            out["timestamp_raw"] = self.timestamp.to_json()
+        if self.reserved_flags:
+            out["reserved_flags"] = self.reserved_flags
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IntermediateCuffPressure(BloodPressureMeasurement):
+    """Intermediate Cuff Pressure 0x2A36 (BLS §3.2): the Blood Pressure Measurement layout;
+    the current cuff pressure is in ``systolic``, diastolic and MAP are NaN."""
+
+    characteristic: ClassVar[str] = "2a36"
+    name: ClassVar[str] = "Intermediate Cuff Pressure"
+
+    def to_json(self) -> dict[str, Any]:
+        out = BloodPressureMeasurement.to_json(self)
+        out["cuff_pressure"] = self.systolic.value
+        return out
+
+
+def to_readings(m: BloodPressureMeasurement, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """``bp_systolic``, ``bp_diastolic``, ``bp_map`` (mmHg or kPa as flagged) and
+    ``pulse_rate`` (/min) sharing one record key: ``[u<id>:]dev:<time stamp>`` or ``rx:``.
+    Intermediate cuff pressures are progress, not results: they give no readings."""
+    if isinstance(m, IntermediateCuffPressure):
+        return []
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    user = None if m.user_id in (None, 255) else m.user_id
+    key = timed_key(m.timestamp, received_at, user)
+    dev = None if m.timestamp is None else m.timestamp.to_datetime()
+    extra: dict[str, Any] = {}
+    if m.user_id is not None:
+        extra["user_id"] = m.user_id
+    if m.measurement_status is not None:
+        extra["measurement_status"] = m.measurement_status
+    out = [ctx.mder(kind, v, m.unit, record_key=key, device_time=dev, extra=extra)
+           for kind, v in (("bp_systolic", m.systolic), ("bp_diastolic", m.diastolic),
+                           ("bp_map", m.mean_arterial_pressure))]
+    if m.pulse_rate is not None:
+        out.append(ctx.mder("pulse_rate", m.pulse_rate, "/min", record_key=key,
+                            device_time=dev, extra=extra))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BloodPressureFeature:
+    """Blood Pressure Feature 0x2A49 (BLS §3.3): 16 feature bits."""
+
+    characteristic: ClassVar[str] = "2a49"
+    name: ClassVar[str] = "Blood Pressure Feature"
+
+    features: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a49", raw)
+        v = r.u16("features")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return p16(self.features)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": bits(self.features, FEATURE_BITS)}

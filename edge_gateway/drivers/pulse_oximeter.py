@@ -1,0 +1,267 @@
+"""Pulse Oximeter profile codecs (service 0x1822).
+
+Specifications: Pulse Oximeter Service v1.0.1 (PLXS) §3.1–3.3 and the GATT Specification
+Supplement "PLX Spot-Check Measurement", "PLX Continuous Measurement", "PLX Features".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..reading import Reading
+from .base import DateTime, Reader, ReadingContext, bits, p16, p24, psf, timed_key, ts_json
+from .ieee11073 import SFloat
+
+MEASUREMENT_STATUS_BITS = {
+    5: "measurement_ongoing", 6: "early_estimated_data", 7: "validated_data",
+    8: "fully_qualified_data", 9: "data_from_measurement_storage",
+    10: "data_for_demonstration", 11: "data_for_testing", 12: "calibration_ongoing",
+    13: "measurement_unavailable", 14: "questionable_measurement_detected",
+    15: "invalid_measurement_detected",
+}
+DEVICE_STATUS_BITS = {
+    0: "extended_display_update_ongoing", 1: "equipment_malfunction_detected",
+    2: "signal_processing_irregularity_detected", 3: "inadequate_signal_detected",
+    4: "poor_signal_detected", 5: "low_perfusion_detected", 6: "erratic_signal_detected",
+    7: "nonpulsatile_signal_detected", 8: "questionable_pulse_detected",
+    9: "signal_analysis_ongoing", 10: "sensor_interference_detected",
+    11: "sensor_unconnected_to_user", 12: "unknown_sensor_connected", 13: "sensor_displaced",
+    14: "sensor_malfunctioning", 15: "sensor_disconnected",
+}
+FEATURE_BITS = {
+    0: "measurement_status_support", 1: "device_and_sensor_status_support",
+    2: "spot_check_measurement_storage", 3: "spot_check_timestamp", 4: "spo2pr_fast",
+    5: "spo2pr_slow", 6: "pulse_amplitude_index", 7: "multiple_bonds",
+}
+
+
+def _v(x: SFloat | None) -> float | None:
+    return None if x is None else x.value
+
+
+def _specials(out: dict[str, Any], **fields: SFloat | None) -> None:
+    for name, v in fields.items():
+        if v is not None and v.special is not None:
+            out[f"{name}_special"] = v.special
+
+
+@dataclass(frozen=True, slots=True)
+class PLXSpotCheck:
+    """PLX Spot-Check Measurement 0x2A5E (PLXS §3.1).
+
+    Layout: flags (uint8: bit 0 timestamp, bit 1 measurement status, bit 2 device and sensor
+    status, bit 3 pulse amplitude index, bit 4 device clock not set); SpO2 (SFLOAT %);
+    PR (SFLOAT /min); timestamp (Date Time); measurement status (16 bits); device and
+    sensor status (24 bits); pulse amplitude index (SFLOAT %).
+    """
+
+    characteristic: ClassVar[str] = "2a5e"
+    name: ClassVar[str] = "PLX Spot-Check Measurement"
+
+    spo2: SFloat
+    pulse_rate: SFloat
+    timestamp: DateTime | None = None
+    measurement_status: int | None = None
+    device_status: int | None = None
+    pulse_amplitude_index: SFloat | None = None
+    clock_not_set: bool = False
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a5e", raw)
+        flags = r.u8("flags")
+        spo2 = r.sfloat("SpO2")
+        pr = r.sfloat("pulse rate")
+        ts = r.datetime7("timestamp") if flags & 0x01 else None
+        ms = r.u16("measurement status") if flags & 0x02 else None
+        ds = r.u24("device and sensor status") if flags & 0x04 else None
+        pai = r.sfloat("pulse amplitude index") if flags & 0x08 else None
+        r.end()
+        return cls(spo2, pr, ts, ms, ds, pai, bool(flags & 0x10), flags & 0xE0)
+
+    def to_bytes(self) -> bytes:
+        flags = (self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0)
+        out = psf(self.spo2) + psf(self.pulse_rate)
+        if self.timestamp is not None:
+            flags |= 0x01
+            out += self.timestamp.to_bytes()
+        if self.measurement_status is not None:
+            flags |= 0x02
+            out += p16(self.measurement_status)
+        if self.device_status is not None:
+            flags |= 0x04
+            out += p24(self.device_status)
+        if self.pulse_amplitude_index is not None:
+            flags |= 0x08
+            out += psf(self.pulse_amplitude_index)
+        return bytes((flags,)) + out
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "spo2_pct": self.spo2.value,
+            "pulse_rate_bpm": self.pulse_rate.value,
+            "timestamp": ts_json(self.timestamp),
+            "measurement_status": None if self.measurement_status is None
+            else bits(self.measurement_status, MEASUREMENT_STATUS_BITS),
+            "device_and_sensor_status": None if self.device_status is None
+            else bits(self.device_status, DEVICE_STATUS_BITS),
+            "pulse_amplitude_index_pct": _v(self.pulse_amplitude_index),
+            "device_clock_not_set": self.clock_not_set,
+        }
+        _specials(out, spo2=self.spo2, pulse_rate=self.pulse_rate,
+                  pulse_amplitude_index=self.pulse_amplitude_index)
+        if self.reserved_flags:
+            out["reserved_flags"] = self.reserved_flags
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PLXContinuous:
+    """PLX Continuous Measurement 0x2A5F (PLXS §3.2).
+
+    Layout: flags (uint8: bit 0 SpO2PR-Fast, bit 1 SpO2PR-Slow, bit 2 measurement status,
+    bit 3 device and sensor status, bit 4 pulse amplitude index); SpO2PR-Normal (SpO2 SFLOAT,
+    PR SFLOAT); SpO2PR-Fast (2 SFLOAT); SpO2PR-Slow (2 SFLOAT); measurement status (16 bits);
+    device and sensor status (24 bits); pulse amplitude index (SFLOAT %).
+    """
+
+    characteristic: ClassVar[str] = "2a5f"
+    name: ClassVar[str] = "PLX Continuous Measurement"
+
+    spo2: SFloat
+    pulse_rate: SFloat
+    fast: tuple[SFloat, SFloat] | None = None
+    slow: tuple[SFloat, SFloat] | None = None
+    measurement_status: int | None = None
+    device_status: int | None = None
+    pulse_amplitude_index: SFloat | None = None
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a5f", raw)
+        flags = r.u8("flags")
+        spo2 = r.sfloat("SpO2 (normal)")
+        pr = r.sfloat("pulse rate (normal)")
+        fast = (r.sfloat("SpO2 (fast)"), r.sfloat("pulse rate (fast)")) \
+            if flags & 0x01 else None
+        slow = (r.sfloat("SpO2 (slow)"), r.sfloat("pulse rate (slow)")) \
+            if flags & 0x02 else None
+        ms = r.u16("measurement status") if flags & 0x04 else None
+        ds = r.u24("device and sensor status") if flags & 0x08 else None
+        pai = r.sfloat("pulse amplitude index") if flags & 0x10 else None
+        r.end()
+        return cls(spo2, pr, fast, slow, ms, ds, pai, flags & 0xE0)
+
+    def to_bytes(self) -> bytes:
+        flags = self.reserved_flags & 0xE0
+        out = psf(self.spo2) + psf(self.pulse_rate)
+        if self.fast is not None:
+            flags |= 0x01
+            out += psf(self.fast[0]) + psf(self.fast[1])
+        if self.slow is not None:
+            flags |= 0x02
+            out += psf(self.slow[0]) + psf(self.slow[1])
+        if self.measurement_status is not None:
+            flags |= 0x04
+            out += p16(self.measurement_status)
+        if self.device_status is not None:
+            flags |= 0x08
+            out += p24(self.device_status)
+        if self.pulse_amplitude_index is not None:
+            flags |= 0x10
+            out += psf(self.pulse_amplitude_index)
+        return bytes((flags,)) + out
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "spo2_pct": self.spo2.value,
+            "pulse_rate_bpm": self.pulse_rate.value,
+            "spo2_fast_pct": None if self.fast is None else self.fast[0].value,
+            "pulse_rate_fast_bpm": None if self.fast is None else self.fast[1].value,
+            "spo2_slow_pct": None if self.slow is None else self.slow[0].value,
+            "pulse_rate_slow_bpm": None if self.slow is None else self.slow[1].value,
+            "measurement_status": None if self.measurement_status is None
+            else bits(self.measurement_status, MEASUREMENT_STATUS_BITS),
+            "device_and_sensor_status": None if self.device_status is None
+            else bits(self.device_status, DEVICE_STATUS_BITS),
+            "pulse_amplitude_index_pct": _v(self.pulse_amplitude_index),
+        }
+        _specials(out, spo2=self.spo2, pulse_rate=self.pulse_rate,
+                  pulse_amplitude_index=self.pulse_amplitude_index)
+        if self.reserved_flags:
+            out["reserved_flags"] = self.reserved_flags
+        return out
+
+
+def to_readings(m: PLXSpotCheck | PLXContinuous, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """``spo2`` (%) and ``pulse_rate`` (/min).  A spot-check with a timestamp is keyed by the
+    device time — even when the device says its clock is not set: the time stamp is still
+    the record's identity, and the measured clock offset still converts it; continuous
+    measurements are keyed by receive time."""
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    ts = m.timestamp if isinstance(m, PLXSpotCheck) else None
+    key = timed_key(ts, received_at)
+    dev = None if ts is None else ts.to_datetime()
+    extra: dict[str, Any] = {}
+    if isinstance(m, PLXSpotCheck) and m.clock_not_set:
+        extra["device_clock_not_set"] = True
+    if m.measurement_status is not None:
+        extra["measurement_status"] = m.measurement_status
+    if m.device_status is not None:
+        extra["device_and_sensor_status"] = m.device_status
+    if m.pulse_amplitude_index is not None:
+        extra["pulse_amplitude_index_pct"] = m.pulse_amplitude_index.value
+    return [ctx.mder("spo2", m.spo2, "%", record_key=key, device_time=dev, extra=extra),
+            ctx.mder("pulse_rate", m.pulse_rate, "/min", record_key=key, device_time=dev,
+                     extra=extra)]
+
+
+@dataclass(frozen=True, slots=True)
+class PLXFeatures:
+    """PLX Features 0x2A60 (PLXS §3.3): supported features (16 bits), then the supported
+    measurement status bits (16, when feature bit 0) and device and sensor status bits
+    (24, when feature bit 1)."""
+
+    characteristic: ClassVar[str] = "2a60"
+    name: ClassVar[str] = "PLX Features"
+
+    features: int
+    measurement_status_support: int | None = None
+    device_status_support: int | None = None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a60", raw)
+        f = r.u16("supported features")
+        ms = r.u16("measurement status support") if f & 1 else None
+        ds = r.u24("device and sensor status support") if f & 2 else None
+        r.end()
+        return cls(f, ms, ds)
+
+    def to_bytes(self) -> bytes:
+        f = self.features & ~3
+        out = b""
+        if self.measurement_status_support is not None:
+            f |= 1
+            out += p16(self.measurement_status_support)
+        if self.device_status_support is not None:
+            f |= 2
+            out += p24(self.device_status_support)
+        return p16(f) + out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": bits(self.features, FEATURE_BITS),
+            "measurement_status_support": None if self.measurement_status_support is None
+            else bits(self.measurement_status_support, MEASUREMENT_STATUS_BITS),
+            "device_and_sensor_status_support": None if self.device_status_support is None
+            else bits(self.device_status_support, DEVICE_STATUS_BITS),
+        }
