@@ -1,0 +1,167 @@
+"""Serial transport (pyserial): one supervised session per line-based serial device.
+
+This is the only module on the gateway side that imports pyserial.  A session opens the port,
+splits the byte stream into lines and hands each line, as received, to the same callback the
+BLE sessions use::
+
+    on_frame(device_id, characteristic, received_at, payload)
+
+where ``characteristic`` is ``serial:<protocol>`` (e.g. ``serial:masimo-rad8``) and
+``payload`` is the line without its CR LF.  Decoding is not done here: the daemon runs the
+protocol's pure codec (:mod:`edge_gateway.drivers.masimo_rad8`) on the frame, so a bad line
+becomes a rejected raw frame exactly like a bad BLE notification.
+
+When the port disappears (USB adapter pulled, pty closed) reads fail with EIO; the session
+closes the port and reopens it with full-jitter exponential backoff until it is back.  Point
+``port`` at a stable name (``/dev/serial/by-id/...`` or a symlink), not ``/dev/ttyUSB0``,
+which the kernel may hand to another adapter after a replug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import serial
+
+from ..errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+FrameCallback = Callable[[str, str, datetime, bytes], None]
+StateCallback = Callable[[str, str], None]
+
+#: Line-based protocols the transport knows: name -> baud rate from the device's manual.
+PROTOCOLS: dict[str, int] = {"masimo-rad8": 9600}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SerialSession:
+    """Reads lines from one serial port for as long as :meth:`run` runs.
+
+    ``max_line`` bounds the buffer: a device spewing bytes without newlines (wrong baud rate,
+    line noise) yields frames of ``max_line`` bytes, which the codec then rejects, instead of
+    growing memory without limit.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        port: str,
+        on_frame: FrameCallback,
+        *,
+        protocol: str = "masimo-rad8",
+        baudrate: int | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        max_line: int = 1024,
+        on_state: StateCallback | None = None,
+        now: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            known = ", ".join(sorted(PROTOCOLS))
+            raise DeviceError(device_id, f"unknown serial protocol {protocol!r}",
+                              retryable=False, hint=f"use one of: {known}")
+        self.device_id = device_id
+        self.port = port
+        self.protocol = protocol
+        self.characteristic = f"serial:{protocol}"
+        self.baudrate = baudrate if baudrate is not None else PROTOCOLS[protocol]
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.max_line = max_line
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._now = now
+        self._rng = rng if rng is not None else random.Random()
+        self.connected = False
+        #: How many times the port was opened (1 after the first success).
+        self.connects = 0
+        self.frames = 0
+
+    def _state(self, state: str) -> None:
+        if self._on_state is not None:
+            self._on_state(self.device_id, state)
+
+    def _open(self) -> Any:
+        # timeout=0: reads never block; the event loop tells us when bytes are waiting.
+        return serial.Serial(self.port, self.baudrate, timeout=0)
+
+    async def run(self) -> None:
+        """Open, read, and reopen after losing the port, until cancelled."""
+        attempt = 0
+        while True:
+            try:
+                port = await asyncio.to_thread(self._open)
+            except (serial.SerialException, OSError) as e:
+                attempt += 1
+                cap = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 16))
+                delay = self._rng.uniform(0.0, cap)  # full jitter
+                log.debug("%s: cannot open %s (%s); retry in %.2f s", self.device_id,
+                          self.port, e, delay)
+                self._state("waiting")
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.connected = True
+            self.connects += 1
+            log.info("%s: %s open at %d baud", self.device_id, self.port, self.baudrate)
+            self._state("connected")
+            try:
+                await self._pump(port)
+            except (serial.SerialException, OSError) as e:
+                log.warning("%s: lost %s (%s); reopening", self.device_id, self.port, e)
+            finally:
+                self.connected = False
+                port.close()
+                self._state("disconnected")
+            # A port that vanishes keeps failing for a moment; start the backoff gently.
+            await asyncio.sleep(self._rng.uniform(0.0, self.backoff_initial))
+
+    async def _pump(self, port: Any) -> None:
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
+        buf = bytearray()
+        fd = port.fileno()
+
+        def readable() -> None:
+            try:
+                data: bytes = port.read(max(1, port.in_waiting))
+            except (serial.SerialException, OSError) as e:
+                if not failed.done():
+                    failed.set_exception(e)
+                return
+            received_at = self._now()
+            buf.extend(data)
+            while True:
+                # Only look as far as a line may reach, so an over-long line is cut even when
+                # its newline arrived in the same read.
+                nl = buf.find(b"\n", 0, self.max_line + 1)
+                if nl < 0:
+                    if len(buf) >= self.max_line:
+                        self._deliver(bytes(buf[: self.max_line]), received_at)
+                        del buf[: self.max_line]
+                        continue
+                    break
+                line = bytes(buf[:nl]).rstrip(b"\r")
+                del buf[: nl + 1]
+                if line:
+                    self._deliver(line, received_at)
+
+        loop.add_reader(fd, readable)
+        try:
+            await failed
+        finally:
+            loop.remove_reader(fd)
+
+    def _deliver(self, line: bytes, received_at: datetime) -> None:
+        self.frames += 1
+        self._on_frame(self.device_id, self.characteristic, received_at, line)
