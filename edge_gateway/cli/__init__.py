@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from . import core  # noqa: F401  (registers run, status, config, db)
+from . import (
+    analyze,  # noqa: F401
+    core,  # noqa: F401  (registers run, status, config, db)
+)
 from .base import main
 
 __all__ = ["main"]

@@ -1,0 +1,195 @@
+"""``edge-gateway analyze``: run the on-device DSP on a CSV file and print the result as JSON.
+
+The commands never read the deployment config: they are a window onto ``edge_gateway.dsp``
+for a clinician's file or a test record.  Input errors name the file's physical line (the
+header is line 1) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from ..errors import UsageError
+from .base import echo_json, handle_errors, main
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """The columns of a CSV file as text, with the physical line number of every data row."""
+
+    path: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    lines: tuple[int, ...]
+
+    def has(self, name: str) -> bool:
+        return name in self.header
+
+    def column(self, name: str) -> list[str]:
+        k = self.header.index(name)
+        return [row[k] if k < len(row) else "" for row in self.rows]
+
+    def numbers(self, name: str, *, allow_empty: bool = False) -> np.ndarray:
+        """The column as floats; a bad cell raises UsageError naming its line."""
+        out = np.empty(len(self.rows), dtype=np.float64)
+        for i, text in enumerate(self.column(name)):
+            text = text.strip()
+            if not text and allow_empty:
+                out[i] = math.nan
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                raise UsageError(
+                    f"column {name!r}: {text!r} is not a number", file=self.path,
+                    line=self.lines[i],
+                ) from None
+            if not math.isfinite(value):
+                raise UsageError(
+                    f"column {name!r}: {text!r} is not a finite number", file=self.path,
+                    line=self.lines[i],
+                )
+            out[i] = value
+        return out
+
+    def require(self, *names: str) -> None:
+        for name in names:
+            if name not in self.header:
+                raise UsageError(
+                    f"missing column {name!r} (columns: {', '.join(self.header)})",
+                    file=self.path, line=1,
+                )
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", newline="")
+
+
+def read_table(path: Path) -> Table:
+    """Read a CSV (``.gz`` accepted) with a header row; blank lines are skipped."""
+    name = str(path)
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh)
+            header: list[str] | None = None
+            rows: list[tuple[str, ...]] = []
+            lines: list[int] = []
+            start = 1
+            for record in _records(reader):
+                line, cells = record
+                if header is None:
+                    header = [c.strip() for c in cells]
+                    continue
+                rows.append(tuple(cells))
+                lines.append(line)
+                start = line
+    except OSError as err:
+        raise UsageError(f"cannot read: {err.strerror or err}", file=name) from None
+    except (UnicodeDecodeError, csv.Error, EOFError) as err:
+        raise UsageError(f"not a readable CSV file: {err}", file=name) from None
+    if header is None:
+        raise UsageError("empty file: expected a header row", file=name, line=1)
+    if not rows:
+        raise UsageError("no data rows after the header", file=name, line=start + 1)
+    return Table(name, tuple(header), tuple(rows), tuple(lines))
+
+
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(physical line where the record starts, cells), skipping blank lines."""
+    line = 1
+    for cells in reader:
+        if cells and any(c.strip() for c in cells):
+            yield line, cells
+        line = reader.line_num + 1
+
+
+def _clean_json(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _clean_json(obj.item())
+    return obj
+
+
+def _emit(obj: Any) -> None:
+    echo_json(_clean_json(obj))
+
+
+@main.group()
+def analyze() -> None:
+    """Run the on-device signal processing on a CSV file and print JSON.
+
+    Example:
+
+        edge-gateway analyze hrv night.csv --json
+    """
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, default=True,
+    help="Print JSON (the default and only format; accepted for scripts).",
+)
+
+
+def _rr_input(table: Table) -> tuple[np.ndarray, np.ndarray | None]:
+    table.require("rr_ms")
+    rr = table.numbers("rr_ms")
+    times = table.numbers("t_s") if table.has("t_s") else None
+    for i, value in enumerate(rr):
+        if value <= 0:
+            raise UsageError(
+                f"column 'rr_ms': {value:g} is not a positive interval", file=table.path,
+                line=table.lines[i],
+            )
+    return rr, times
+
+
+HRV_KEYS: Sequence[str] = (
+    "n_beats", "n_corrected", "mean_rr_ms", "mean_hr_bpm", "sdnn_ms", "rmssd_ms", "sdsd_ms",
+    "pnn50_pct", "pnn20_pct", "vlf_ms2", "lf_ms2", "hf_ms2", "lf_hf", "lf_lomb_ms2",
+    "hf_lomb_ms2", "sd1_ms", "sd2_ms", "sampen", "dfa_alpha1", "dfa_alpha2",
+)
+
+
+@analyze.command("hrv")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--no-clean", is_flag=True, help="Compute on the series exactly as given.")
+@_json_option
+@handle_errors
+def analyze_hrv(file: Path, no_clean: bool, as_json: bool) -> None:
+    """Heart-rate variability of the RR intervals in FILE.
+
+    FILE is CSV with a column rr_ms (other columns ignored; .gz accepted); a column t_s with
+    the beat times lets gaps in the recording split the series.  Ectopic beats and artefacts
+    are corrected unless --no-clean is given.  Every key is always printed (null when it
+    cannot be computed).
+
+    Example:
+
+        edge-gateway analyze hrv f1o02_rr.csv --json
+    """
+    from ..dsp.hrv import hrv
+
+    rr, times = _rr_input(read_table(file))
+    result = hrv(rr, times, clean=not no_clean).as_dict()
+    ordered = {key: result[key] for key in HRV_KEYS}
+    ordered.update({k: v for k, v in result.items() if k not in ordered})
+    ordered["algorithm"] = "hrv/1"
+    _emit(ordered)

@@ -1,0 +1,85 @@
+"""``edge-gateway analyze``: the JSON contract and the input errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import edge_gateway.cli  # noqa: F401  (registers the command groups)
+from edge_gateway.cli.analyze import HRV_KEYS
+from edge_gateway.cli.base import main
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_hrv_on_f1o02_has_every_key(tmp_path: Path) -> None:
+    code, out, err = run("analyze", "hrv", str(DATA / "f1o02_rr.csv.gz"), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    for key in HRV_KEYS:
+        assert key in data
+    assert data["n_corrected"] >= 24
+    assert 1040 < data["mean_rr_ms"] < 1080
+    assert data["mean_hr_bpm"] == pytest.approx(60000 / data["mean_rr_ms"])
+    assert all(data[k] is not None for k in HRV_KEYS)
+
+
+def test_hrv_no_clean_differs_on_ectopic_record() -> None:
+    _, cleaned, _ = run("analyze", "hrv", str(DATA / "f1o02_rr.csv.gz"))
+    _, raw, _ = run("analyze", "hrv", str(DATA / "f1o02_rr.csv.gz"), "--no-clean")
+    assert json.loads(raw)["n_corrected"] == 0
+    assert json.loads(raw)["rmssd_ms"] > json.loads(cleaned)["rmssd_ms"] * 1.2
+
+
+def test_hrv_tiny_file_prints_nulls(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("rr_ms\n800\n")
+    code, out, _ = run("analyze", "hrv", str(path))
+    assert code == 0
+    data = json.loads(out)
+    assert set(HRV_KEYS) <= set(data)
+    assert data["n_beats"] == 1 and data["sdnn_ms"] is None and data["sampen"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("", 1, "empty file"),
+        ("t_s,other\n1,2\n", 1, "missing column 'rr_ms'"),
+        ("rr_ms\n800\n\n810\nabc\n", 5, "'abc' is not a number"),
+        ("rr_ms\n", 2, "no data rows"),
+        ("rr_ms\n800\n-5\n", 3, "not a positive interval"),
+    ],
+)
+def test_hrv_bad_input_names_the_line(tmp_path: Path, text: str, line: int, reason: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    code, out, err = run("analyze", "hrv", str(path))
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"{path}:{line}:" in err and reason in err
+
+
+def test_gzip_input_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "rr.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("label,rr_ms\nN,800\nN,820\nN,790\n")
+    code, out, _ = run("analyze", "hrv", str(path))
+    assert code == 0 and json.loads(out)["n_beats"] == 3
+
+
+def test_every_analyze_command_has_an_example() -> None:
+    group = main.commands["analyze"]
+    assert group.help is not None and "Example:" in group.help
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert command.help is not None and "Example:" in command.help, name
