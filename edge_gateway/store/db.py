@@ -288,7 +288,7 @@ class Store:
 
     def evict(
         self, *, retention: timedelta = timedelta(days=90), force: bool = False,
-        now: datetime | None = None, batch: int = 5000,
+        now: datetime | None = None, batch: int = 500,
     ) -> int:
         """Delete old raw frames and readings when the cap is near; return rows deleted.
 

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edge_gateway.errors import MigrationError
+from edge_gateway.reading import Reading
+from edge_gateway.store import BatchWriter, FrameRecord, Store
+from edge_gateway.store import migrate as migrate_mod
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def reading(i: int, *, key: str | None = None, epoch: int = 0, kind: str = "glucose",
+            at: datetime | None = None) -> Reading:
+    t = at or T0 + timedelta(minutes=i)
+    return Reading(device_id="meter-1", characteristic="2a18", kind=kind, value=100.0 + i,
+                   unit="mg/dL", time=t, received_at=t, record_key=key or f"seq:{i}",
+                   reset_epoch=epoch)
+
+
+def test_new_database_is_migrated_private_and_has_an_id(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "g.db"
+    store = Store.open(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    assert len(store.db_id) == 12
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    versions = [r[0] for r in store.conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in migrate_mod.available()]
+    db_id = store.db_id
+    store.close()
+    # Re-opening an already migrated database applies nothing and keeps the id.
+    again = Store.open(path)
+    assert again.db_id == db_id
+    assert migrate_mod.migrate(again.conn) == []
+
+
+def test_failed_migration_rolls_back_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    store = Store.open(tmp_path / "g.db")
+    bad = migrate_mod.Migration(9999, "broken", "CREATE TABLE t_ok (x INT); CREATE TABLE t_ok (y);")
+    monkeypatch.setattr(migrate_mod, "available", lambda: [bad])
+    with pytest.raises(MigrationError, match="migration 9999 failed"):
+        migrate_mod.migrate(store.conn)
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert "t_ok" not in tables
+    assert 9999 not in migrate_mod.applied(store.conn)
+
+
+def test_reading_inserts_are_idempotent_on_the_natural_key(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    first = [reading(i) for i in range(10)]
+    assert store.add_readings(first) == 10
+    # Re-downloading the meter's memory adds nothing.
+    assert store.add_readings(first) == 0
+    # After a device reboot the sequence restarts; a new reset epoch keeps the new records.
+    after_reset = [reading(i, epoch=1, at=T0 + timedelta(days=1, minutes=i)) for i in range(3)]
+    assert store.add_readings(after_reset) == 3
+    assert store.conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 13
+
+
+def test_write_batch_keeps_raw_frames_and_rejected_frames(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    ok = FrameRecord("meter-1", "2a18", T0, b"\x01\x02")
+    bad = FrameRecord("meter-1", "2a18", T0, b"\xff", error="2a18: offset 1: truncated")
+    frames, new = store.write_batch([(ok, [reading(1)]), (bad, [])])
+    assert (frames, new) == (2, 1)
+    rows = store.conn.execute(
+        "SELECT status, payload, error FROM raw_frames ORDER BY id").fetchall()
+    assert rows == [("ok", b"\x01\x02", None), ("rejected", b"\xff", "2a18: offset 1: truncated")]
+    frame_id = store.conn.execute("SELECT raw_frame_id FROM readings").fetchone()[0]
+    assert frame_id == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_batch_commits_after_max_delay_or_max_frames(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    clock = FakeClock()
+    w = BatchWriter(store, max_frames=5, max_delay_s=1.0, clock=clock)
+    other = sqlite3.connect(tmp_path / "g.db")
+
+    def committed() -> int:
+        return int(other.execute("SELECT count(*) FROM raw_frames").fetchone()[0])
+
+    w.submit(FrameRecord("d", "2a37", T0, b"\x00\x48"))
+    clock.t = 0.5
+    assert not w.due() and committed() == 0
+    clock.t = 1.0
+    assert w.due()
+    w.flush()
+    assert committed() == 1 and w.stats.commits == 1
+    for i in range(5):  # the 5th frame triggers a commit at once
+        w.submit(FrameRecord("d", "2a37", T0 + timedelta(seconds=i), b"\x00\x48"))
+    assert committed() == 6 and w.stats.commits == 2 and w.pending == 0
+
+
+def test_failed_commit_keeps_the_batch(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    w = BatchWriter(store, max_frames=100)
+    w.submit(FrameRecord("d", "2a37", T0, b"\x00\x48"), [reading(1)])
+    blocker = sqlite3.connect(tmp_path / "g.db", timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    store.conn.execute("PRAGMA busy_timeout = 0")
+    with pytest.raises(sqlite3.OperationalError):
+        w.flush()
+    assert w.pending == 1
+    blocker.execute("ROLLBACK")
+    assert w.flush() == 1
+    assert w.pending == 0
+
+
+def test_storage_cap_evicts_old_synced_data_and_counts_it(tmp_path: Path) -> None:
+    cap = 1_000_000
+    store = Store.open(tmp_path / "g.db", cap_bytes=cap)
+    old = T0 - timedelta(days=400)
+    payload = bytes(200)
+    i = 0
+    # Fill with old data until past the eviction threshold.
+    while store.used_bytes() < 0.92 * cap:
+        batch = []
+        for _ in range(200):
+            t = old + timedelta(seconds=i)
+            batch.append((FrameRecord("hr", "2a37", t, payload),
+                          [Reading("hr", "2a37", "heart_rate", 60.0, "/min", t, t,
+                                   f"rx:{i}")]))
+            i += 1
+        store.write_batch(batch)
+    # An unsynced alert and an unsynced summary must survive.
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO alerts (rule, key, severity, state, message, raised_at,"
+                     " updated_at) VALUES ('glucose_low', 'k', 'urgent', 'raised', 'low', ?, ?)",
+                     ("2025-01-01T00:00:00.000000Z",) * 2)
+    deleted = store.evict(retention=timedelta(days=90), now=T0)
+    assert deleted > 0
+    assert store.used_bytes() <= 0.8 * cap + 64 * 1024
+    assert store.evicted() == deleted
+    assert store.counter("evicted.raw_frames") > 0 and store.counter("evicted.readings") > 0
+    assert store.conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    # Oldest first: what remains is the newest data.
+    first_left = store.conn.execute("SELECT min(id) FROM readings").fetchone()[0]
+    assert first_left > 1
+
+
+def test_cap_reached_with_nothing_evictable_stops_raw_frames_before_refusing_readings(
+        tmp_path: Path) -> None:
+    cap = 1_000_000
+    store = Store.open(tmp_path / "g.db", cap_bytes=cap)
+    recent = datetime.now(UTC)
+    i = 0
+    while store.used_bytes() < 0.93 * cap:
+        store.write_batch([(FrameRecord("hr", "2a37", recent, bytes(400)),
+                            [Reading("hr", "2a37", "heart_rate", 60.0, "/min", recent, recent,
+                                     f"rx:{i}")])])
+        i += 1
+    assert store.evict() == 0  # nothing is old enough to go
+    assert store.keep_raw is False
+    store.write_batch([(FrameRecord("hr", "2a37", recent, bytes(400)),
+                        [Reading("hr", "2a37", "heart_rate", 61.0, "/min", recent, recent,
+                                 "rx:last")])])
+    row = store.conn.execute(
+        "SELECT r.value, f.payload FROM readings r JOIN raw_frames f ON f.id = r.raw_frame_id"
+        " WHERE r.record_key = 'rx:last'").fetchone()
+    assert row == (61.0, None)
+
+
+def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    store.add_readings([reading(i) for i in range(5)])
+    dest = store.backup(tmp_path / "backup.db")
+    copy = Store.open(dest)
+    assert copy.db_id == store.db_id
+    assert copy.integrity_check() == ["ok"]
+    assert copy.conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 5
