@@ -1,0 +1,301 @@
+"""Support characteristics every health device carries: battery, device information, time.
+
+Specifications: Battery Service v1.0 (BAS) §3.1; Device Information Service v1.1 (DIS)
+§3.1–3.9; Current Time Service v1.1 (CTS) §3.1; GATT Specification Supplement "Battery
+Level", "Manufacturer Name String" …, "PnP ID", "System ID", "Current Time", "Date Time",
+"Exact Time 256", "Day of Week", "Adjust Reason", "Local Time Information".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..errors import MalformedPayload
+from ..reading import Reading
+from .base import DateTime, Reader, ReadingContext, bits, enum_name, p16, rx_key
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryLevel:
+    """Battery Level 0x2A19 (BAS §3.1): uint8 percent; 101–255 are reserved but kept."""
+
+    characteristic: ClassVar[str] = "2a19"
+    name: ClassVar[str] = "Battery Level"
+
+    level: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a19", raw)
+        v = r.u8("battery level")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.level,))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"battery_level_pct": self.level}
+        if self.level > 100:
+            out["battery_level_reserved"] = True
+        return out
+
+
+def to_readings(m: BatteryLevel, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """One ``battery`` reading (%); a reserved level (> 100) has value None."""
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    ok = m.level <= 100
+    return [ctx.reading("battery", float(m.level) if ok else None, "%",
+                        special=None if ok else "reserved", record_key=rx_key(received_at),
+                        extra={} if ok else {"raw": m.level})]
+
+
+class _DeviceString:
+    """A UTF-8 Device Information string (DIS §3.1–3.6); invalid UTF-8 is malformed."""
+
+    characteristic: ClassVar[str]
+    name: ClassVar[str]
+    key: ClassVar[str]
+    value: str
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedPayload(cls.characteristic, err.start,
+                                   f"invalid UTF-8 in {cls.name.lower()}: {err.reason}",
+                                   raw) from None
+        return cls(text)  # type: ignore[call-arg]
+
+    def to_bytes(self) -> bytes:
+        return self.value.encode("utf-8")
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.key: self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class ManufacturerName(_DeviceString):
+    characteristic: ClassVar[str] = "2a29"
+    name: ClassVar[str] = "Manufacturer Name String"
+    key: ClassVar[str] = "manufacturer_name"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelNumber(_DeviceString):
+    characteristic: ClassVar[str] = "2a24"
+    name: ClassVar[str] = "Model Number String"
+    key: ClassVar[str] = "model_number"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SerialNumber(_DeviceString):
+    characteristic: ClassVar[str] = "2a25"
+    name: ClassVar[str] = "Serial Number String"
+    key: ClassVar[str] = "serial_number"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareRevision(_DeviceString):
+    characteristic: ClassVar[str] = "2a26"
+    name: ClassVar[str] = "Firmware Revision String"
+    key: ClassVar[str] = "firmware_revision"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareRevision(_DeviceString):
+    characteristic: ClassVar[str] = "2a27"
+    name: ClassVar[str] = "Hardware Revision String"
+    key: ClassVar[str] = "hardware_revision"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SoftwareRevision(_DeviceString):
+    characteristic: ClassVar[str] = "2a28"
+    name: ClassVar[str] = "Software Revision String"
+    key: ClassVar[str] = "software_revision"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SystemID:
+    """System ID 0x2A23 (DIS §3.7): manufacturer identifier (40 bits) + OUI (24 bits)."""
+
+    characteristic: ClassVar[str] = "2a23"
+    name: ClassVar[str] = "System ID"
+
+    manufacturer_identifier: int
+    oui: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a23", raw)
+        p = r.need(8, "system id")
+        r.end()
+        return cls(int.from_bytes(raw[p:p + 5], "little"), int.from_bytes(raw[p + 5:p + 8],
+                                                                          "little"))
+
+    def to_bytes(self) -> bytes:
+        return self.manufacturer_identifier.to_bytes(5, "little") + self.oui.to_bytes(3,
+                                                                                      "little")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manufacturer_identifier": self.manufacturer_identifier,
+                "organizationally_unique_identifier": f"{self.oui:06x}"}
+
+
+VENDOR_ID_SOURCES = {1: "bluetooth_sig", 2: "usb_implementers_forum"}
+
+
+@dataclass(frozen=True, slots=True)
+class PnPID:
+    """PnP ID 0x2A50 (DIS §3.9): vendor id source (uint8), vendor id, product id, product
+    version (uint16 each)."""
+
+    characteristic: ClassVar[str] = "2a50"
+    name: ClassVar[str] = "PnP ID"
+
+    vendor_id_source: int
+    vendor_id: int
+    product_id: int
+    product_version: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a50", raw)
+        v = cls(r.u8("vendor id source"), r.u16("vendor id"), r.u16("product id"),
+                r.u16("product version"))
+        r.end()
+        return v
+
+    def to_bytes(self) -> bytes:
+        return (bytes((self.vendor_id_source,)) + p16(self.vendor_id) + p16(self.product_id)
+                + p16(self.product_version))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vendor_id_source": enum_name(self.vendor_id_source, VENDOR_ID_SOURCES),
+                "vendor_id": self.vendor_id, "product_id": self.product_id,
+                "product_version": self.product_version}
+
+
+# -------------------------------------------------------------------------------------------
+# Time
+# -------------------------------------------------------------------------------------------
+
+DAYS_OF_WEEK = {0: None, 1: "monday", 2: "tuesday", 3: "wednesday", 4: "thursday",
+                5: "friday", 6: "saturday", 7: "sunday"}
+ADJUST_REASON_BITS = {0: "manual_time_update", 1: "external_reference_time_update",
+                      2: "change_of_time_zone", 3: "change_of_dst"}
+
+
+@dataclass(frozen=True, slots=True)
+class DateTimeChar:
+    """Date Time 0x2A08 (GSS "Date Time"): year (uint16, 0 = unknown), month, day, hours,
+    minutes, seconds (uint8 each)."""
+
+    characteristic: ClassVar[str] = "2a08"
+    name: ClassVar[str] = "Date Time"
+
+    value: DateTime
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a08", raw)
+        v = r.datetime7("date time")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return self.value.to_bytes()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"date_time": self.value.iso(), "date_time_raw": self.value.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentTime:
+    """Current Time 0x2A2B (CTS §3.1; read, notify and — to set a device's clock — write).
+
+    Layout: Exact Time 256 = Day Date Time (Date Time 7 + Day of Week uint8, 0 = unknown,
+    1 = Monday … 7 = Sunday) + Fractions256 (uint8, 1/256 s); Adjust Reason (8 bits).
+    """
+
+    characteristic: ClassVar[str] = "2a2b"
+    name: ClassVar[str] = "Current Time"
+
+    time: DateTime
+    day_of_week: int = 0
+    fractions256: int = 0
+    adjust_reason: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a2b", raw)
+        v = cls(r.datetime7("date time"), r.u8("day of week"), r.u8("fractions256"),
+                r.u8("adjust reason"))
+        r.end()
+        return v
+
+    @classmethod
+    def for_write(cls, local: datetime, adjust_reason: int = 0x01) -> CurrentTime:
+        """The value to write to set a device clock to ``local`` (the device's wall time;
+        the caller chooses the zone).  Adjust reason defaults to "manual time update"."""
+        return cls(DateTime.of(local), local.isoweekday(), local.microsecond * 256 // 10**6,
+                   adjust_reason)
+
+    def to_datetime(self) -> datetime | None:
+        dt = self.time.to_datetime()
+        if dt is None:
+            return None
+        return dt + timedelta(microseconds=self.fractions256 * 10**6 // 256)
+
+    def to_bytes(self) -> bytes:
+        return self.time.to_bytes() + bytes((self.day_of_week & 0xFF, self.fractions256 & 0xFF,
+                                             self.adjust_reason & 0xFF))
+
+    def to_json(self) -> dict[str, Any]:
+        dt = self.to_datetime()
+        return {
+            "current_time": None if dt is None else dt.isoformat(),
+            "day_of_week": DAYS_OF_WEEK.get(self.day_of_week, self.day_of_week),
+            "fractions256": self.fractions256,
+            "adjust_reason": bits(self.adjust_reason, ADJUST_REASON_BITS),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTimeInformation:
+    """Local Time Information 0x2A0F (CTS §3.2): time zone (sint8, 15-min steps, −128
+    unknown) and DST offset (uint8, quarter hours; 255 unknown)."""
+
+    characteristic: ClassVar[str] = "2a0f"
+    name: ClassVar[str] = "Local Time Information"
+
+    time_zone: int
+    dst_offset: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a0f", raw)
+        v = cls(r.s8("time zone"), r.u8("DST offset"))
+        r.end()
+        return v
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.time_zone & 0xFF, self.dst_offset & 0xFF))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_zone_min": None if self.time_zone == -128 else 15 * self.time_zone,
+                "dst_offset_min": None if self.dst_offset == 255 else 15 * self.dst_offset}

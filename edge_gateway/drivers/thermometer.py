@@ -1,0 +1,150 @@
+"""Health Thermometer profile codecs (service 0x1809).
+
+Specifications: Health Thermometer Service v1.0 (HTS) §3.1–3.4 and the GATT Specification
+Supplement "Temperature Measurement", "Temperature Type", "Intermediate Temperature",
+"Measurement Interval".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..reading import Reading
+from .base import DateTime, Reader, ReadingContext, enum_name, p16, pf32, timed_key, ts_json
+from .ieee11073 import Float32
+
+TEMPERATURE_TYPES = {1: "armpit", 2: "body", 3: "ear", 4: "finger",
+                     5: "gastro_intestinal_tract", 6: "mouth", 7: "rectum", 8: "toe",
+                     9: "tympanum"}
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureMeasurement:
+    """Temperature Measurement 0x2A1C (HTS §3.1, GSS "Temperature Measurement").
+
+    Layout: flags (uint8: bit 0 unit 0=Celsius 1=Fahrenheit, bit 1 time stamp, bit 2
+    temperature type); temperature (IEEE 11073 32-bit FLOAT); time stamp (Date Time, 7);
+    temperature type (uint8).  Intermediate Temperature 0x2A1E has the same layout.
+    """
+
+    characteristic: ClassVar[str] = "2a1c"
+    name: ClassVar[str] = "Temperature Measurement"
+
+    temperature: Float32
+    fahrenheit: bool = False
+    timestamp: DateTime | None = None
+    temperature_type: int | None = None
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader(cls.characteristic, raw)
+        flags = r.u8("flags")
+        temp = r.float32("temperature")
+        ts = r.datetime7("time stamp") if flags & 0x02 else None
+        ttype = r.u8("temperature type") if flags & 0x04 else None
+        r.end()
+        return cls(temp, bool(flags & 0x01), ts, ttype, flags & 0xF8)
+
+    def to_bytes(self) -> bytes:
+        flags = (self.reserved_flags & 0xF8) | (0x01 if self.fahrenheit else 0)
+        out = pf32(self.temperature)
+        if self.timestamp is not None:
+            flags |= 0x02
+            out += self.timestamp.to_bytes()
+        if self.temperature_type is not None:
+            flags |= 0x04
+            out += bytes((self.temperature_type,))
+        return bytes((flags,)) + out
+
+    @property
+    def unit(self) -> str:
+        return "[degF]" if self.fahrenheit else "Cel"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "temperature": self.temperature.value,
+            "temperature_unit": self.unit,
+            "timestamp": ts_json(self.timestamp),
+            "temperature_type": None if self.temperature_type is None
+            else enum_name(self.temperature_type, TEMPERATURE_TYPES),
+        }
+        if self.temperature.special is not None:
+            out["temperature_special"] = self.temperature.special
+        if self.reserved_flags:
+            out["reserved_flags"] = self.reserved_flags
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IntermediateTemperature(TemperatureMeasurement):
+    """Intermediate Temperature 0x2A1E (HTS §3.3): the Temperature Measurement layout."""
+
+    characteristic: ClassVar[str] = "2a1e"
+    name: ClassVar[str] = "Intermediate Temperature"
+
+
+def to_readings(m: TemperatureMeasurement, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """One ``temperature`` reading (Cel or [degF]); intermediate values give none."""
+    if isinstance(m, IntermediateTemperature):
+        return []
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    extra: dict[str, Any] = {}
+    if m.temperature_type is not None:
+        extra["temperature_type"] = m.temperature_type
+    return [ctx.mder("temperature", m.temperature, m.unit,
+                     record_key=timed_key(m.timestamp, received_at),
+                     device_time=None if m.timestamp is None else m.timestamp.to_datetime(),
+                     extra=extra)]
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureType:
+    """Temperature Type 0x2A1D (HTS §3.2): uint8 enumeration, unknown values kept."""
+
+    characteristic: ClassVar[str] = "2a1d"
+    name: ClassVar[str] = "Temperature Type"
+
+    temperature_type: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a1d", raw)
+        v = r.u8("temperature type")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.temperature_type,))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"temperature_type": enum_name(self.temperature_type, TEMPERATURE_TYPES)}
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementInterval:
+    """Measurement Interval 0x2A21 (HTS §3.4): uint16 seconds, 0 = no periodic measurement."""
+
+    characteristic: ClassVar[str] = "2a21"
+    name: ClassVar[str] = "Measurement Interval"
+
+    interval_s: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a21", raw)
+        v = r.u16("measurement interval")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return p16(self.interval_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"measurement_interval_s": self.interval_s}

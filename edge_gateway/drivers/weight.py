@@ -1,0 +1,174 @@
+"""Weight Scale profile codecs (service 0x181D).
+
+Specifications: Weight Scale Service v1.0 (WSS) §3.1–3.2 and the GATT Specification
+Supplement "Weight Measurement", "Weight Scale Feature".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from ..reading import Reading
+from .base import DateTime, Reader, ReadingContext, bits, p16, p32, timed_key, ts_json
+
+#: Weight 0xFFFF means "measurement unsuccessful" (WSS §3.1.1.2).
+WEIGHT_UNSUCCESSFUL = 0xFFFF
+
+
+def _scaled(raw: int, step: str) -> float:
+    # Integer × decimal resolution, rounded to the resolution's digits so 0.005 × 14001
+    # prints as 70.005 and not 70.00500000000001.
+    digits = len(step.split(".")[1]) if "." in step else 0
+    return round(raw * float(step), digits)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightMeasurement:
+    """Weight Measurement 0x2A9D (WSS §3.1, GSS "Weight Measurement").
+
+    Layout: flags (uint8: bit 0 units 0=SI 1=imperial, bit 1 time stamp, bit 2 user id,
+    bit 3 BMI and height); weight (uint16: 0.005 kg or 0.01 lb; 0xFFFF = unsuccessful);
+    time stamp (Date Time, 7); user id (uint8, 255 = unknown); BMI (uint16, 0.1 kg/m²);
+    height (uint16: 0.001 m or 0.1 in).
+    """
+
+    characteristic: ClassVar[str] = "2a9d"
+    name: ClassVar[str] = "Weight Measurement"
+
+    weight_raw: int
+    imperial: bool = False
+    timestamp: DateTime | None = None
+    user_id: int | None = None
+    bmi_raw: int | None = None
+    height_raw: int | None = None
+    reserved_flags: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a9d", raw)
+        flags = r.u8("flags")
+        w = r.u16("weight")
+        ts = r.datetime7("time stamp") if flags & 0x02 else None
+        user = r.u8("user id") if flags & 0x04 else None
+        bmi = height = None
+        if flags & 0x08:
+            bmi = r.u16("BMI")
+            height = r.u16("height")
+        r.end()
+        return cls(w, bool(flags & 0x01), ts, user, bmi, height, flags & 0xF0)
+
+    def to_bytes(self) -> bytes:
+        flags = (self.reserved_flags & 0xF0) | (0x01 if self.imperial else 0)
+        out = p16(self.weight_raw)
+        if self.timestamp is not None:
+            flags |= 0x02
+            out += self.timestamp.to_bytes()
+        if self.user_id is not None:
+            flags |= 0x04
+            out += bytes((self.user_id,))
+        if self.bmi_raw is not None and self.height_raw is not None:
+            flags |= 0x08
+            out += p16(self.bmi_raw) + p16(self.height_raw)
+        return bytes((flags,)) + out
+
+    @property
+    def weight(self) -> float | None:
+        if self.weight_raw == WEIGHT_UNSUCCESSFUL:
+            return None
+        return _scaled(self.weight_raw, "0.01" if self.imperial else "0.005")
+
+    @property
+    def weight_unit(self) -> str:
+        return "[lb_av]" if self.imperial else "kg"
+
+    @property
+    def height(self) -> float | None:
+        if self.height_raw is None:
+            return None
+        return _scaled(self.height_raw, "0.1" if self.imperial else "0.001")
+
+    @property
+    def height_unit(self) -> str | None:
+        if self.height_raw is None:
+            return None
+        return "[in_i]" if self.imperial else "m"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "weight": self.weight,
+            "weight_unit": self.weight_unit,
+            "timestamp": ts_json(self.timestamp),
+            "user_id": self.user_id,
+            "bmi": None if self.bmi_raw is None else _scaled(self.bmi_raw, "0.1"),
+            "height": self.height,
+            "height_unit": self.height_unit,
+        }
+        if self.weight_raw == WEIGHT_UNSUCCESSFUL:
+            out["weight_special"] = "measurement_unsuccessful"
+        if self.reserved_flags:
+            out["reserved_flags"] = self.reserved_flags
+        return out
+
+
+def to_readings(m: WeightMeasurement, *, device_id: str, characteristic: str,
+                received_at: datetime, device_clock_offset: timedelta | None,
+                reset_epoch: int = 0, session_start: datetime | None = None,
+                ) -> list[Reading]:
+    """One ``weight`` reading (kg or [lb_av]); an unsuccessful measurement has value None
+    and ``special="nan"``; BMI and height go to ``extra``."""
+    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
+                         reset_epoch)
+    user = None if m.user_id in (None, 255) else m.user_id
+    extra: dict[str, Any] = {}
+    if m.user_id is not None:
+        extra["user_id"] = m.user_id
+    if m.bmi_raw is not None:
+        extra["bmi_kg_m2"] = _scaled(m.bmi_raw, "0.1")
+        extra["height"] = m.height
+        extra["height_unit"] = m.height_unit
+    w = m.weight
+    return [ctx.reading("weight", w, m.weight_unit, special=None if w is not None else "nan",
+                        record_key=timed_key(m.timestamp, received_at, user),
+                        device_time=None if m.timestamp is None
+                        else m.timestamp.to_datetime(), extra=extra)]
+
+
+FEATURE_BITS = {0: "time_stamp", 1: "multiple_users", 2: "bmi"}
+WEIGHT_RESOLUTIONS = {0: None, 1: "0.5 kg / 1 lb", 2: "0.2 kg / 0.5 lb", 3: "0.1 kg / 0.2 lb",
+                      4: "0.05 kg / 0.1 lb", 5: "0.02 kg / 0.05 lb", 6: "0.01 kg / 0.02 lb",
+                      7: "0.005 kg / 0.01 lb"}
+HEIGHT_RESOLUTIONS = {0: None, 1: "0.01 m / 1 in", 2: "0.005 m / 0.5 in",
+                      3: "0.001 m / 0.1 in"}
+
+
+@dataclass(frozen=True, slots=True)
+class WeightScaleFeature:
+    """Weight Scale Feature 0x2A9E (WSS §3.2): 32 bits — bits 0–2 supported fields,
+    bits 3–6 weight resolution, bits 7–9 height resolution."""
+
+    characteristic: ClassVar[str] = "2a9e"
+    name: ClassVar[str] = "Weight Scale Feature"
+
+    features: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader("2a9e", raw)
+        v = r.u32("features")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return p32(self.features)
+
+    def to_json(self) -> dict[str, Any]:
+        wres = (self.features >> 3) & 0xF
+        hres = (self.features >> 7) & 0x7
+        return {
+            "features": bits(self.features & 0x7, FEATURE_BITS),
+            "weight_resolution": WEIGHT_RESOLUTIONS.get(wres, wres),
+            "height_resolution": HEIGHT_RESOLUTIONS.get(hres, hres),
+            "reserved_bits": self.features >> 10,
+        }
