@@ -1,0 +1,108 @@
+"""``edge-gateway decode``: decode one raw Bluetooth SIG payload, as a technician would.
+
+Never reads the deployment config.  A payload that does not fit its specification exits with
+status 2 and one line naming the characteristic, the offset and what was wrong.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import click
+
+from ..drivers.registry import CODECS, short_uuid
+from ..errors import MalformedPayload, UsageError
+from .base import echo_json, fail, handle_errors, main
+
+_HEX = frozenset(string.hexdigits)
+
+
+def parse_hex(parts: tuple[str, ...] | list[str]) -> bytes:
+    """``"16 48:02"``-style text (spaces, colons, dashes, an optional 0x) -> bytes."""
+    text = "".join(parts)
+    for sep in (" ", ":", "-", "\t", "\n", ","):
+        text = text.replace(sep, "")
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    bad = next((i for i, ch in enumerate(text) if ch not in _HEX), None)
+    if bad is not None:
+        raise UsageError(f"HEX: {text[bad]!r} at position {bad} is not a hex digit")
+    if len(text) % 2:
+        raise UsageError(f"HEX: odd number of hex digits ({len(text)}): a byte is two digits")
+    return bytes.fromhex(text)
+
+
+def _human(value: Any, indent: str) -> list[str]:
+    """Readable lines: booleans objects list only what is set, lists are numbered."""
+    lines: list[str] = []
+    if isinstance(value, dict):
+        if value and all(isinstance(v, bool) for v in value.values()):
+            on = [k for k, v in value.items() if v]
+            return [f"{indent}{', '.join(on) if on else '(none set)'}"]
+        for k, v in value.items():
+            if isinstance(v, dict | list) and v:
+                lines.append(f"{indent}{k}:")
+                lines.extend(_human(v, indent + "  "))
+            else:
+                lines.append(f"{indent}{k}: {_scalar(v)}")
+        return lines
+    if isinstance(value, list):
+        if all(not isinstance(v, dict | list) for v in value):
+            return [f"{indent}{', '.join(_scalar(v) for v in value)}"]
+        for i, v in enumerate(value, 1):
+            lines.append(f"{indent}[{i}]")
+            lines.extend(_human(v, indent + "  "))
+        return lines
+    return [f"{indent}{_scalar(value)}"]
+
+
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ", ".join(_scalar(x) for x in v) if v else "(none)"
+    if isinstance(v, dict):
+        return "(none)"
+    return str(v)
+
+
+@main.command()
+@click.argument("characteristic", metavar="CHAR")
+@click.argument("hex_parts", metavar="HEX", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> None:
+    """Decode a raw payload of characteristic CHAR (16-bit UUID in hex, e.g. 2a37).
+
+    HEX is the payload as hex digits; spaces and colons are allowed (quote it, or give it
+    as several arguments).  A payload that does not fit the specification exits with
+    status 2 and one line: characteristic, offset, what was wrong.
+
+    Example:
+
+        edge-gateway decode 2a37 "16 48 02 04 00 04" --json
+    """
+    try:
+        uuid = short_uuid(characteristic)
+    except ValueError as err:
+        raise UsageError(f"CHAR: {err}") from None
+    codec = CODECS.get(uuid)
+    if codec is None:
+        known = ", ".join(sorted(CODECS))
+        raise UsageError(f"CHAR: no decoder for {uuid}", hint=f"known: {known}")
+    raw = parse_hex(hex_parts)
+    try:
+        decoded = codec.from_bytes(raw)
+    except MalformedPayload as err:
+        fail(MalformedPayload(f"{uuid} ({codec.name})", err.offset, err.reason, err.raw))
+        return
+    obj = decoded.to_json()
+    if as_json:
+        echo_json(obj)
+        return
+    click.echo(f"{codec.name} (0x{uuid.upper()}), {len(raw)} bytes")
+    for line in _human(obj, "  "):
+        click.echo(line)
