@@ -130,5 +130,8 @@ def to_readings(characteristic: str, raw: bytes, *, device_id: str, received_at:
               session_start=session_start)
 
 
+#: The name the frame pipeline uses.
+decode_readings = to_readings
+
 __all__ = ["CODECS", "READINGS", "SERVICES", "MalformedPayload", "codec_for", "decode",
-           "profile_for", "short_uuid", "to_readings"]
+           "decode_readings",            "profile_for", "short_uuid", "to_readings"]
