@@ -130,8 +130,14 @@ def to_readings(characteristic: str, raw: bytes, *, device_id: str, received_at:
               session_start=session_start)
 
 
-#: The name the frame pipeline uses.
-decode_readings = to_readings
+def decode_readings(characteristic: str, raw: bytes, *, device_id: str,
+                    received_at: datetime, device_clock_offset: timedelta | None,
+                    reset_epoch: int = 0, session_start: datetime | None = None,
+                    ) -> list[Reading]:
+    """The name the frame pipeline uses for :func:`to_readings`."""
+    return to_readings(characteristic, raw, device_id=device_id, received_at=received_at,
+                       device_clock_offset=device_clock_offset, reset_epoch=reset_epoch,
+                       session_start=session_start)
 
 __all__ = ["CODECS", "READINGS", "SERVICES", "MalformedPayload", "codec_for", "decode",
-           "decode_readings",            "profile_for", "short_uuid", "to_readings"]
+           "decode_readings", "profile_for", "short_uuid", "to_readings"]
