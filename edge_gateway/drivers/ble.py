@@ -1,0 +1,273 @@
+"""Bluetooth LE through bleak (BlueZ backend): scanning, pairing, and the :class:`Transport`.
+
+This is the only module of the gateway that imports bleak.  Connections go through
+bleak-retry-connector's ``establish_connection``, which knows BlueZ's failure modes (a
+connection that BlueZ thinks is still up, a stale service cache, "le-connection-abort-by-local"
+after RF interference) and retries the ones worth retrying; the session above it adds the
+long-term full-jitter backoff.
+
+BlueZ notes that shaped this module:
+
+* bleak finds a device to connect only if BlueZ knows it: after a scan, or because it is bonded.
+  ``get_device`` (retry-connector) asks BlueZ's object tree first and only scans when that fails.
+* With ``StartNotify`` a *read* of a characteristic that has notifications on comes back as a
+  notification too; sessions never read a characteristic they subscribed to.
+* ``BleakClient.mtu_size`` warns (a ``UserWarning``) unless the MTU was acquired; never touch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
+
+from ..errors import DeviceError
+from .transport import GattError, NotifyCallback, full_uuid, short_uuid
+
+log = logging.getLogger(__name__)
+
+PasskeyCallback = Callable[[str], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One device seen by a scan (the last advertisement wins)."""
+
+    address: str
+    name: str | None
+    rssi: int
+    service_uuids: tuple[str, ...]
+    manufacturer_data: dict[int, bytes] = field(default_factory=dict)
+    service_data: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Service UUIDs in the short form (``"180d"``) where they are SIG UUIDs."""
+        return tuple(short_uuid(u) for u in self.service_uuids)
+
+
+async def scan(
+    duration: float = 5.0, service_uuids: Sequence[str] = (), *, adapter: str = "hci0"
+) -> list[Found]:
+    """Scan for ``duration`` seconds; only devices advertising one of ``service_uuids`` if given.
+
+    Active scanning: BlueZ's passive mode needs an AdvertisementMonitor and kernel support that
+    many adapters lack, and health devices put their name in the scan response anyway.
+    """
+    uuids = [full_uuid(u) for u in service_uuids]
+    try:
+        if uuids:
+            seen = await BleakScanner.discover(
+                timeout=duration, return_adv=True, service_uuids=uuids, bluez={"adapter": adapter}
+            )
+        else:
+            seen = await BleakScanner.discover(
+                timeout=duration, return_adv=True, bluez={"adapter": adapter}
+            )
+    except BleakError as err:
+        raise DeviceError(adapter, f"scan failed: {err}", retryable=True) from err
+    found = [_found(dev, adv) for dev, adv in seen.values()]
+    return sorted(found, key=lambda f: (-f.rssi, f.address))
+
+
+def _found(dev: BLEDevice, adv: AdvertisementData) -> Found:
+    return Found(
+        address=dev.address.upper(),
+        name=adv.local_name or dev.name,
+        rssi=adv.rssi,
+        service_uuids=tuple(adv.service_uuids),
+        manufacturer_data=dict(adv.manufacturer_data),
+        service_data=dict(adv.service_data),
+    )
+
+
+async def _locate(address: str, adapter: str, scan_for: float) -> BLEDevice:
+    device = await get_device(address)
+    if device is None:
+        device = await BleakScanner.find_device_by_address(
+            address, timeout=scan_for, bluez={"adapter": adapter}
+        )
+    if device is None:
+        raise DeviceError(address, "not found (out of range, asleep, or battery flat)")
+    return device
+
+
+def _gatt_error(address: str, uuid: str, err: Exception) -> DeviceError:
+    if isinstance(err, BleakGATTProtocolError):
+        return GattError(address, short_uuid(uuid), int(err.code), str(err))
+    if isinstance(err, BleakDBusError):
+        text = err.dbus_error_details or err.dbus_error
+        return GattError(address, short_uuid(uuid), None, text)
+    return DeviceError(address, f"{short_uuid(uuid)}: {err}")
+
+
+class BleTransport:
+    """:class:`~edge_gateway.drivers.transport.Transport` over bleak."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        adapter: str = "hci0",
+        name: str | None = None,
+        find_timeout: float = 10.0,
+        max_attempts: int = 2,
+    ) -> None:
+        self._address = address.upper()
+        self._adapter = adapter
+        self._name = name or self._address
+        self._find_timeout = find_timeout
+        self._max_attempts = max_attempts
+        self._client: BleakClient | None = None
+        self._on_disconnect: Callable[[], None] | None = None
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    def set_disconnected_callback(self, callback: Callable[[], None] | None) -> None:
+        self._on_disconnect = callback
+
+    def _disconnected(self, client: BleakClient) -> None:
+        if client is self._client and self._on_disconnect is not None:
+            self._on_disconnect()
+
+    async def connect(self) -> None:
+        if self.is_connected:
+            return
+        try:
+            device = await _locate(self._address, self._adapter, self._find_timeout)
+            self._client = await establish_connection(
+                BleakClientWithServiceCache, device, self._name,
+                disconnected_callback=self._disconnected, max_attempts=self._max_attempts,
+            )
+        except DeviceError:
+            raise
+        except (BleakError, TimeoutError, EOFError, BrokenPipeError) as err:
+            raise DeviceError(self._address, f"connect failed: {err}", retryable=True) from err
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await client.disconnect()
+        except (BleakError, TimeoutError, EOFError, BrokenPipeError) as err:
+            log.debug("%s: disconnect: %s", self._address, err)
+
+    def _char(self, uuid: str) -> BleakGATTCharacteristic:
+        client = self._client
+        if client is None or not client.is_connected:
+            raise DeviceError(self._address, "not connected")
+        ch = client.services.get_characteristic(full_uuid(uuid))
+        if ch is None:
+            raise DeviceError(self._address, f"no characteristic {short_uuid(uuid)}",
+                              retryable=False)
+        return ch
+
+    def has(self, uuid: str) -> bool:
+        client = self._client
+        if client is None or not client.is_connected:
+            return False
+        full = full_uuid(uuid)
+        services = client.services
+        return services.get_characteristic(full) is not None or services.get_service(full) \
+            is not None
+
+    async def read(self, uuid: str) -> bytes:
+        ch = self._char(uuid)
+        assert self._client is not None
+        try:
+            return bytes(await self._client.read_gatt_char(ch))
+        except (BleakError, EOFError, BrokenPipeError) as err:
+            raise _gatt_error(self._address, uuid, err) from err
+
+    async def write(self, uuid: str, data: bytes, *, response: bool = True) -> None:
+        ch = self._char(uuid)
+        assert self._client is not None
+        try:
+            await self._client.write_gatt_char(ch, data, response=response)
+        except (BleakError, EOFError, BrokenPipeError) as err:
+            raise _gatt_error(self._address, uuid, err) from err
+
+    async def start_notify(self, uuid: str, callback: NotifyCallback) -> None:
+        ch = self._char(uuid)
+        assert self._client is not None
+
+        def deliver(_ch: BleakGATTCharacteristic, data: bytearray) -> None:
+            callback(bytes(data))
+
+        try:
+            await self._client.start_notify(ch, deliver)
+        except (BleakError, EOFError, BrokenPipeError) as err:
+            raise _gatt_error(self._address, uuid, err) from err
+
+    async def stop_notify(self, uuid: str) -> None:
+        ch = self._char(uuid)
+        assert self._client is not None
+        try:
+            await self._client.stop_notify(ch)
+        except (BleakError, EOFError, BrokenPipeError) as err:
+            raise _gatt_error(self._address, uuid, err) from err
+
+
+async def pair(
+    address: str,
+    passkey: PasskeyCallback | None = None,
+    *,
+    adapter: str = "hci0",
+    within: float = 30.0,
+) -> None:
+    """Pair (bond) with a device.  ``passkey(address)`` is asked for the six digits the device
+    shows, through a BlueZ agent registered for the time of the pairing.
+
+    Raises ``DeviceError`` (not retryable) when the passkey is wrong or pairing is refused.
+    """
+    from .ble_agent import PairingAgent
+
+    address = address.upper()
+    async with PairingAgent(passkey):
+        try:
+            async with asyncio.timeout(within):
+                device = await _locate(address, adapter, within)
+                client = BleakClient(device)
+                await client.connect()
+                try:
+                    await client.pair()
+                finally:
+                    await client.disconnect()
+        except TimeoutError as err:
+            raise DeviceError(address, "pairing timed out", retryable=True) from err
+        except BleakDBusError as err:
+            raise DeviceError(
+                address, f"pairing failed: {err.dbus_error_details or err.dbus_error}",
+                retryable=False,
+                hint="check the passkey shown on the device and put it in pairing mode",
+            ) from err
+        except BleakError as err:
+            raise DeviceError(address, f"pairing failed: {err}", retryable=True) from err
+
+
+async def forget(address: str, *, adapter: str = "hci0") -> bool:
+    """Remove the bond and BlueZ's record of a device; False when BlueZ did not know it."""
+    device = await get_device(address.upper())
+    if device is None:
+        return False
+    client = BleakClient(device)
+    try:
+        await client.unpair()
+    except BleakError as err:
+        raise DeviceError(address, f"could not remove: {err}") from err
+    return True

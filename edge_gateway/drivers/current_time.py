@@ -1,0 +1,93 @@
+"""Current Time Service (CTS 1.1): read a device's clock, set it when it drifted.
+
+Current Time (0x2A2B) is Exact Time 256 plus an adjust reason: year (uint16), month, day, hours,
+minutes, seconds, day of week (1 = Monday, 0 = unknown), fractions of 1/256 s, adjust reason.
+Health devices keep local wall time without a zone, so the device clock is compared with the
+gateway's local wall time.
+
+The measured offset (device − gateway, seconds) goes to ``on_clock`` whether or not the clock is
+set, so the daemon can derive UTC from device times that were recorded before the correction.
+The clock is only set while ``clock_trusted()`` is true (the gateway clock is NTP-synchronised):
+a Pi that booted without network would otherwise push its stale time into every device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from ..errors import DeviceError
+from .transport import FrameCallback, Transport
+
+log = logging.getLogger(__name__)
+
+CURRENT_TIME = "2a2b"
+ADJUST_MANUAL = 0x01  # "manual time update" (CTS Table 3.3)
+
+
+def encode_current_time(local: datetime, adjust_reason: int = ADJUST_MANUAL) -> bytes:
+    y = local.year
+    return bytes((
+        y & 0xFF, y >> 8, local.month, local.day, local.hour, local.minute, local.second,
+        local.isoweekday(), (local.microsecond * 256) // 1_000_000, adjust_reason,
+    ))
+
+
+def decode_current_time(raw: bytes) -> datetime | None:
+    """The device's wall time, or None when it is unset or invalid (year 0, month 0, ...)."""
+    if len(raw) < 7:
+        return None
+    year = raw[0] | (raw[1] << 8)
+    frac = raw[8] if len(raw) >= 9 else 0
+    try:
+        return datetime(year, raw[2], raw[3], raw[4], raw[5], raw[6], frac * 1_000_000 // 256)
+    except ValueError:
+        return None
+
+
+class ClockPort(Protocol):
+    device_id: str
+    transport: Transport
+    on_frame: FrameCallback
+    clock_trusted: Callable[[], bool]
+    max_drift_s: float
+    set_clock: bool
+    on_clock: Callable[[str, float, bool], None] | None
+    now: Callable[[], datetime]
+
+    async def read(self, uuid: str) -> bytes: ...
+
+
+def _offset(port: ClockPort, raw: bytes) -> float | None:
+    device = decode_current_time(raw)
+    if device is None:
+        return None
+    local = port.now().astimezone().replace(tzinfo=None)
+    return (device - local).total_seconds()
+
+
+async def sync_clock(port: ClockPort) -> float | None:
+    """Read the device's time; set it if it drifted and we may.  Returns the final offset."""
+    offset = _offset(port, await port.read(CURRENT_TIME))
+    corrected = False
+    if (offset is None or abs(offset) > port.max_drift_s) and port.set_clock:
+        if not port.clock_trusted():
+            log.warning("%s: device clock off by %s s, not set: gateway clock not synchronised",
+                        port.device_id, "?" if offset is None else f"{offset:.0f}")
+        else:
+            local = port.now().astimezone().replace(tzinfo=None)
+            try:
+                await port.transport.write(CURRENT_TIME, encode_current_time(local))
+            except DeviceError as err:
+                # Many devices make Current Time read-only (ATT 0x80 "data field ignored").
+                log.info("%s: could not set the device clock: %s", port.device_id, err)
+            else:
+                corrected = True
+                log.info("%s: device clock was off by %s s; set", port.device_id,
+                         "?" if offset is None else f"{offset:.0f}")
+                offset = _offset(port, await port.read(CURRENT_TIME))
+    if port.on_clock is not None and offset is not None:
+        port.on_clock(port.device_id, offset, corrected)
+    return offset

@@ -1,0 +1,326 @@
+"""One supervised session per device: connect, subscribe, backfill, stream, reconnect, stop.
+
+A :class:`DeviceSession` runs until cancelled (the daemon's TaskGroup cancels it at shutdown) or
+:meth:`DeviceSession.stop` is called.  Each round it waits for a connection slot (a semaphore
+shared by all sessions: adapters hold 3–7 links, and a pending connect uses one too), connects
+through the :class:`~edge_gateway.drivers.transport.Transport`, then:
+
+1. reads the static characteristics it knows (sensor location, features, CGM session start);
+2. reads the device's Current Time and sets it when it drifted beyond the threshold, but only
+   while ``clock_trusted()`` says the gateway clock is NTP-synchronised;
+3. subscribes to every measurement characteristic the device offers (notify or indicate);
+4. backfills stored records over RACP (glucose by sequence number, CGM by time offset; cuffs
+   without RACP indicate their stored measurements on connect by themselves);
+5. streams until the link is lost, then releases the slot, waits a full-jitter exponential
+   backoff (reset after a stable connection) and starts again.
+
+Every value received — measurement, context, RACP response, time — goes to
+``on_frame(device_id, characteristic, received_at, payload)`` untouched; decoding, storing and
+rejecting malformed frames is the daemon's job.  ``on_frame`` is called on the event loop and must
+not block (the daemon queues to a batch writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import DeviceError
+from .backfill import (
+    CGM_MEASUREMENT,
+    GLUCOSE_CONTEXT,
+    GLUCOSE_MEASUREMENT,
+    RACP,
+    Backfill,
+    CgmBackfill,
+    Frame,
+    GlucoseBackfill,
+    RecordLedger,
+    response_code,
+)
+from .current_time import sync_clock
+from .transport import FrameCallback, GattError, Transport
+
+log = logging.getLogger(__name__)
+
+#: Characteristics whose value is read once per connection and handed on as a frame.
+READ_ONCE = ("2a38", "2a49", "2a51", "2aa8", "2aaa", "2a5d", "2a5c", "2a1d", "2a9e")
+#: Measurement (and related) characteristics subscribed to when present, in this order.
+SUBSCRIBE = (
+    "2a37",  # Heart Rate Measurement (notify)
+    "2a35",  # Blood Pressure Measurement (indicate; stored ones arrive on connect)
+    "2a36",  # Intermediate Cuff Pressure (notify)
+    "2a18",  # Glucose Measurement (notify)
+    "2a34",  # Glucose Measurement Context (notify)
+    "2aa7",  # CGM Measurement (notify)
+    "2a5f",  # PLX Continuous Measurement (notify)
+    "2a5e",  # PLX Spot-Check Measurement (indicate)
+    "2a1c",  # Temperature Measurement (indicate)
+    "2a1e",  # Intermediate Temperature (notify)
+    "2a9d",  # Weight Measurement (indicate)
+)
+
+StateCallback = Callable[[str, str], None]
+ClockCallback = Callable[[str, float, bool], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Backoff:
+    """Full-jitter exponential backoff: sleep U(0, min(cap, initial·2ⁿ))."""
+
+    initial: float = 1.0
+    cap: float = 300.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.initial * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return self.rng.uniform(0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class SessionStats:
+    connects: int = 0
+    failures: int = 0
+    link_losses: int = 0
+    frames: int = 0
+    backfilled: int = 0
+    last_error: str | None = None
+
+
+class _Collect:
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.chars = frozenset(chars)
+        self.frames: list[Frame] = []
+        self.activity = asyncio.Event()
+        self.response: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
+class DeviceSession:
+    """Keeps one device connected and its data flowing.  ``await session.run()``."""
+
+    def __init__(
+        self,
+        device_id: str,
+        transport: Transport,
+        on_frame: FrameCallback,
+        limiter: asyncio.Semaphore,
+        *,
+        ledger: RecordLedger | None = None,
+        clock_trusted: Callable[[], bool] = lambda: False,
+        max_drift_s: float = 60.0,
+        set_clock: bool = True,
+        backoff: Backoff | None = None,
+        stable_after_s: float = 30.0,
+        racp_idle_s: float = 10.0,
+        on_state: StateCallback | None = None,
+        on_clock: ClockCallback | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.device_id = device_id
+        self.transport = transport
+        self.on_frame = on_frame
+        self.limiter = limiter
+        self.ledger = ledger
+        self.clock_trusted = clock_trusted
+        self.max_drift_s = max_drift_s
+        self.set_clock = set_clock
+        self.backoff = backoff or Backoff()
+        self.stable_after_s = stable_after_s
+        self.racp_idle_s = racp_idle_s
+        self.on_state = on_state
+        self.on_clock = on_clock
+        self.now = now
+        self.state = "idle"
+        self.stats = SessionStats()
+        self.backfills: dict[str, Backfill] = {
+            GLUCOSE_MEASUREMENT: GlucoseBackfill(ledger),
+            CGM_MEASUREMENT: CgmBackfill(ledger),
+        }
+        self._lost = asyncio.Event()
+        self._stopping = False
+        self._collect: _Collect | None = None
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self.on_state is not None:
+            self.on_state(self.device_id, state)
+
+    def stop(self) -> None:
+        """Ask ``run`` to disconnect and return (cancelling the task works as well)."""
+        self._stopping = True
+        self._lost.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping:
+                self._set_state("waiting")
+                connected_at: float | None = None
+                async with self.limiter:
+                    if self._stopping:
+                        break
+                    try:
+                        self._set_state("connecting")
+                        self._lost.clear()
+                        self.transport.set_disconnected_callback(self._lost.set)
+                        await self.transport.connect()
+                        connected_at = loop.time()
+                        self.stats.connects += 1
+                        await self._serve()
+                    except DeviceError as err:
+                        self.stats.failures += 1
+                        self.stats.last_error = str(err)
+                        log.info("%s: %s", self.device_id, err)
+                        if isinstance(err, GattError) and err.needs_pairing:
+                            self._set_state("needs-pairing")
+                            self.backoff.attempt = 64  # straight to the cap: retrying won't help
+                    except Exception:
+                        # A bug must not take the other sessions down: log, back off, retry.
+                        self.stats.failures += 1
+                        log.exception("%s: session failed", self.device_id)
+                    finally:
+                        await self._close()
+                if self._stopping:
+                    break
+                if connected_at is not None and loop.time() - connected_at >= self.stable_after_s:
+                    self.backoff.reset()
+                delay = self.backoff.next()
+                self._set_state("backoff")
+                log.debug("%s: reconnecting in %.1f s", self.device_id, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wait_stop()
+        finally:
+            self._set_state("stopped")
+
+    async def _wait_stop(self) -> None:
+        while not self._stopping:
+            self._lost.clear()
+            await self._lost.wait()
+
+    async def _close(self) -> None:
+        self.transport.set_disconnected_callback(None)
+        if self._collect is not None and not self._collect.response.done():
+            self._collect.response.cancel()
+        self._collect = None
+        # Runs during cancellation too (shutdown): disconnect, but never hang the daemon.
+        try:
+            async with asyncio.timeout(5):
+                await self.transport.disconnect()
+        except (TimeoutError, DeviceError) as err:
+            log.debug("%s: disconnect: %s", self.device_id, err)
+
+    async def _serve(self) -> None:
+        t = self.transport
+        self._set_state("connected")
+        for uuid in READ_ONCE:
+            if t.has(uuid):
+                self._deliver_one(uuid, self.now(), await t.read(uuid))
+        if t.has("2a2b"):
+            await sync_clock(self)
+        subscribed: list[str] = []
+        for uuid in SUBSCRIBE:
+            if t.has(uuid):
+                await t.start_notify(uuid, self._handler(uuid))
+                subscribed.append(uuid)
+        if t.has(RACP):
+            await t.start_notify(RACP, self._handler(RACP))
+            self._set_state("backfilling")
+            for char, backfill in self.backfills.items():
+                if char in subscribed:
+                    collect = [char, GLUCOSE_CONTEXT] if char == GLUCOSE_MEASUREMENT else [char]
+                    n = await backfill.run(self, [c for c in collect if c in subscribed])
+                    self.stats.backfilled += n
+                    log.info("%s: backfilled %d records", self.device_id, n)
+        self._set_state("streaming")
+        await self._lost.wait()
+        if not self._stopping:
+            self.stats.link_losses += 1
+            self._set_state("disconnected")
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _handler(self, uuid: str) -> Callable[[bytes], None]:
+        def on_value(payload: bytes) -> None:
+            received_at = self.now()
+            collect = self._collect
+            if uuid == RACP and collect is not None:
+                answer = response_code(payload)
+                if answer is not None and not collect.response.done():
+                    collect.response.set_result(answer[1])
+            if collect is not None and uuid in collect.chars:
+                collect.frames.append((uuid, received_at, payload))
+                collect.activity.set()
+                return
+            backfill = self.backfills.get(uuid)
+            if backfill is not None:
+                backfill.observe(uuid, payload)
+            self._deliver_one(uuid, received_at, payload)
+
+        return on_value
+
+    def _deliver_one(self, uuid: str, received_at: datetime, payload: bytes) -> None:
+        self.stats.frames += 1
+        try:
+            self.on_frame(self.device_id, uuid, received_at, payload)
+        except Exception:
+            # on_frame must not raise; if it does, the frame is logged and the session goes on.
+            log.exception("%s: on_frame failed for %s %s", self.device_id, uuid, payload.hex())
+
+    def deliver(self, frames: Sequence[Frame]) -> None:
+        for uuid, received_at, payload in frames:
+            self._deliver_one(uuid, received_at, payload)
+
+    # -- the RacpPort used by backfills ----------------------------------------------------------
+
+    async def read(self, uuid: str) -> bytes:
+        value = await self.transport.read(uuid)
+        self._deliver_one(uuid, self.now(), value)
+        return value
+
+    async def write(self, uuid: str, data: bytes) -> None:
+        await self.transport.write(uuid, data, response=True)
+
+    async def racp(self, request: bytes, collect: Sequence[str]) -> tuple[int, list[Frame]]:
+        if self._collect is not None:
+            raise DeviceError(self.device_id, "RACP procedure already running", retryable=True)
+        job = _Collect(collect)
+        self._collect = job
+        lost: asyncio.Future[object] = asyncio.ensure_future(self._lost.wait())
+        try:
+            await self.transport.write(RACP, request, response=True)
+            while not job.response.done():
+                job.activity.clear()
+                activity: asyncio.Future[object] = asyncio.ensure_future(job.activity.wait())
+                waiters: list[asyncio.Future[Any]] = [job.response, activity, lost]
+                # A long backlog is fine as long as records keep coming; silence is not.
+                done, _pending = await asyncio.wait(
+                    waiters,
+                    timeout=self.racp_idle_s, return_when=asyncio.FIRST_COMPLETED,
+                )
+                activity.cancel()
+                if lost.done():
+                    raise DeviceError(self.device_id, "link lost during backfill")
+                if not done:
+                    raise DeviceError(self.device_id, "RACP: no answer", retryable=True)
+            return job.response.result(), job.frames
+        finally:
+            lost.cancel()
+            self._collect = None
