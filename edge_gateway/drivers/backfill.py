@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..errors import MalformedPayload
+from .racp import RecordAccessControlPoint
+
 GLUCOSE_MEASUREMENT = "2a18"
 GLUCOSE_CONTEXT = "2a34"
 CGM_MEASUREMENT = "2aa7"
@@ -47,20 +50,23 @@ Frame = tuple[str, datetime, bytes]  # (characteristic, received_at, payload)
 
 
 def report_all() -> bytes:
-    return bytes((OP_REPORT, OPER_ALL))
+    return RecordAccessControlPoint.report_all().to_bytes()
 
 
 def report_from(value: int, filter_type: int = FILTER_SEQUENCE) -> bytes:
     """Report stored records with ``filter_type`` value >= ``value`` (uint16)."""
-    value &= 0xFFFF
-    return bytes((OP_REPORT, OPER_GE, filter_type, value & 0xFF, value >> 8))
+    return RecordAccessControlPoint(OP_REPORT, OPER_GE, filter_type, value & 0xFFFF).to_bytes()
 
 
 def response_code(payload: bytes) -> tuple[int, int] | None:
     """``(request op, response code)`` of a RACP Response Code indication, else None."""
-    if len(payload) >= 4 and payload[0] == OP_RESPONSE:
-        return payload[2], payload[3]
-    return None
+    try:
+        racp = RecordAccessControlPoint.from_bytes(payload)
+    except MalformedPayload:
+        return None
+    if racp.op_code != OP_RESPONSE or racp.request_op_code is None or racp.response_code is None:
+        return None
+    return racp.request_op_code, racp.response_code
 
 
 @dataclass(frozen=True, slots=True)

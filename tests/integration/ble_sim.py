@@ -1,0 +1,167 @@
+"""Small simulated BLE peripherals for the BLE integration tests, and a recording sink.
+
+They are deliberately simple and deterministic (the rich, physiological ones live in
+hardware_sim.peripherals); the codecs' encoders make their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from edge_gateway.drivers.backfill import RecordMark, glucose_mark
+from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
+from edge_gateway.drivers.glucose import GlucoseMeasurement
+from edge_gateway.drivers.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.base import DateTime
+from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
+from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
+
+HRM, GLM, GLC, RACP, CTS = "2a37", "2a18", "2a34", "2a52", "2a2b"
+
+
+class HeartRateStrap(Peripheral):
+    """Notifies a heart rate with RR intervals every ``period`` seconds while subscribed."""
+
+    def __init__(self, address: str, name: str = "HR strap", period: float = 0.02,
+                 **kw: object) -> None:
+        super().__init__(address, name, services=[service(
+            0x180D, char(0x2A37, Flag.NOTIFY), char(0x2A38, Flag.READ, on_read=lambda: b"\x01"),
+        )], **kw)  # type: ignore[arg-type]
+        self.period = period
+        self.sent = 0
+        self.corrupt_every = 0
+
+    async def run(self, link: Link) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            if not link.is_subscribed(HRM):
+                continue
+            self.sent += 1
+            frame = HeartRateMeasurement(60 + self.sent % 40, 3, None, (1000, 990)).to_bytes()
+            if self.corrupt_every and self.sent % self.corrupt_every == 0:
+                frame = frame[:1]  # truncated: a malformed frame
+            link.notify(HRM, frame)
+
+
+def glucose_record(seq: int, when: datetime, mgdl: int) -> bytes:
+    m = GlucoseMeasurement(
+        seq, DateTime(when.year, when.month, when.day, when.hour, when.minute, when.second),
+        time_offset=0, concentration=SFloat(mgdl, -5), type=1, sample_location=1,
+    )
+    return m.to_bytes()
+
+
+class GlucoseMeter(Peripheral):
+    """A meter with stored records, RACP (report all / >= sequence), and Current Time."""
+
+    def __init__(self, address: str, name: str = "Meter", records: int = 20,
+                 start: datetime = datetime(2026, 11, 10, 7, 0), clock_offset_s: float = 0.0,
+                 **kw: object) -> None:
+        super().__init__(address, name, services=[
+            service(0x1808,
+                    char(0x2A18, Flag.NOTIFY),
+                    char(0x2A51, Flag.READ, on_read=lambda: b"\x00\x00"),
+                    char(0x2A52, Flag.WRITE, Flag.INDICATE, on_write=self._racp)),
+            service(0x1805, char(0x2A2B, Flag.READ, Flag.WRITE, Flag.NOTIFY,
+                                 on_read=self._read_time, on_write=self._write_time)),
+        ], **kw)  # type: ignore[arg-type]
+        self.start = start
+        self.next_seq = 0
+        self.records: list[tuple[int, datetime, bytes]] = []
+        self.clock_offset = timedelta(seconds=clock_offset_s)
+        self.link: Link | None = None
+        self.busy = False
+        for _ in range(records):
+            self.take(100 + self.next_seq % 50)
+
+    def take(self, mgdl: int) -> int:
+        when = self.start + timedelta(hours=6 * self.next_seq)
+        seq = self.next_seq
+        self.records.append((seq, when, glucose_record(seq, when, mgdl)))
+        self.next_seq += 1
+        if self.link is not None:
+            self.link.notify(GLM, self.records[-1][2])
+        return seq
+
+    def reboot(self, records: int) -> None:
+        """Memory and counter lost (battery change); ``records`` new ones since."""
+        self.records.clear()
+        self.next_seq = 0
+        self.start = self.start + timedelta(days=30)
+        for _ in range(records):
+            self.take(150)
+
+    def on_connect(self, link: Link) -> None:
+        self.link = link
+
+    def on_disconnect(self) -> None:
+        self.link = None
+        self.busy = False
+
+    def _read_time(self) -> bytes:
+        return encode_current_time(datetime.now() + self.clock_offset, 0)
+
+    def _write_time(self, value: bytes) -> None:
+        when = decode_current_time(value)
+        if when is None:
+            raise AttError(0x80, "data field ignored")
+        self.clock_offset = when - datetime.now()
+
+    def _racp(self, value: bytes) -> object:
+        link = self.link
+        assert link is not None
+        if not link.is_subscribed(RACP):
+            raise AttError(AttError.CCCD_IMPROPERLY_CONFIGURED)
+        if self.busy:
+            raise AttError(AttError.PROCEDURE_ALREADY_IN_PROGRESS)
+        req = Racp.from_bytes(value)
+        if req.op_code != 1:
+            return self._respond(link, req.op_code, 2)
+        if req.operator == 1:
+            chosen = list(self.records)
+        elif req.operator == 3 and req.filter_type == 1 and isinstance(req.filter_min, int):
+            chosen = [r for r in self.records if r[0] >= req.filter_min]
+        else:
+            return self._respond(link, 1, 4)
+        self.busy = True
+        return self._report(link, chosen)
+
+    async def _report(self, link: Link, chosen: list[tuple[int, datetime, bytes]]) -> None:
+        for _seq, _when, frame in chosen:
+            link.notify(GLM, frame)
+            await asyncio.sleep(0)
+        self.busy = False
+        await link.indicate(RACP, Racp.response(1, 1 if chosen else 6).to_bytes())
+
+    async def _respond(self, link: Link, op: int, code: int) -> None:
+        await link.indicate(RACP, Racp.response(op, code).to_bytes())
+
+
+@dataclass
+class Sink:
+    """Records on_frame calls; a RecordLedger over them, with reset epochs like the store."""
+
+    frames: list[tuple[str, str, datetime, bytes]] = field(default_factory=list)
+    epoch: dict[str, int] = field(default_factory=dict)
+    glucose: dict[tuple[str, int], list[RecordMark]] = field(default_factory=dict)
+    resets: list[str] = field(default_factory=list)
+
+    def __call__(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
+        self.frames.append((device_id, char, received_at, payload))
+        if char == GLM and (mark := glucose_mark(payload)) is not None:
+            key = (device_id, self.epoch.get(device_id, 0))
+            self.glucose.setdefault(key, []).append(mark)
+
+    def of(self, char: str, device_id: str | None = None) -> list[bytes]:
+        return [p for d, c, _, p in self.frames if c == char and device_id in (None, d)]
+
+    def last_record(self, device_id: str, characteristic: str) -> RecordMark | None:
+        marks = self.glucose.get((device_id, self.epoch.get(device_id, 0)), [])
+        return max(marks, key=lambda m: m.key) if marks else None
+
+    def reset_detected(self, device_id: str, characteristic: str, reason: str) -> None:
+        self.resets.append(reason)
+        self.epoch[device_id] = self.epoch.get(device_id, 0) + 1
