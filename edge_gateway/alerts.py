@@ -1,0 +1,403 @@
+"""Alerts: the life cycle (pure) and the engine that keeps it in SQLite.
+
+Life cycle of one alert (one de-duplication key, e.g. ``glucose_low:alice``)::
+
+    raised ──(nobody acknowledged within alert.escalate, or the condition worsened)──> escalated
+      │                                                                                  │
+      └──────────────(caregiver: alerts ack)──> acknowledged <───────────────────────────┘
+    any open state ──(condition clear for alert.clear_after / event quiet)──> resolved
+
+* **Hysteresis:** a condition clears only beyond a margin (``*.hysteresis``) and must stay
+  clear for ``alert.clear_after`` before the alert resolves, so a glucose wobbling around 70
+  is one alert, not twenty.
+* **Re-notify:** an open, unacknowledged alert is delivered again every ``alert.renotify``
+  (``renotified`` events go to the local hook and ``alert_events``; they are not state changes,
+  so they are not synced).
+* **Escalation:** after ``alert.escalate`` without acknowledgement, or when a condition
+  worsens (glucose level 1 → level 2), the alert is escalated and its severity raised.
+* Every state change is one row in ``alert_events`` and one outbox item at priority 0, in the
+  same transaction as the alert row.
+
+:class:`Lifecycle` is pure (times come from readings, or from the ``now`` the daemon passes
+to :meth:`AlertEngine.tick`).  :class:`AlertEngine` is the store edge the daemon calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .alert_rules import SEVERITIES, DeviceFacts, Observation, Rules
+from .errors import NotFound, UsageError
+from .reading import Alert, Reading, Summary, iso, parse_iso
+from .store import Store
+from .sync.outbox import enqueue_alert
+from .thresholds import Thresholds
+
+OPEN_STATES = ("raised", "escalated", "acknowledged")
+ThresholdsFor = Callable[[str | None], Thresholds]
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """The mutable state of one open alert (a row of ``alerts``)."""
+
+    key: str
+    rule: str
+    patient_id: str | None
+    device_id: str | None
+    severity: str
+    level: int
+    state: str
+    message: str
+    raised_at: datetime
+    value: float | None = None
+    unit: str | None = None
+    id: int | None = None
+    last_notified_at: datetime | None = None
+    escalated_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    clear_since: datetime | None = None
+    last_event_at: datetime | None = None
+    notify_count: int = 0
+    updated_at: datetime | None = None
+    event: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """One thing that happened to an alert: ``raised``, ``escalated``, ``renotified``,
+    ``acknowledged`` or ``resolved``.  ``to_json()`` is what the hook reads on stdin."""
+
+    event: str
+    at: datetime
+    alert: OpenAlert  # a snapshot taken right after the transition
+
+    @property
+    def alert_id(self) -> int | None:
+        return self.alert.id
+
+    def to_alert(self) -> Alert:
+        a = self.alert
+        details = dict(a.details, event=self.event, level=a.level, at=iso(self.at))
+        return Alert(patient_id=a.patient_id, rule=a.rule, severity=a.severity, state=a.state,
+                     message=a.message, raised_at=a.raised_at, key=a.key, value=a.value,
+                     unit=a.unit, device_id=a.device_id, details=details)
+
+    def to_json(self) -> str:
+        a = self.alert
+        return json.dumps({
+            "alert_id": a.id, "event": self.event, "state": a.state, "at": iso(self.at),
+            "rule": a.rule, "severity": a.severity, "level": a.level, "key": a.key,
+            "patient": a.patient_id, "device": a.device_id, "message": a.message,
+            "value": a.value, "unit": a.unit, "raised_at": iso(a.raised_at),
+            "acknowledged_by": a.acknowledged_by, "notify_count": a.notify_count,
+            "details": a.details,
+        }, separators=(",", ":"), default=str)
+
+
+def _bump(severity: str, by: int = 1) -> str:
+    i = SEVERITIES.index(severity) if severity in SEVERITIES else 1
+    return SEVERITIES[min(i + by, len(SEVERITIES) - 1)]
+
+
+def _max_sev(a: str, b: str) -> str:
+    return a if SEVERITIES.index(a) >= SEVERITIES.index(b) else b
+
+
+class Lifecycle:
+    """Pure state machine: (open alert or None, observation) -> transitions."""
+
+    @staticmethod
+    def observe(alert: OpenAlert | None, obs: Observation,
+                th: Thresholds) -> tuple[OpenAlert | None, list[AlertTransition], bool]:
+        """Apply one observation.  Returns (alert, transitions, changed)."""
+        if obs.active is True:
+            if alert is None:
+                new = OpenAlert(
+                    key=obs.key, rule=obs.rule, patient_id=obs.patient_id,
+                    device_id=obs.device_id, severity=obs.severity, level=obs.level,
+                    state="raised", message=obs.message, raised_at=obs.at, value=obs.value,
+                    unit=obs.unit, last_notified_at=obs.at, notify_count=1,
+                    last_event_at=obs.at if obs.event else None, updated_at=obs.at,
+                    event=obs.event, details=dict(obs.details))
+                return new, [AlertTransition("raised", obs.at, _snap(new))], True
+            alert.clear_since = None
+            alert.value, alert.unit = obs.value, obs.unit
+            if obs.event:
+                alert.last_event_at = obs.at
+                alert.details["events"] = int(alert.details.get("events", 1)) + 1
+            if obs.level > alert.level:
+                # Worse than what was raised (level 1 -> level 2): escalate even when it was
+                # acknowledged, because the caregiver acknowledged something milder.
+                alert.level, alert.message = obs.level, obs.message
+                alert.severity = _max_sev(_bump(alert.severity), obs.severity)
+                alert.state, alert.escalated_at = "escalated", obs.at
+                alert.last_notified_at, alert.updated_at = obs.at, obs.at
+                alert.notify_count += 1
+                return alert, [AlertTransition("escalated", obs.at, _snap(alert))], True
+            return alert, [], True
+        if alert is None:
+            return None, [], False
+        if obs.active is None:
+            changed = alert.clear_since is not None
+            alert.clear_since = None
+            return alert, [], changed
+        if alert.event:
+            return alert, [], False  # events resolve by quiet time, not by a clear reading
+        if alert.clear_since is None:
+            alert.clear_since = obs.at
+        if (obs.at - alert.clear_since).total_seconds() >= th["alert.clear_after"]:
+            return Lifecycle._resolve(alert, obs.at)
+        return alert, [], True
+
+    @staticmethod
+    def due(alert: OpenAlert, now: datetime,
+            th: Thresholds) -> tuple[OpenAlert, list[AlertTransition], bool]:
+        """Time-driven steps: event quiet -> resolved; escalation; re-notify."""
+        if alert.event and alert.last_event_at is not None and \
+                (now - alert.last_event_at).total_seconds() >= th["alert.event_quiet"]:
+            return Lifecycle._resolve(alert, now)
+        if alert.state == "raised" and \
+                (now - alert.raised_at).total_seconds() >= th["alert.escalate"]:
+            alert.state, alert.escalated_at = "escalated", now
+            alert.severity = _bump(alert.severity)
+            alert.last_notified_at, alert.updated_at = now, now
+            alert.notify_count += 1
+            return alert, [AlertTransition("escalated", now, _snap(alert))], True
+        if alert.state in ("raised", "escalated") and alert.clear_since is None:
+            last = alert.last_notified_at or alert.raised_at
+            if (now - last).total_seconds() >= th["alert.renotify"]:
+                alert.last_notified_at = now
+                alert.notify_count += 1
+                return alert, [AlertTransition("renotified", now, _snap(alert))], True
+        return alert, [], False
+
+    @staticmethod
+    def acknowledge(alert: OpenAlert, by: str,
+                    at: datetime) -> tuple[OpenAlert, list[AlertTransition]]:
+        if alert.state == "acknowledged":
+            return alert, []
+        alert.state, alert.acknowledged_at, alert.acknowledged_by = "acknowledged", at, by
+        alert.updated_at = at
+        return alert, [AlertTransition("acknowledged", at, _snap(alert))]
+
+    @staticmethod
+    def _resolve(alert: OpenAlert,
+                 at: datetime) -> tuple[OpenAlert, list[AlertTransition], bool]:
+        alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
+        return alert, [AlertTransition("resolved", at, _snap(alert))], True
+
+
+def _snap(a: OpenAlert) -> OpenAlert:
+    return dataclasses.replace(a, details=dict(a.details))
+
+
+# --------------------------------------------------------------------------- the store edge
+_COLS = ("id", "key", "rule", "patient_id", "device_id", "severity", "level", "state",
+         "message", "raised_at", "value", "unit", "last_notified_at", "escalated_at",
+         "acknowledged_at", "acknowledged_by", "resolved_at", "clear_since", "last_event_at",
+         "notify_count", "updated_at", "details")
+_TIMES = {"raised_at", "last_notified_at", "escalated_at", "acknowledged_at", "resolved_at",
+          "clear_since", "last_event_at", "updated_at"}
+
+
+def _from_row(row: Sequence[Any]) -> OpenAlert:
+    d = dict(zip(_COLS, row, strict=True))
+    for k in _TIMES:
+        d[k] = parse_iso(d[k])
+    details = json.loads(d.pop("details") or "{}")
+    event = bool(details.pop("_event", False))
+    return OpenAlert(**d, event=event, details=details)
+
+
+def load_open(conn: sqlite3.Connection, keys: Iterable[str] | None = None) -> dict[str, OpenAlert]:
+    sql = f"SELECT {', '.join(_COLS)} FROM alerts WHERE state != 'resolved'"
+    return {a.key: a for a in map(_from_row, conn.execute(sql))
+            if keys is None or a.key in keys}
+
+
+def load_alert(conn: sqlite3.Connection, alert_id: int) -> OpenAlert:
+    row = conn.execute(f"SELECT {', '.join(_COLS)} FROM alerts WHERE id = ?",
+                       (alert_id,)).fetchone()
+    if row is None:
+        raise NotFound("alert", str(alert_id), hint="`edge-gateway alerts list` shows them")
+    return _from_row(row)
+
+
+def _save(store: Store, conn: sqlite3.Connection, a: OpenAlert,
+          transitions: Sequence[AlertTransition]) -> None:
+    details = json.dumps(dict(a.details, _event=a.event) if a.event else a.details,
+                         separators=(",", ":"), default=str)
+    values = {c: getattr(a, c) for c in _COLS if c not in ("id", "details")}
+    for k in _TIMES:
+        values[k] = iso(values[k])
+    values["updated_at"] = values["updated_at"] or values["raised_at"]
+    values["details"] = details
+    if a.id is None:
+        cols = list(values)
+        cur = conn.execute(
+            f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [values[c] for c in cols])
+        a.id = int(cur.lastrowid or 0)
+        for t in transitions:
+            t.alert.id = a.id
+    else:
+        sets = ", ".join(f"{c} = ?" for c in values)
+        conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", [*values.values(), a.id])
+    for t in transitions:
+        conn.execute(
+            "INSERT INTO alert_events (alert_id, state, at, details) VALUES (?, ?, ?, ?)",
+            (a.id, t.event, iso(t.at), json.dumps(
+                {"severity": t.alert.severity, "level": t.alert.level,
+                 "by": t.alert.acknowledged_by if t.event == "acknowledged" else None},
+                separators=(",", ":"))))
+        if t.event != "renotified":
+            enqueue_alert(store, a.id, t.to_alert(), t.at)
+
+
+class AlertEngine:
+    """The daemon's entry point: feed it readings, summaries and ticks; deliver what it returns.
+
+    ``thresholds`` is a callable ``patient_id -> Thresholds`` (a
+    :class:`edge_gateway.thresholds.ThresholdLoader`), which re-reads when a caregiver changes
+    a setting.  Every call is one SQLite transaction; transitions come back in time order for
+    the caller to hand to :class:`edge_gateway.hooks.HookRunner`.
+    """
+
+    def __init__(self, store: Store, thresholds: ThresholdsFor) -> None:
+        self.store = store
+        self.thresholds = thresholds
+        self.rules = Rules()
+
+    def on_readings(self, readings: Iterable[Reading]) -> list[AlertTransition]:
+        ordered = sorted(readings, key=lambda r: r.time)
+        obs: list[Observation] = []
+        for r in ordered:
+            obs.extend(self.rules.evaluate_reading(r, self.thresholds(r.patient_id)))
+        return self._apply(obs)
+
+    def on_summary(self, summary: Summary) -> list[AlertTransition]:
+        return self._apply(self.rules.evaluate_summary(
+            summary, self.thresholds(summary.patient_id)))
+
+    def tick(self, now: datetime) -> list[AlertTransition]:
+        """Gateway-clock checks (silent devices, batteries, the outbox), then re-notify,
+        escalation and event quiet-time for every open alert.  Call it every minute or so."""
+        conn = self.store.conn
+        devices = []
+        for dev, patient, seen, battery, enabled, added, last_reading in conn.execute(
+                "SELECT d.id, d.patient_id, d.last_seen_at, d.battery_pct, d.enabled,"
+                " d.added_at, (SELECT max(received_at) FROM readings r WHERE r.device_id = d.id)"
+                " FROM devices d"):
+            times = [t for t in (parse_iso(seen), parse_iso(last_reading)) if t is not None]
+            last = max(times) if times else parse_iso(added)
+            devices.append(DeviceFacts(dev, patient, last, battery, bool(enabled)))
+        oldest = conn.execute(
+            "SELECT min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+        obs = self.rules.evaluate_tick(now, devices, parse_iso(oldest), self.thresholds)
+        return self._apply(obs, now=now)
+
+    def acknowledge(self, alert_id: int, by: str, at: datetime) -> AlertTransition | None:
+        """Mark an open alert acknowledged (stops re-notify and escalation)."""
+        with self.store.transaction() as conn:
+            return acknowledge(self.store, conn, alert_id, by, at)
+
+    def _apply(self, observations: Sequence[Observation],
+               now: datetime | None = None) -> list[AlertTransition]:
+        out: list[AlertTransition] = []
+        with self.store.transaction() as conn:
+            # Loaded inside the write transaction, so an acknowledgement the CLI committed a
+            # moment ago is seen and cannot be overwritten.
+            open_ = load_open(conn)
+            # Changed alerts are written once per call, not once per reading (a 1 Hz heart
+            # rate stream would otherwise rewrite the row every second).
+            dirty: dict[str, tuple[OpenAlert, list[AlertTransition]]] = {}
+
+            def step(key: str, alert: OpenAlert, ts: list[AlertTransition],
+                     changed: bool) -> None:
+                if changed or ts:
+                    held = dirty.get(key, (alert, []))[1]
+                    dirty[key] = (alert, held + ts)
+                out.extend(ts)
+                if alert.state == "resolved":
+                    # Written now: a new alert for the same key may follow in this batch, and
+                    # only one open alert per key is allowed.
+                    open_.pop(key, None)
+                    a, held = dirty.pop(key)
+                    _save(self.store, conn, a, held)
+                else:
+                    open_[key] = alert
+
+            for o in observations:
+                th = self.thresholds(o.patient_id)
+                alert, ts, changed = Lifecycle.observe(open_.get(o.key), o, th)
+                if alert is None:
+                    continue
+                if alert.state != "resolved":
+                    alert, more, ch = Lifecycle.due(alert, o.at, th)
+                    ts, changed = ts + more, changed or ch
+                step(o.key, alert, ts, changed)
+            if now is not None:
+                for key, alert in list(open_.items()):
+                    alert, ts, changed = Lifecycle.due(
+                        alert, now, self.thresholds(alert.patient_id))
+                    step(key, alert, ts, changed)
+            for alert, ts in dirty.values():
+                _save(self.store, conn, alert, ts)
+        out.sort(key=lambda t: t.at)
+        return out
+
+
+def acknowledge(store: Store, conn: sqlite3.Connection, alert_id: int, by: str,
+                at: datetime) -> AlertTransition | None:
+    """Acknowledge inside the caller's transaction; None when it already was."""
+    a = load_alert(conn, alert_id)
+    if a.state == "resolved":
+        raise UsageError(f"alert {alert_id} is already resolved")
+    a, ts = Lifecycle.acknowledge(a, by, at)
+    if not ts:
+        return None
+    _save(store, conn, a, ts)
+    return ts[0]
+
+
+def alert_dict(a: OpenAlert) -> dict[str, Any]:
+    """An alert as JSON-ready dict (``alerts list --json``)."""
+    return {
+        "id": a.id, "key": a.key, "rule": a.rule, "patient": a.patient_id,
+        "device": a.device_id, "severity": a.severity, "level": a.level, "state": a.state,
+        "message": a.message, "value": a.value, "unit": a.unit, "raised_at": iso(a.raised_at),
+        "escalated_at": iso(a.escalated_at), "acknowledged_at": iso(a.acknowledged_at),
+        "acknowledged_by": a.acknowledged_by, "resolved_at": iso(a.resolved_at),
+        "notify_count": a.notify_count, "details": a.details,
+    }
+
+
+def list_alerts(conn: sqlite3.Connection, *, patient_id: str | None = None,
+                include_resolved: bool = False, limit: int = 200) -> list[OpenAlert]:
+    where, args = [], []
+    if not include_resolved:
+        where.append("state != 'resolved'")
+    if patient_id is not None:
+        where.append("patient_id = ?")
+        args.append(patient_id)
+    sql = f"SELECT {', '.join(_COLS)} FROM alerts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY raised_at DESC, id DESC LIMIT ?"
+    return [_from_row(r) for r in conn.execute(sql, [*args, limit])]
+
+
+def alert_events(conn: sqlite3.Connection, alert_id: int) -> list[Mapping[str, Any]]:
+    return [{"state": s, "at": at, **json.loads(d or "{}")} for s, at, d in conn.execute(
+        "SELECT state, at, details FROM alert_events WHERE alert_id = ? ORDER BY id",
+        (alert_id,))]

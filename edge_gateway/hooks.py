@@ -1,0 +1,125 @@
+"""Local alert delivery: run a caregiver-chosen command with the alert JSON on stdin.
+
+This is what makes an alert reach someone when the internet is down: the hook can drive a
+buzzer, a GPIO LED, a local SMS modem or a desktop notification.  The command is split like a
+shell would (``shlex``) but run without a shell, so alert text can never become shell syntax.
+
+A hook that fails (non-zero exit, cannot start, or runs past its timeout and is killed) is
+retried with a growing pause and every attempt is logged; delivery runs as its own task so the
+pipeline never waits for a slow modem.  ``HookRunner.submit`` is the fire-and-forget entry
+point; ``deliver`` is the awaitable one (tests, or a caller that wants the outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+LOG = logging.getLogger("edge_gateway.hooks")
+#: Keep only this much of a hook's stderr in the log: a chatty script must not flood it.
+_MAX_STDERR = 500
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    ok: bool
+    attempts: int
+    returncode: int | None  # None: timed out or could not start
+    error: str | None = None
+
+
+class HookRunner:
+    """Run ``cmd`` once per alert transition, with a timeout and retries.
+
+    ``backoff_s`` is the pause before the first retry; it doubles per retry (capped at 60 s).
+    """
+
+    def __init__(self, cmd: str | list[str], timeout_s: float = 10.0, retries: int = 3,
+                 *, backoff_s: float = 1.0, env: dict[str, str] | None = None) -> None:
+        self.argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.env = env
+        self._tasks: set[asyncio.Task[HookResult]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.argv)
+
+    async def deliver(self, alert_json: str) -> HookResult:
+        """Run the hook until it succeeds or the retries are spent; never raises."""
+        if not self.argv:
+            return HookResult(True, 0, None, "no hook configured")
+        attempts, pause = 0, self.backoff_s
+        result = HookResult(False, 0, None, "not run")
+        while attempts <= self.retries:
+            attempts += 1
+            rc, error = await self._run_once(alert_json)
+            result = HookResult(rc == 0, attempts, rc, error)
+            if result.ok:
+                LOG.info("alert hook delivered (attempt %d)", attempts)
+                return result
+            LOG.warning("alert hook failed (attempt %d of %d): %s", attempts,
+                        self.retries + 1, error)
+            if attempts <= self.retries:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 60.0)
+        LOG.error("alert hook gave up after %d attempts: %s", attempts, result.error)
+        return result
+
+    def submit(self, alert_jsons: Iterable[str]) -> list[asyncio.Task[HookResult]]:
+        """Start delivery of each alert as a background task and return at once.
+
+        Tasks are kept referenced here until done (asyncio only keeps weak references).
+        Alerts are delivered one after another per call, in order, so a hook sees
+        ``raised`` before ``resolved``.
+        """
+        items = list(alert_jsons)
+        if not self.argv or not items:
+            return []
+
+        async def in_order() -> HookResult:
+            last = HookResult(True, 0, None)
+            for item in items:
+                last = await self.deliver(item)
+            return last
+
+        task = asyncio.get_running_loop().create_task(in_order(), name="alert-hook")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return [task]
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for deliveries in flight (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def _run_once(self, alert_json: str) -> tuple[int | None, str | None]:
+        env = None if self.env is None else {**os.environ, **self.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as err:
+            return None, f"cannot start {self.argv[0]!r}: {err.strerror or err}"
+        try:
+            _, stderr = await asyncio.wait_for(
+                proc.communicate(alert_json.encode("utf-8")), self.timeout_s)
+        except TimeoutError:
+            # start_new_session put the hook in its own process group: kill the whole group,
+            # so a shell script's children (a stuck `curl`) die with it.
+            try:
+                os.killpg(proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            await proc.wait()
+            return None, f"timed out after {self.timeout_s:g} s"
+        if proc.returncode == 0:
+            return 0, None
+        text = stderr.decode("utf-8", "replace").strip()[:_MAX_STDERR]
+        return proc.returncode, f"exit status {proc.returncode}" + (f": {text}" if text else "")
