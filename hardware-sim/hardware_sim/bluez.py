@@ -122,8 +122,9 @@ class Connection:
         return gatt is not None and gatt.notifying and self.connected
 
     def drop(self) -> None:
+        # At once: from the peripheral's side the link is gone the moment it drops it.
         if self.connected:
-            asyncio.get_running_loop().call_soon(self.dev.tear_down, "link loss")
+            self.dev.tear_down("link loss")
 
     # -- GATT database ---------------------------------------------------------------------------
 
