@@ -52,7 +52,7 @@ class FrameFaults:
     ``corrupt_every``/``truncate_every``: damage every Nth frame sent (0: never).  A corrupt
     frame has one byte flipped and one stray byte appended, so its length no longer matches its
     flags (every profile codec rejects it; CGM frames also fail their E2E-CRC); a truncated
-    frame loses its last bytes.  ``clock_offset``: device clock minus true time.
+    frame loses its last byte.  ``clock_offset``: device clock minus true time.
     ``reboot_before_connect``: the device reboots just before that connection (1-based count
     of accepted connections), restarting sequence numbers or the sensor session.
     """
@@ -147,7 +147,8 @@ class SimPeripheral(Peripheral):
             damaged[len(damaged) // 2] ^= 0x5A
             return bytes(damaged) + b"\xee"
         if f.truncate_every and n % f.truncate_every == 0 and len(payload) > 1:
-            return payload[: max(1, len(payload) // 2)]
+            # One byte short: the least damage that still breaks every profile's layout.
+            return payload[:-1]
         return payload
 
     def send(self, link: Link, uuid: int | str, payload: bytes) -> None:

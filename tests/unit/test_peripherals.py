@@ -1,0 +1,248 @@
+"""Simulated peripherals driven directly (on_read / on_write / run) through a RecordingLink.
+
+No D-Bus here: the virtual BlueZ has its own tests.  Every frame a peripheral sends is decoded
+with the gateway's own codecs, so these tests also prove the simulator speaks the profiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hardware_sim.generators import Episode, RRProfile, rmssd
+from hardware_sim.peripheral import AttError, Peripheral, RecordingLink, uuid128
+from hardware_sim.peripherals.base import FrameFaults
+from hardware_sim.peripherals.glucose_meter import GlucoseMeter
+from hardware_sim.peripherals.heart_rate import HeartRateStrap
+
+from edge_gateway.drivers.base import DateTime
+from edge_gateway.drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from edge_gateway.drivers.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
+from edge_gateway.drivers.support import CurrentTime
+from edge_gateway.errors import MalformedPayload
+
+NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+
+
+class ManualClock:
+    """The true time, moved by the test."""
+
+    def __init__(self, t: datetime = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t += timedelta(**kw)
+
+
+def write(p: Peripheral, uuid: int, data: bytes) -> None:
+    """A WriteValue: run the handler and its follow-up work to the end."""
+    handler = p.characteristic(uuid).on_write
+    assert handler is not None
+    follow = handler(data)
+    if isinstance(follow, Awaitable):
+        asyncio.run(_await(follow))
+
+
+async def _await(a: Awaitable[None]) -> None:
+    await a
+
+
+def read(p: Peripheral, uuid: int) -> bytes:
+    handler = p.characteristic(uuid).on_read
+    assert handler is not None
+    return handler()
+
+
+def sent(link: RecordingLink, uuid: int) -> list[bytes]:
+    return [v for _, u, v in link.sent if u == uuid128(uuid)]
+
+
+def racp_responses(link: RecordingLink) -> list[Racp]:
+    return [Racp.from_bytes(v) for v in sent(link, 0x2A52)]
+
+
+# -- heart rate -----------------------------------------------------------------------------------
+
+
+def test_strap_notifies_every_beat_once_with_contact_status() -> None:
+    loss = Episode("contact_loss", NOW + timedelta(seconds=100), timedelta(seconds=20))
+    strap = HeartRateStrap("AA:00:00:00:00:01", start=NOW, seed=1,
+                           profile=RRProfile(episodes=(loss,)))
+    frames = [HeartRateMeasurement.from_bytes(strap.measurement(t, t + 1.0).to_bytes())
+              for t in np.arange(0.0, 300.0, 1.0)]
+    rr_ms = np.array([ms for f in frames for ms in f.rr_intervals_ms])
+    beats, _ = strap.beats(0.0, 300.0)
+    # Every beat outside the contact loss arrives, in 1/1024 s resolution.
+    expected = beats[~((np.cumsum(beats) / 1000 >= 100) & (np.cumsum(beats) / 1000 < 120))]
+    assert rr_ms.size == pytest.approx(expected.size, abs=2)
+    assert 15 <= rmssd(rr_ms[:60]) <= 80
+    lost = [f for f in frames[101:119]]
+    assert all(f.sensor_contact == 2 and not f.rr_intervals for f in lost)
+    assert all(f.sensor_contact == 3 for f in frames[:99])
+    assert 50 <= np.median([f.heart_rate for f in frames[:99]]) <= 80
+    # Energy expended rides on every tenth measurement with contact.
+    assert 27 <= sum(f.energy_expended is not None for f in frames) <= 29
+
+
+def test_strap_run_streams_while_subscribed_and_chunks_join() -> None:
+    clock = ManualClock(NOW + timedelta(seconds=3598))
+    strap = HeartRateStrap("AA:00:00:00:00:02", start=NOW, seed=2, clock=clock, interval_s=0.01)
+    link = RecordingLink(subscribed=[0x2A37])
+    strap.on_connect(link)
+
+    async def main() -> None:
+        task = asyncio.create_task(strap.run(link))
+        for _ in range(5):
+            await asyncio.sleep(0.012)
+            clock.advance(seconds=1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    frames = [HeartRateMeasurement.from_bytes(v) for v in sent(link, 0x2A37)]
+    assert len(frames) >= 4
+    # Across the hour boundary of the generator the beats keep coming.
+    assert sum(len(f.rr_intervals) for f in frames) >= 3
+
+
+# -- glucose meter --------------------------------------------------------------------------------
+
+
+def _meter(**kw: object) -> tuple[GlucoseMeter, RecordingLink, ManualClock]:
+    clock = ManualClock()
+    meter = GlucoseMeter("AA:00:00:00:01:01", start=NOW, seed=3, clock=clock, **kw)  # type: ignore[arg-type]
+    link = RecordingLink(subscribed=[0x2A18, 0x2A34, 0x2A52])
+    meter.on_connect(link)
+    return meter, link, clock
+
+
+def test_meter_holds_two_weeks_and_reports_all_records() -> None:
+    meter, link, _ = _meter()
+    n = len(meter.stored)
+    assert 14 * 3 <= n <= 14 * 4 + 2
+    write(meter, 0x2A52, Racp.report_all().to_bytes())
+    ms = [GlucoseMeasurement.from_bytes(v) for v in sent(link, 0x2A18)]
+    ctx = [GlucoseMeasurementContext.from_bytes(v) for v in sent(link, 0x2A34)]
+    assert [m.sequence_number for m in ms] == list(range(n))
+    assert [c.sequence_number for c in ctx] == list(range(n))
+    assert all(m.context_follows and 20 <= (m.glucose_mg_dl or 0) <= 600 for m in ms)
+    times = [m.device_time() for m in ms]
+    assert times == sorted(times) and times[-1] <= NOW.replace(tzinfo=None)
+    assert (NOW.replace(tzinfo=None) - times[0]) >= timedelta(days=13)
+    assert racp_responses(link)[-1] == Racp.response(1, 1)
+    assert len(meter.stored) == n  # reporting never deletes
+
+
+def test_meter_racp_filters_count_and_errors() -> None:
+    meter, link, clock = _meter()
+    n = len(meter.stored)
+    write(meter, 0x2A52, Racp(4, 1).to_bytes())  # number of all records
+    write(meter, 0x2A52, Racp(4, 3, 1, 10).to_bytes())  # number with seq >= 10
+    write(meter, 0x2A52, Racp(4, 2, 1, 10).to_bytes())  # number with seq <= 10
+    write(meter, 0x2A52, Racp(4, 4, 1, 5, 9).to_bytes())  # within 5..9
+    write(meter, 0x2A52, Racp(4, 0).to_bytes())  # null operator: invalid
+    write(meter, 0x2A52, Racp(4, 3, 3, 10).to_bytes())  # unknown filter type
+    write(meter, 0x2A52, Racp(9, 1).to_bytes())  # unknown op code
+    write(meter, 0x2A52, Racp(1, 3, 1, n + 5).to_bytes())  # nothing that new
+    assert racp_responses(link) == [
+        Racp.number_response(n), Racp.number_response(n - 10), Racp.number_response(11),
+        Racp.number_response(5), Racp.response(4, 3), Racp.response(4, 9),
+        Racp.response(9, 2), Racp.response(1, 6),
+    ]
+    # First / last and the user-facing-time filter.
+    link.sent.clear()
+    write(meter, 0x2A52, Racp(1, 6).to_bytes())
+    last = GlucoseMeasurement.from_bytes(sent(link, 0x2A18)[0])
+    assert last.sequence_number == n - 1
+    since = DateTime.of((NOW - timedelta(days=2)).replace(tzinfo=None))
+    write(meter, 0x2A52, Racp(4, 3, 2, since).to_bytes())
+    count = racp_responses(link)[-1].number_of_records
+    assert count is not None and 6 <= count <= 9
+    # Backfill "after the last one the gateway holds" picks up what was taken meanwhile.
+    clock.advance(days=1)
+    meter.on_connect(link)
+    link.sent.clear()
+    write(meter, 0x2A52, Racp.report_from_sequence(n).to_bytes())
+    new = [GlucoseMeasurement.from_bytes(v).sequence_number for v in sent(link, 0x2A18)]
+    assert new == list(range(n, len(meter.stored))) and 3 <= len(new) <= 4
+
+
+def test_meter_refuses_racp_without_indications_or_while_busy() -> None:
+    meter, link, _ = _meter()
+    link.subscribed.discard(uuid128(0x2A52))
+    with pytest.raises(AttError) as e:
+        write(meter, 0x2A52, Racp.report_all().to_bytes())
+    assert e.value.code == 0xFD
+    link.subscribed.add(uuid128(0x2A52))
+    meter.racp.busy = True
+    with pytest.raises(AttError) as e:
+        write(meter, 0x2A52, Racp.report_all().to_bytes())
+    assert e.value.code == 0xFE
+
+
+def test_meter_abort_stops_a_report_and_delete_only_when_asked() -> None:
+    meter, link, _ = _meter(pace_s=0.001)
+    n = len(meter.stored)
+
+    async def main() -> None:
+        report = meter.characteristic(0x2A52).on_write(Racp.report_all().to_bytes())  # type: ignore[misc]
+        task = asyncio.ensure_future(report)
+        await asyncio.sleep(0.01)
+        abort = meter.characteristic(0x2A52).on_write(Racp(3, 0).to_bytes())  # type: ignore[misc]
+        await abort
+        await task
+
+    asyncio.run(main())
+    got = len(sent(link, 0x2A18))
+    assert 0 < got < n
+    assert racp_responses(link) == [Racp.response(3, 1)]  # the report itself gets no response
+    write(meter, 0x2A52, Racp(2, 2, 1, 9).to_bytes())  # delete seq <= 9
+    assert racp_responses(link)[-1] == Racp.response(2, 1)
+    assert [r.sequence for r in meter.stored] == list(range(10, n))
+
+
+def test_meter_reboot_restarts_sequence_numbers() -> None:
+    meter, link, clock = _meter(frame_faults=FrameFaults(reboot_before_connect=2))
+    assert meter.accept_connection()
+    n = len(meter.stored)
+    assert meter.accept_connection()  # the second connection: the meter was reset
+    assert meter.stored == [] and meter.boots == 2
+    clock.advance(days=1)
+    meter.on_connect(link)
+    assert [r.sequence for r in meter.stored] == list(range(len(meter.stored)))
+    assert 0 < len(meter.stored) < n
+
+
+def test_device_clock_is_off_until_the_central_sets_it() -> None:
+    off = FrameFaults(clock_offset=timedelta(days=365 * 3, minutes=7))
+    meter, link, _ = _meter(frame_faults=off)
+    ct = CurrentTime.from_bytes(read(meter, 0x2A2B)).to_datetime()
+    assert ct == (NOW + off.clock_offset).replace(tzinfo=None)
+    write(meter, 0x2A52, Racp(1, 6).to_bytes())
+    last = GlucoseMeasurement.from_bytes(sent(link, 0x2A18)[-1])
+    assert last.device_time() is not None and last.device_time() > NOW.replace(tzinfo=None)  # type: ignore[operator]
+    write(meter, 0x2A2B, CurrentTime.for_write(NOW.replace(tzinfo=None)).to_bytes())
+    assert CurrentTime.from_bytes(read(meter, 0x2A2B)).to_datetime() == NOW.replace(tzinfo=None)
+    with pytest.raises(AttError):
+        write(meter, 0x2A2B, b"\x01\x02")
+
+
+def test_frame_faults_corrupt_and_truncate_every_nth_frame() -> None:
+    strap = HeartRateStrap("AA:00:00:00:00:03", start=NOW, seed=4,
+                           frame_faults=FrameFaults(corrupt_every=3, truncate_every=5))
+    bad = []
+    for i in range(15):
+        raw = strap.mangle(strap.measurement(i, i + 1.0).to_bytes())
+        try:
+            HeartRateMeasurement.from_bytes(raw)
+        except MalformedPayload:
+            bad.append(i + 1)
+    assert bad == [3, 5, 6, 9, 10, 12, 15]
