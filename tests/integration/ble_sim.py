@@ -59,12 +59,15 @@ class GlucoseMeter(Peripheral):
 
     def __init__(self, address: str, name: str = "Meter", records: int = 20,
                  start: datetime = datetime(2026, 11, 10, 7, 0), clock_offset_s: float = 0.0,
-                 **kw: object) -> None:
+                 secure: bool = False, **kw: object) -> None:
+        # GLS: records and the RACP need an encrypted (bonded) link on most real meters.
+        notify = (Flag.NOTIFY, Flag.ENCRYPT_READ) if secure else (Flag.NOTIFY,)
+        write = Flag.ENCRYPT_WRITE if secure else Flag.WRITE
         super().__init__(address, name, services=[
             service(0x1808,
-                    char(0x2A18, Flag.NOTIFY),
+                    char(0x2A18, *notify),
                     char(0x2A51, Flag.READ, on_read=lambda: b"\x00\x00"),
-                    char(0x2A52, Flag.WRITE, Flag.INDICATE, on_write=self._racp)),
+                    char(0x2A52, write, Flag.INDICATE, on_write=self._racp)),
             service(0x1805, char(0x2A2B, Flag.READ, Flag.WRITE, Flag.NOTIFY,
                                  on_read=self._read_time, on_write=self._write_time)),
         ], **kw)  # type: ignore[arg-type]
