@@ -7,19 +7,28 @@ hardware_sim.peripherals); the codecs' encoders make their bytes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
+
 from edge_gateway.drivers.backfill import RecordMark, glucose_mark
+from edge_gateway.drivers.base import DateTime
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
 from edge_gateway.drivers.glucose import GlucoseMeasurement
 from edge_gateway.drivers.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.ieee11073 import SFloat
-from edge_gateway.drivers.base import DateTime
 from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
-from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
 
 HRM, GLM, GLC, RACP, CTS = "2a37", "2a18", "2a34", "2a52", "2a2b"
+
+
+async def until(cond: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until ``cond()`` holds; conditions span processes and callbacks, so poll."""
+    async with asyncio.timeout(within):
+        while not cond():  # noqa: ASYNC110 - polls state changed by many callbacks
+            await asyncio.sleep(0.02)
 
 
 class HeartRateStrap(Peripheral):

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.dbus_daemon import ENV_VAR, start_private_bus
 from hardware_sim.peripheral import Peripheral

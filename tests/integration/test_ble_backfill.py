@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import GLM, RACP, GlucoseMeter, Sink
+from ble_sim import RACP, GlucoseMeter, Sink, until
+from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.session import Backoff, DeviceSession
-from hardware_sim.bluez import VirtualBlueZ
 
 ADDR = "D0:00:00:00:00:01"
 
@@ -20,11 +20,6 @@ def session_for(meter: GlucoseMeter, sink: Sink, **kw: object) -> DeviceSession:
         backoff=Backoff(0.05, 0.2), **kw,  # type: ignore[arg-type]
     )
 
-
-async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():
-            await asyncio.sleep(0.02)
 
 
 def drop(meter: GlucoseMeter) -> None:
@@ -42,7 +37,7 @@ def test_backfill_after_link_loss_has_no_gap_and_no_duplicate(
     async def main() -> None:
         meter = GlucoseMeter(ADDR, records=20)
         sink = Sink()
-        async with virtual_bluez([meter]) as bluez:
+        async with virtual_bluez([meter]):
             await ble.scan(0.3, ["1808"])
             session = session_for(meter, sink)
             async with asyncio.TaskGroup() as tg:

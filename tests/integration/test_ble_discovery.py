@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Callable
 
 from ble_sim import HRM, HeartRateStrap, Sink
+from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.session import DeviceSession
-from hardware_sim.bluez import VirtualBlueZ
 
 
 def test_scan_filters_by_service(virtual_bluez: Callable[..., VirtualBlueZ]) -> None:

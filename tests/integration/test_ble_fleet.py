@@ -5,18 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import GLM, HRM, GlucoseMeter, HeartRateStrap, Sink
-
-from edge_gateway.drivers import ble
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from ble_sim import GLM, HRM, GlucoseMeter, HeartRateStrap, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.peripheral import Faults
 
-
-async def until(cond: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():
-            await asyncio.sleep(0.02)
+from edge_gateway.drivers import ble
+from edge_gateway.drivers.session import Backoff, DeviceSession
 
 
 def test_six_devices_at_once_then_shutdown_with_sessions_open(

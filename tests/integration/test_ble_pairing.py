@@ -6,20 +6,15 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from ble_sim import GLM, GlucoseMeter, Sink
+from ble_sim import GLM, GlucoseMeter, Sink, until
+from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.session import Backoff, DeviceSession
 from edge_gateway.errors import DeviceError
-from hardware_sim.bluez import VirtualBlueZ
 
 ADDR = "F0:00:00:00:00:01"
 
-
-async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():
-            await asyncio.sleep(0.02)
 
 
 def test_pairing_with_passkey_unlocks_the_records(
