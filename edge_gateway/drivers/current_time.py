@@ -2,11 +2,11 @@
 
 Current Time (0x2A2B) is Exact Time 256 plus an adjust reason: year (uint16), month, day, hours,
 minutes, seconds, day of week (1 = Monday, 0 = unknown), fractions of 1/256 s, adjust reason.
-Health devices keep local wall time without a zone, so the device clock is compared with the
-gateway's local wall time.
-
-The measured offset (device − gateway, seconds) goes to ``on_clock`` whether or not the clock is
-set, so the daemon can derive UTC from device times that were recorded before the correction.
+Health devices keep local wall time without a zone.  The offset reported to ``on_clock`` is
+*device time − UTC* in seconds (so ``utc = device_time − offset`` holds whatever the zone); the
+drift is that offset minus the gateway's own UTC offset, and a clock that drifted is set to the
+gateway's local wall time.  The offset is reported whether or not the clock is set, so the
+daemon can derive UTC for records the device took before the correction.
 The clock is only set while ``clock_trusted()`` is true (the gateway clock is NTP-synchronised):
 a Pi that booted without network would otherwise push its stale time into every device.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from ..errors import DeviceError
@@ -61,21 +61,29 @@ class ClockPort(Protocol):
 
 
 def _offset(port: ClockPort, raw: bytes) -> float | None:
+    """Device time − UTC, seconds (None when the device clock is unset)."""
     device = decode_current_time(raw)
     if device is None:
         return None
-    local = port.now().astimezone().replace(tzinfo=None)
-    return (device - local).total_seconds()
+    utc = port.now().astimezone(UTC).replace(tzinfo=None)
+    return (device - utc).total_seconds()
+
+
+def _zone_offset(port: ClockPort) -> float:
+    delta = port.now().astimezone().utcoffset()
+    return 0.0 if delta is None else delta.total_seconds()
 
 
 async def sync_clock(port: ClockPort) -> float | None:
     """Read the device's time; set it if it drifted and we may.  Returns the final offset."""
     offset = _offset(port, await port.read(CURRENT_TIME))
+    drift = None if offset is None else offset - _zone_offset(port)
     corrected = False
-    if (offset is None or abs(offset) > port.max_drift_s) and port.set_clock:
+    if (drift is None or abs(drift) > port.max_drift_s) and port.set_clock:
+        shown = "?" if drift is None else f"{drift:.0f}"
         if not port.clock_trusted():
             log.warning("%s: device clock off by %s s, not set: gateway clock not synchronised",
-                        port.device_id, "?" if offset is None else f"{offset:.0f}")
+                        port.device_id, shown)
         else:
             local = port.now().astimezone().replace(tzinfo=None)
             try:
@@ -85,8 +93,7 @@ async def sync_clock(port: ClockPort) -> float | None:
                 log.info("%s: could not set the device clock: %s", port.device_id, err)
             else:
                 corrected = True
-                log.info("%s: device clock was off by %s s; set", port.device_id,
-                         "?" if offset is None else f"{offset:.0f}")
+                log.info("%s: device clock was off by %s s; set", port.device_id, shown)
                 offset = _offset(port, await port.read(CURRENT_TIME))
     if port.on_clock is not None and offset is not None:
         port.on_clock(port.device_id, offset, corrected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
 
@@ -113,14 +113,19 @@ class GlucoseMeter(Peripheral):
         self.link = None
         self.busy = False
 
+    @staticmethod
+    def _local() -> datetime:
+        return datetime.now(UTC).astimezone().replace(tzinfo=None)
+
     def _read_time(self) -> bytes:
-        return encode_current_time(datetime.now() + self.clock_offset, 0)
+        # The meter keeps local wall time, as consumer devices do.
+        return encode_current_time(self._local() + self.clock_offset, 0)
 
     def _write_time(self, value: bytes) -> None:
         when = decode_current_time(value)
         if when is None:
             raise AttError(0x80, "data field ignored")
-        self.clock_offset = when - datetime.now()
+        self.clock_offset = when - self._local()
 
     def _racp(self, value: bytes) -> object:
         link = self.link

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from ble_sim import RACP, GlucoseMeter, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
@@ -110,9 +111,11 @@ def test_device_clock_is_set_only_when_gateway_clock_is_trusted(
                 session.stop()
         return clocks, meter.clock_offset.total_seconds()
 
+    # on_clock reports device time - UTC; the meter keeps local time.
+    zone = (datetime.now(UTC).astimezone().utcoffset() or timedelta()).total_seconds()
     clocks, device_offset = asyncio.run(main(trusted=True))
-    assert len(clocks) == 1 and clocks[0][1] is True and abs(clocks[0][0]) < 2
+    assert len(clocks) == 1 and clocks[0][1] is True and abs(clocks[0][0] - zone) < 2
     assert abs(device_offset) < 2
     clocks, device_offset = asyncio.run(main(trusted=False))
     assert len(clocks) == 1 and clocks[0][1] is False
-    assert abs(clocks[0][0] - (3 * 3600 + 17)) < 2 and device_offset > 3 * 3600
+    assert abs(clocks[0][0] - zone - (3 * 3600 + 17)) < 2 and device_offset > 3 * 3600
