@@ -32,31 +32,20 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Iterable
-from typing import Annotated, Any
+from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.annotations import DBusSignature
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
+from .bluez_adapter import Adapter, AgentManager
 from .bluez_gatt import GattCharacteristic, GattDescriptor, GattService
+from .dbus_types import I16, Bool, MfrData, ObjPath, Str, Strs, SvcData, Void
 from .peripheral import CCCD_UUID, Descriptor, Flag, Peripheral, uuid128
 
 log = logging.getLogger(__name__)
-
-Str = Annotated[str, DBusSignature("s")]
-# dbus-fast reads a bare "None" annotation as no signature and fails; this means "no body".
-Void = Annotated[None, DBusSignature("")]
-Bool = Annotated[bool, DBusSignature("b")]
-ObjPath = Annotated[str, DBusSignature("o")]
-Strs = Annotated[list[str], DBusSignature("as")]
-Options = Annotated[dict[str, Variant], DBusSignature("a{sv}")]
-I16 = Annotated[int, DBusSignature("n")]
-U32 = Annotated[int, DBusSignature("u")]
-MfrData = Annotated[dict[int, Variant], DBusSignature("a{qv}")]
-SvcData = Annotated[dict[str, Variant], DBusSignature("a{sv}")]
 
 ROOT = "/org/bluez"
 DEVICE = "org.bluez.Device1"
@@ -336,130 +325,6 @@ class DeviceObject(ServiceInterface):
             rssi += 1
         self.rssi = rssi
         self.emit_properties_changed({"RSSI": rssi})
-
-
-class Adapter(ServiceInterface):
-    """``org.bluez.Adapter1``: discovery sessions are per D-Bus client, as in bluetoothd."""
-
-    def __init__(self, host: VirtualBlueZ) -> None:
-        super().__init__("org.bluez.Adapter1")
-        self.host = host
-        self.filters: dict[str, list[str]] = {}  # sender -> UUID filter ([] = all)
-        self.sessions: set[str] = set()
-
-    @dbus_method()
-    def SetDiscoveryFilter(self, properties: Options) -> Void:
-        sender = self.host.current_sender
-        uuids = properties.get("UUIDs")
-        self.filters[sender] = [uuid128(u) for u in uuids.value] if uuids is not None else []
-
-    @dbus_method()
-    def StartDiscovery(self) -> Void:
-        sender = self.host.current_sender
-        if sender in self.sessions:
-            raise DBusError("org.bluez.Error.InProgress", "Operation already in progress")
-        was = bool(self.sessions)
-        self.sessions.add(sender)
-        if not was:
-            self.emit_properties_changed({"Discovering": True})
-        self.host.start_advertising()
-
-    @dbus_method()
-    def StopDiscovery(self) -> Void:
-        sender = self.host.current_sender
-        if sender not in self.sessions:
-            raise DBusError("org.bluez.Error.Failed", "No discovery started")
-        self.sessions.discard(sender)
-        if not self.sessions:
-            self.emit_properties_changed({"Discovering": False})
-            self.host.stop_advertising()
-
-    @dbus_method()
-    def RemoveDevice(self, device: ObjPath) -> Void:
-        self.host.remove_device_object(device)
-
-    @dbus_method()
-    def GetDiscoveryFilters(self) -> Strs:
-        return ["UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData", "Discoverable"]
-
-    def wanted(self, peripheral: Peripheral) -> bool:
-        for sender in self.sessions:
-            uuids = self.filters.get(sender, [])
-            if not uuids or set(uuids) & set(peripheral.service_uuids or []):
-                return True
-        return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Address(self) -> Str:
-        return self.host.adapter_address
-
-    @dbus_property(access=PropertyAccess.READ)
-    def AddressType(self) -> Str:
-        return "public"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> Str:
-        return "hardware-sim"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Alias(self) -> Str:
-        return "hardware-sim"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Powered(self) -> Bool:
-        return True
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Discoverable(self) -> Bool:
-        return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Pairable(self) -> Bool:
-        return True
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Discovering(self) -> Bool:
-        return bool(self.sessions)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Roles(self) -> Strs:
-        return ["central", "peripheral"]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUIDs(self) -> Strs:
-        return []
-
-
-class AgentManager(ServiceInterface):
-    """``org.bluez.AgentManager1``: remembers which client's agent answers passkey requests."""
-
-    def __init__(self, host: VirtualBlueZ) -> None:
-        super().__init__("org.bluez.AgentManager1")
-        self.host = host
-        self.agents: dict[str, tuple[str, str]] = {}  # sender -> (path, capability)
-        self.default: str | None = None
-
-    @dbus_method()
-    def RegisterAgent(self, agent: ObjPath, capability: Str) -> Void:
-        sender = self.host.current_sender
-        if sender in self.agents:
-            raise DBusError("org.bluez.Error.AlreadyExists", "Already Exists")
-        self.agents[sender] = (agent, capability)
-
-    @dbus_method()
-    def UnregisterAgent(self, agent: ObjPath) -> Void:
-        sender = self.host.current_sender
-        if self.agents.pop(sender, None) is None:
-            raise DBusError("org.bluez.Error.DoesNotExist", "Does Not Exist")
-        if self.default == sender:
-            self.default = None
-
-    @dbus_method()
-    def RequestDefaultAgent(self, agent: ObjPath) -> Void:
-        sender = self.host.current_sender
-        if sender not in self.agents:
-            raise DBusError("org.bluez.Error.DoesNotExist", "Does Not Exist")
-        self.default = sender
 
 
 class VirtualBlueZ:

@@ -12,29 +12,18 @@ notifications a peripheral sends in answer (as on air), without any sleeps.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 from dbus_fast import Message, Variant
-from dbus_fast.annotations import DBusSignature
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
+from .dbus_types import U16, Bool, Bytes, ObjPath, ObjPaths, Options, Str, Strs, Void
 from .peripheral import CCCD_UUID, AttError, Characteristic, Descriptor, Flag
 
 if TYPE_CHECKING:
     from .bluez import Connection
-
-Str = Annotated[str, DBusSignature("s")]
-# dbus-fast reads a bare "None" annotation as no signature and fails; this means "no body".
-Void = Annotated[None, DBusSignature("")]
-Bool = Annotated[bool, DBusSignature("b")]
-Path = Annotated[str, DBusSignature("o")]
-Paths = Annotated[list[str], DBusSignature("ao")]
-Strs = Annotated[list[str], DBusSignature("as")]
-Bytes = Annotated[bytes, DBusSignature("ay")]
-Options = Annotated[dict[str, Variant], DBusSignature("a{sv}")]
-U16 = Annotated[int, DBusSignature("q")]
 
 GATT_CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -72,7 +61,7 @@ class GattService(ServiceInterface):
         return self._uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def Device(self) -> Path:
+    def Device(self) -> ObjPath:
         return self._device
 
     @dbus_property(access=PropertyAccess.READ)
@@ -80,7 +69,7 @@ class GattService(ServiceInterface):
         return self._primary
 
     @dbus_property(access=PropertyAccess.READ)
-    def Includes(self) -> Paths:
+    def Includes(self) -> ObjPaths:
         return []
 
     @dbus_property(access=PropertyAccess.READ)
@@ -200,7 +189,7 @@ class GattCharacteristic(ServiceInterface):
         return self.char.uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def Service(self) -> Path:
+    def Service(self) -> ObjPath:
         return self._service
 
     @dbus_property(access=PropertyAccess.READ)
@@ -254,7 +243,7 @@ class GattDescriptor(ServiceInterface):
         return self.desc.uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def Characteristic(self) -> Path:
+    def Characteristic(self) -> ObjPath:
         return self._char_path
 
     @dbus_property(access=PropertyAccess.READ)
