@@ -161,6 +161,7 @@ class Daemon:
         from datetime import timedelta
 
         while not await self.sleep(60.0):
+            self.store.prune_stats()
             deleted = self.store.evict(retention=timedelta(days=self.cfg.storage.retention_days))
             if deleted:
                 log(LOG, logging.WARNING, "storage.evicted", rows=deleted,

@@ -5,26 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .reading import iso
 from .store import Store
 
 
 def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    since = iso(now - timedelta(hours=24))
+    since_dt = now - timedelta(hours=24)
     conn = store.conn
     devices = []
     rows = conn.execute(
         "SELECT d.id, d.name, d.profile, d.patient_id, d.connected, d.connected_changed_at,"
-        " d.transport, d.battery_pct, d.last_seen_at FROM devices d ORDER BY d.id").fetchall()
+        " d.transport, d.battery_pct, d.last_seen_at, d.last_reading_at, d.readings_total"
+        " FROM devices d ORDER BY d.id").fetchall()
     for (dev_id, name, profile, patient, connected, changed, transport, battery,
-         seen) in rows:
-        last, total = conn.execute(
-            "SELECT max(received_at), count(*) FROM readings WHERE device_id = ?",
-            (dev_id,)).fetchone()
-        n24 = conn.execute(
-            "SELECT count(*) FROM readings WHERE device_id = ? AND received_at >= ?",
-            (dev_id, since)).fetchone()[0]
+         seen, last, total) in rows:
         rejected = conn.execute(
             "SELECT count(*) FROM raw_frames WHERE device_id = ? AND status = 'rejected'",
             (dev_id,)).fetchone()[0]
@@ -32,8 +26,9 @@ def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, An
             "id": dev_id, "name": name, "profile": profile, "patient": patient,
             "transport": transport, "connected": bool(connected),
             "connected_recorded_at": changed, "last_seen_at": seen,
-            "last_reading_at": last, "readings_24h": int(n24), "readings_total": int(total),
-            "rejected_frames": int(rejected), "battery_pct": battery,
+            "last_reading_at": last, "readings_24h": store.readings_since(dev_id, since_dt),
+            "readings_total": int(total), "rejected_frames": int(rejected),
+            "battery_pct": battery,
         })
     pending, oldest = conn.execute(
         "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()

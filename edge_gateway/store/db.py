@@ -180,18 +180,41 @@ class Store:
                   "rejected" if f.error else "ok", f.error)
                  for i, (f, _) in enumerate(frames)],
             )
-            before = conn.total_changes
-            conn.executemany(_INSERT_READING, [
-                _reading_row(r, first + i) for i, (_, rs) in enumerate(frames) for r in rs])
-            new = conn.total_changes - before
+            rows = [_reading_row(r, first + i) for i, (_, rs) in enumerate(frames) for r in rs]
+            new = self._insert_counted(conn, rows)
         return (len(frames), new)
 
     def add_readings(self, readings: Iterable[Reading]) -> int:
         """Insert readings without a raw frame (tests, imports); returns how many were new."""
+        rows = [_reading_row(r, r.raw_frame_id) for r in readings]
         with self.transaction() as conn:
+            return self._insert_counted(conn, rows)
+
+    @staticmethod
+    def _insert_counted(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert reading rows (ignoring known natural keys); keep the per-device statistics
+        (`status`, silent-device alerts) up to date so nothing ever scans the readings table.
+        Rows are grouped by device and receive minute: a one-second batch is one group."""
+        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            groups.setdefault((row[0], row[8][:16]), []).append(row)
+        new = 0
+        for (device_id, minute), group in groups.items():
             before = conn.total_changes
-            conn.executemany(_INSERT_READING, (_reading_row(r, r.raw_frame_id) for r in readings))
-            return conn.total_changes - before
+            conn.executemany(_INSERT_READING, group)
+            added = conn.total_changes - before
+            if not added:
+                continue
+            new += added
+            conn.execute(
+                "UPDATE devices SET readings_total = readings_total + ?,"
+                " last_reading_at = max(coalesce(last_reading_at, ''), ?) WHERE id = ?",
+                (added, max(row[8] for row in group), device_id))
+            conn.execute(
+                "INSERT INTO device_minutes (device_id, minute, readings) VALUES (?, ?, ?)"
+                " ON CONFLICT(device_id, minute) DO UPDATE SET"
+                " readings = readings + excluded.readings", (device_id, minute, added))
+        return new
 
     # ------------------------------------------------------------------ devices & patients
     def add_patient(
@@ -341,6 +364,23 @@ class Store:
         if self.used_bytes() > EVICT_AT * self.cap_bytes:
             self.keep_raw = False
         return deleted
+
+    def prune_stats(self, now: datetime | None = None) -> int:
+        """Drop per-minute reading counts older than 48 h (only the last 24 h are reported)."""
+        cutoff = iso((now or _now()) - timedelta(hours=48))
+        assert cutoff is not None
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM device_minutes WHERE minute < ?",
+                                (cutoff[:16],)).rowcount
+
+    def readings_since(self, device_id: str, since: datetime) -> int:
+        """Readings received from ``since`` on (to the minute), from the per-minute counts."""
+        start = iso(since)
+        assert start is not None
+        row = self.conn.execute(
+            "SELECT coalesce(sum(readings), 0) FROM device_minutes WHERE device_id = ?"
+            " AND minute >= ?", (device_id, start[:16])).fetchone()
+        return int(row[0])
 
     def evicted(self) -> int:
         row = self.conn.execute(

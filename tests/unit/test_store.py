@@ -184,3 +184,21 @@ def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
     assert copy.db_id == store.db_id
     assert copy.integrity_check() == ["ok"]
     assert copy.conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 5
+
+
+def test_device_statistics_follow_new_readings_only(tmp_path: Path) -> None:
+    from edge_gateway.status import gateway_status
+
+    store = Store.open(tmp_path / "g.db")
+    store.upsert_device("meter-1", profile="glucose", name="Meter")
+    now = datetime.now(UTC)
+    old = [reading(i, at=now - timedelta(hours=30, minutes=i)) for i in range(4)]
+    fresh = [reading(10 + i, at=now - timedelta(minutes=i)) for i in range(3)]
+    store.add_readings(old + fresh)
+    store.add_readings(fresh)  # duplicates count nowhere
+    st = gateway_status(store, now=now)
+    dev = st["devices"][0]
+    assert (dev["readings_total"], dev["readings_24h"]) == (7, 3)
+    assert dev["last_reading_at"] == max(r[0] for r in store.conn.execute(
+        "SELECT received_at FROM readings"))
+    assert store.prune_stats(now=now + timedelta(hours=20)) == 4  # the four 30 h old minutes
