@@ -154,6 +154,7 @@ class DeviceSession:
         self._lost = asyncio.Event()
         self._stopping = False
         self._collect: _Collect | None = None
+        self._backfilled = False
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -229,6 +230,7 @@ class DeviceSession:
 
     async def _serve(self) -> None:
         t = self.transport
+        self._backfilled = False
         self._set_state("connected")
         for uuid in READ_ONCE:
             if t.has(uuid):
@@ -249,6 +251,7 @@ class DeviceSession:
                     n = await backfill.run(self, [c for c in collect if c in subscribed])
                     self.stats.backfilled += n
                     log.info("%s: backfilled %d records", self.device_id, n)
+        self._backfilled = True
         self._set_state("streaming")
         await self._lost.wait()
         if not self._stopping:
@@ -270,7 +273,9 @@ class DeviceSession:
                 collect.activity.set()
                 return
             backfill = self.backfills.get(uuid)
-            if backfill is not None:
+            if backfill is not None and self._backfilled:
+                # Only after this connection's backfill: a live record that arrives before it
+                # must not move the mark past the gap the backfill is about to fill.
                 backfill.observe(uuid, payload)
             self._deliver_one(uuid, received_at, payload)
 
