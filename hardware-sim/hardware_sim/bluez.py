@@ -164,11 +164,16 @@ class DeviceObject(ServiceInterface):
         self.conn: Connection | None = None
         self.exported = False
         self.connect_attempts = 0
+        self.last_seen = 0.0
         self._connecting: asyncio.Lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
         return self.conn is not None and self.conn.connected
+
+    @property
+    def connecting(self) -> bool:
+        return self._connecting.locked()
 
     # -- connection life cycle -----------------------------------------------------------------
 
@@ -338,11 +343,13 @@ class VirtualBlueZ:
         adapter: str = "hci0",
         adapter_address: str = "00:1A:7D:DA:71:13",
         advertising_interval: float = 0.1,
+        temporary_timeout: float | None = 30.0,
     ) -> None:
         self.bus_address = bus_address
         self.adapter_path = f"{ROOT}/{adapter}"
         self.adapter_address = adapter_address
         self.advertising_interval = advertising_interval
+        self.temporary_timeout = temporary_timeout
         self.devices: dict[str, DeviceObject] = {}
         self.current_sender = ""
         self.connected_now = 0
@@ -353,6 +360,7 @@ class VirtualBlueZ:
         self._adapter: Adapter | None = None
         self._agents: AgentManager | None = None
         self._advertiser: asyncio.Task[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
 
     @property
     def bus(self) -> MessageBus:
@@ -375,9 +383,16 @@ class VirtualBlueZ:
             self.add(peripheral)
         self._pending.clear()
         await bus.request_name("org.bluez")
+        if self.temporary_timeout is not None:
+            self._janitor = asyncio.get_running_loop().create_task(
+                self._forget_unseen(self.temporary_timeout), name="virtual-bluez-janitor"
+            )
 
     async def stop(self) -> None:
         self.stop_advertising()
+        if self._janitor is not None:
+            self._janitor.cancel()
+            self._janitor = None
         for dev in list(self.devices.values()):
             dev.tear_down("adapter stopped")
         if self._bus is not None:
@@ -416,9 +431,22 @@ class VirtualBlueZ:
         return self.devices[device_path(self.adapter_path, address)]
 
     def _announce(self, dev: DeviceObject) -> None:
+        dev.last_seen = asyncio.get_running_loop().time()
         if not dev.exported:
             dev.exported = True
             self.bus.export(dev.path, dev)
+
+    async def _forget_unseen(self, after: float) -> None:
+        """BlueZ drops a discovered device it has not seen for TemporaryTimeout (30 s) unless it
+        is paired or connected; a collector must then scan again before connecting."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, after / 3))
+            for dev in list(self.devices.values()):
+                if (dev.exported and not dev.paired and not dev.connected and not dev.connecting
+                        and loop.time() - dev.last_seen > after):
+                    dev.exported = False
+                    self.bus.unexport(dev.path)
 
     def remove_device_object(self, path: str) -> None:
         dev = self.devices.get(path)
@@ -461,8 +489,7 @@ class VirtualBlueZ:
                     continue
                 if dev.exported:
                     dev.advertise()
-                else:
-                    self._announce(dev)
+                self._announce(dev)
             await asyncio.sleep(self.advertising_interval)
 
     # -- pairing ------------------------------------------------------------------------------

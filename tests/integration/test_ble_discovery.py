@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import HRM, HeartRateStrap, Sink
+from ble_sim import HRM, HeartRateStrap, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
@@ -70,5 +70,26 @@ def test_corrupt_frame_is_handed_on_and_session_goes_on(
         bad = [f for f in frames if len(f) == 1]
         assert bad and len(frames) > len(bad) * 3  # corrupt ones delivered, stream continued
         assert session.stats.connects == 1
+
+    asyncio.run(main())
+
+
+def test_device_forgotten_by_bluez_is_found_again_by_scanning(
+    virtual_bluez: Callable[..., VirtualBlueZ],
+) -> None:
+    async def main() -> None:
+        strap = HeartRateStrap("C0:00:00:00:00:05")
+        sink = Sink()
+        async with virtual_bluez([strap], temporary_timeout=0.3) as bluez:
+            await ble.scan(0.3, ["180d"])
+            await until(lambda: not bluez.device(strap.address).exported)
+            # BlueZ no longer knows it (TemporaryTimeout): the transport scans for it.
+            session = DeviceSession("hr", ble.BleTransport(strap.address, find_timeout=3), sink,
+                                    asyncio.Semaphore(1))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(session.run(), name="session-hr")
+                await until(lambda: len(sink.of(HRM)) >= 3)
+                session.stop()
+        assert session.stats.failures == 0
 
     asyncio.run(main())
