@@ -1,0 +1,229 @@
+"""The durable outbox: ``add / batch(n) / accept(ids) / reject(ids, error)``.
+
+The SQLite row is the only source of truth for what must reach the broker; paho's in-memory
+queue dies with the process and is never relied on.  A row is settled (``sent_at`` set) only
+after the broker acknowledged it with a success reason code.  Rows are never deleted here:
+``Store.evict`` removes old *sent* rows when space runs short, and the ``sync.sent`` counter
+keeps the total.
+
+Sequence numbers come from a monotonic counter, not from ``max(id) + 1``: once eviction has
+deleted the newest sent rows, SQLite would hand out the same rowid again, and a re-used
+sequence would be a re-used message id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from ..reading import Alert, Summary, iso
+from ..store.db import Store
+from . import payload
+from .payload import PRIORITY_ALERT, PRIORITY_BULK, PRIORITY_NAMES, PRIORITY_SUMMARY, Item
+
+SEQ_COUNTER = "outbox.seq"
+SENT_COUNTER = "sync.sent"
+FAILED_COUNTER = "sync.failed_attempts"
+META_GATEWAY = "gateway_id"
+META_LAST_SUCCESS = "sync.last_success_at"
+META_LAST_ERROR = "sync.last_error"
+META_LAST_ERROR_AT = "sync.last_error_at"
+#: Keep error texts short: they are stored per row and shown in `sync status`.
+_MAX_ERROR = 300
+
+
+def gateway_id(store: Store) -> str:
+    """The gateway id message ids are made with (set by the daemon from the config)."""
+    return store.meta(META_GATEWAY) or os.uname().nodename
+
+
+@contextmanager
+def _write(store: Store) -> Iterator[sqlite3.Connection]:
+    """Join the caller's transaction when there is one, else run our own."""
+    if store.conn.in_transaction:
+        yield store.conn
+    else:
+        with store.transaction() as conn:
+            yield conn
+
+
+class Outbox:
+    """The outbox of one store.  Use from the thread that owns the store (the daemon's loop)."""
+
+    def __init__(self, store: Store, gateway: str | None = None) -> None:
+        self.store = store
+        if gateway is not None and store.meta(META_GATEWAY) != gateway:
+            store.set_meta(META_GATEWAY, gateway)
+        self.gateway = gateway_id(store)
+
+    # ------------------------------------------------------------------ add
+    def add(
+        self, kind: str, body: Mapping[str, Any], *, priority: int, created_at: datetime,
+        patient_id: str | None = None, ref_table: str | None = None, ref_id: int | None = None,
+    ) -> str:
+        """Queue one item; returns its message id.  Joins the caller's open transaction."""
+        if priority not in PRIORITY_NAMES:
+            raise ValueError(f"priority must be one of {sorted(PRIORITY_NAMES)}")
+        text = json.dumps(dict(body), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False, default=str)
+        with _write(self.store) as conn:
+            self.store.bump(SEQ_COUNTER, 1, conn)
+            seq = int(conn.execute("SELECT value FROM counters WHERE name = ?",
+                                   (SEQ_COUNTER,)).fetchone()[0])
+            msg_id = payload.message_id(self.gateway, self.store.db_id, seq)
+            conn.execute(
+                "INSERT INTO outbox (id, msg_id, priority, kind, patient_id, ref_table, ref_id,"
+                " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, msg_id, priority, kind, patient_id, ref_table, ref_id, text,
+                 iso(created_at)),
+            )
+        return msg_id
+
+    # ------------------------------------------------------------------ batch
+    def batch(self, n: int, *, exclude: Iterable[int] = ()) -> list[Item]:
+        """Up to ``n`` pending items in send order: priority, then sequence.
+
+        ``exclude`` holds sequence numbers already in flight on the current connection.
+        """
+        skip = set(exclude)
+        out: list[Item] = []
+        # Page through the partial index rather than NOT IN (...) with a growing list.
+        last: tuple[int, int] = (-1, 0)
+        while len(out) < n:
+            rows = self.store.conn.execute(
+                "SELECT id, msg_id, priority, kind, patient_id, created_at, payload FROM outbox"
+                " WHERE sent_at IS NULL AND (priority, id) > (?, ?)"
+                " ORDER BY priority, id LIMIT ?",
+                (last[0], last[1], n - len(out) + len(skip)),
+            ).fetchall()
+            if not rows:
+                break
+            for r in rows:
+                if r[0] in skip:
+                    continue
+                out.append(Item(seq=r[0], msg_id=r[1], priority=r[2], kind=r[3],
+                                patient_id=r[4], created_at=r[5], body=json.loads(r[6])))
+                if len(out) >= n:
+                    break
+            last = (rows[-1][2], rows[-1][0])
+        return out
+
+    # ------------------------------------------------------------------ settle
+    def accept(self, ids: Sequence[int], at: datetime) -> int:
+        """Mark items acknowledged by the broker; returns how many were newly settled."""
+        if not ids:
+            return 0
+        when = iso(at)
+        with _write(self.store) as conn:
+            n = 0
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                n += conn.execute(
+                    f"UPDATE outbox SET sent_at = ?, attempts = attempts + 1,"
+                    f" last_attempt_at = ?, last_error = NULL"
+                    f" WHERE sent_at IS NULL AND id IN ({marks})", (when, when, *chunk),
+                ).rowcount
+            if n:
+                self.store.bump(SENT_COUNTER, n, conn)
+            _set_meta(conn, META_LAST_SUCCESS, when)
+        return n
+
+    def reject(self, ids: Sequence[int], error: str, at: datetime) -> int:
+        """Record a failed attempt; the items stay pending and are retried later."""
+        if not ids:
+            return 0
+        when = iso(at)
+        error = error[:_MAX_ERROR]
+        with _write(self.store) as conn:
+            n = 0
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                n += conn.execute(
+                    f"UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
+                    f" last_error = ? WHERE sent_at IS NULL AND id IN ({marks})",
+                    (when, error, *chunk),
+                ).rowcount
+            if n:
+                self.store.bump(FAILED_COUNTER, n, conn)
+            _set_meta(conn, META_LAST_ERROR, error)
+            _set_meta(conn, META_LAST_ERROR_AT, when)
+        return n
+
+    def note_error(self, error: str, at: datetime) -> None:
+        """Remember a link-level error (broker unreachable) that settled no item."""
+        with _write(self.store) as conn:
+            _set_meta(conn, META_LAST_ERROR, error[:_MAX_ERROR])
+            _set_meta(conn, META_LAST_ERROR_AT, iso(at) or "")
+
+    # ------------------------------------------------------------------ status
+    def pending(self) -> int:
+        return int(self.store.conn.execute(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+    def status(self) -> dict[str, Any]:
+        """The facts `sync status` shows; counts are outbox items since the database began."""
+        return status(self.store)
+
+
+def status(store: Store) -> dict[str, Any]:
+    conn = store.conn
+    by_priority = {name: 0 for name in PRIORITY_NAMES.values()}
+    for prio, count in conn.execute(
+            "SELECT priority, count(*) FROM outbox WHERE sent_at IS NULL GROUP BY priority"):
+        by_priority[PRIORITY_NAMES.get(prio, str(prio))] = int(count)
+    failed, oldest = conn.execute(
+        "SELECT count(last_error), min(created_at) FROM outbox WHERE sent_at IS NULL"
+    ).fetchone()
+    return {
+        "pending": sum(by_priority.values()),
+        "pending_by_priority": by_priority,
+        "sent": store.counter(SENT_COUNTER),
+        "failed": int(failed),
+        "failed_attempts": store.counter(FAILED_COUNTER),
+        "oldest_pending_at": oldest,
+        "last_success_at": store.meta(META_LAST_SUCCESS),
+        "last_error": store.meta(META_LAST_ERROR),
+        "last_error_at": store.meta(META_LAST_ERROR_AT),
+    }
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value or ""))
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+# ---------------------------------------------------------------------- producers' entry points
+def enqueue_summary(store: Store, summary_id: int | None, summary: Summary) -> str:
+    """Queue a stored summary for the broker.  Call it inside the transaction that stored it."""
+    return Outbox(store).add(
+        "summary", payload.summary_body(summary_id, summary), priority=PRIORITY_SUMMARY,
+        created_at=summary.created_at, patient_id=summary.patient_id,
+        ref_table="summaries", ref_id=summary_id,
+    )
+
+
+def enqueue_alert(store: Store, alert_id: int | None, alert: Alert, at: datetime) -> str:
+    """Queue an alert event (raised, escalated, acknowledged, resolved); ``at`` is its time."""
+    return Outbox(store).add(
+        "alert", payload.alert_body(alert_id, alert), priority=PRIORITY_ALERT, created_at=at,
+        patient_id=alert.patient_id, ref_table="alerts", ref_id=alert_id,
+    )
+
+
+def enqueue_reading(store: Store, reading_id: int | None, body: Mapping[str, Any],
+                    created_at: datetime, patient_id: str | None = None) -> str:
+    """Queue a raw reading (bulk, lowest priority) when ``sync.bulk`` is configured."""
+    return Outbox(store).add(
+        "reading", body, priority=PRIORITY_BULK, created_at=created_at, patient_id=patient_id,
+        ref_table="readings", ref_id=reading_id,
+    )

@@ -1,0 +1,375 @@
+"""What goes on the wire: topics, the JSON envelope, FHIR R4 resources, batching, compression.
+
+Pure: no I/O, no clock, no logging.  Times come in as arguments; the same outbox rows and the
+same ``now`` always give the same bytes.  ``docs/mqtt.md`` is the consumer-facing description
+of everything built here; keep the two in step (``SCHEMA`` changes when a consumer would have to
+change).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import SyncError
+from ..reading import Alert, Summary, iso
+
+#: Envelope schema.  Bump the number only for changes a consumer must know about.
+SCHEMA = "edge-gateway/1"
+
+PRIORITY_ALERT = 0
+PRIORITY_SUMMARY = 1
+PRIORITY_BULK = 2
+PRIORITY_NAMES = {PRIORITY_ALERT: "alert", PRIORITY_SUMMARY: "summary", PRIORITY_BULK: "bulk"}
+
+FORMATS = ("json", "fhir")
+COMPRESSIONS = ("none", "gzip", "zstd")
+
+_LOINC = "http://loinc.org"
+_UCUM = "http://unitsofmeasure.org"
+_LOCAL = "urn:edge-gateway:code"
+_IDS = "urn:edge-gateway:msg"
+
+#: Metric / reading kind -> (LOINC code, display).  Only codes we are sure of; anything else is
+#: coded in our local system so nothing is ever mislabelled.
+LOINC_CODES: dict[str, tuple[str, str]] = {
+    "heart_rate": ("8867-4", "Heart rate"),
+    "hr": ("8867-4", "Heart rate"),
+    "mean_hr": ("8867-4", "Heart rate"),
+    "pulse_rate": ("8867-4", "Heart rate"),
+    "sdnn": ("80404-7", "R-R interval.standard deviation (Heart rate variability)"),
+    "systolic": ("8480-6", "Systolic blood pressure"),
+    "diastolic": ("8462-4", "Diastolic blood pressure"),
+    "mean_arterial_pressure": ("8478-0", "Mean blood pressure"),
+    "map": ("8478-0", "Mean blood pressure"),
+    "blood_pressure": ("85354-9", "Blood pressure panel with all children optional"),
+    "bp": ("85354-9", "Blood pressure panel with all children optional"),
+    "glucose": ("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer"),
+    "cgm_glucose": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid"),
+    "cgm": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid"),
+    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+}
+
+#: Metric-name suffix -> UCUM unit (summary metrics carry their unit in the name: ``sdnn_ms``).
+_SUFFIX_UNITS = (
+    ("_mg_dl_min", "mg/dL/min"), ("_mgdl", "mg/dL"), ("_mg_dl", "mg/dL"),
+    ("_mmol_l", "mmol/L"), ("_mmol", "mmol/L"), ("_mmhg", "mmHg"), ("_kpa", "kPa"),
+    ("_bpm", "/min"), ("_per_min", "/min"), ("_ms", "ms"), ("_pct", "%"), ("_s", "s"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One outbox row as the payload builder needs it."""
+
+    seq: int
+    msg_id: str
+    priority: int
+    kind: str  # "alert" | "summary" | "reading"
+    patient_id: str | None
+    created_at: str  # ISO 8601 UTC text, as stored
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to shape messages (from the deployment config)."""
+
+    gateway: str
+    site: str = "home"
+    prefix: str = "edge-gateway"
+    format: str = "json"
+    compression: str = "none"
+    batch_size: int = 50
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT PUBLISH: where, what, and which outbox rows it settles."""
+
+    topic: str
+    payload: bytes
+    id: str  # the message id: the item's id, or the batch id
+    seqs: tuple[int, ...]  # outbox sequence numbers carried
+    content_type: str
+    encoding: str  # "identity", "gzip" or "zstd"
+    user_properties: tuple[tuple[str, str], ...]
+
+
+# ---------------------------------------------------------------------- ids & topics
+def message_id(gateway: str, db_id: str, seq: int) -> str:
+    """``<gateway>:<db_id>:<seq>``: unique per database, never reused after a restore."""
+    return f"{gateway}:{db_id}:{seq}"
+
+
+def batch_id(item_ids: Sequence[str]) -> str:
+    """A batch's id: derived from its items, so the same batch re-sent keeps its id."""
+    if len(item_ids) == 1:
+        return item_ids[0]
+    first = item_ids[0].rsplit(":", 1)[0]
+    digest = hashlib.sha256("\n".join(item_ids).encode()).hexdigest()[:16]
+    return f"{first}:b{digest}"
+
+
+def topic_segment(value: str | None) -> str:
+    """A topic level from a free-form id: MQTT wildcards and '/' percent-encoded; None -> '_'."""
+    if value is None or value == "":
+        return "_"
+    return quote(value, safe="-_.~@=,;:!$&'()*")
+
+
+def data_topic(opts: Options, patient_id: str | None, kind: str) -> str:
+    """``<prefix>/<site>/<gateway>/<patient>/<kind>`` (five levels)."""
+    return "/".join((opts.prefix, topic_segment(opts.site), topic_segment(opts.gateway),
+                     topic_segment(patient_id), topic_segment(kind)))
+
+
+def status_topic(prefix: str, site: str, gateway: str) -> str:
+    """``<prefix>/<site>/<gateway>/status`` (four levels, so no data topic can match it)."""
+    return "/".join((prefix, topic_segment(site), topic_segment(gateway), "status"))
+
+
+def status_payload(status: str, gateway: str, site: str, at: datetime | None,
+                   **extra: Any) -> bytes:
+    """The retained status message; ``status`` is a key no other message carries."""
+    if status not in ("online", "offline"):
+        raise ValueError(f"status must be online or offline, got {status!r}")
+    obj: dict[str, Any] = {"status": status, "schema": SCHEMA, "gateway": gateway, "site": site}
+    if at is not None:
+        obj["at"] = iso(at)
+    obj.update(extra)
+    return _dumps(obj)
+
+
+# ---------------------------------------------------------------------- outbox bodies
+def summary_body(summary_id: int | None, s: Summary) -> dict[str, Any]:
+    """What the outbox keeps for a summary (the envelope is added at publish time)."""
+    return {
+        "summary_id": summary_id, "kind": s.kind, "patient": s.patient_id, "device": s.device_id,
+        "window_start": iso(s.window_start), "window_end": iso(s.window_end),
+        "metrics": dict(s.metrics), "coverage": s.coverage, "algorithm": s.algorithm,
+        "created_at": iso(s.created_at),
+    }
+
+
+def alert_body(alert_id: int | None, a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id, "rule": a.rule, "severity": a.severity, "state": a.state,
+        "message": a.message, "raised_at": iso(a.raised_at), "key": a.key, "value": a.value,
+        "unit": a.unit, "patient": a.patient_id, "device": a.device_id,
+        "details": dict(a.details),
+    }
+
+
+# ---------------------------------------------------------------------- batching
+def group(items: Iterable[Item], batch_size: int) -> list[list[Item]]:
+    """Split items (already in send order) into batches sharing priority, kind and patient.
+
+    Groups keep the order of their first item, so alerts still go before summaries.
+    """
+    groups: list[list[Item]] = []
+    open_: dict[tuple[int, str, str | None], list[Item]] = {}
+    for it in items:
+        key = (it.priority, it.kind, it.patient_id)
+        g = open_.get(key)
+        if g is None or len(g) >= batch_size:
+            g = []
+            groups.append(g)
+            open_[key] = g
+        g.append(it)
+    return groups
+
+
+def build(items: Sequence[Item], opts: Options, now: datetime) -> Message:
+    """One message from one group (see ``group``): envelope, optional FHIR, compression."""
+    if not items:
+        raise ValueError("a message needs at least one item")
+    first = items[0]
+    data = [fhir_resource(it) if opts.format == "fhir" else dict(it.body) for it in items]
+    env: dict[str, Any] = {
+        "schema": SCHEMA,
+        "id": batch_id([it.msg_id for it in items]),
+        "gateway": opts.gateway,
+        "site": opts.site,
+        "kind": first.kind,
+        "patient": first.patient_id,
+        "created_at": max(it.created_at for it in items),
+        "sent_at": iso(now),
+        "format": opts.format,
+    }
+    if len(items) == 1:
+        env["seq"] = first.seq
+        env["data"] = data[0]
+    else:
+        env["items"] = [
+            {"id": it.msg_id, "seq": it.seq, "created_at": it.created_at, "data": d}
+            for it, d in zip(items, data, strict=True)
+        ]
+    raw = _dumps(env)
+    props = [("msg_id" if len(items) == 1 else "batch_id", env["id"]),
+             ("schema", SCHEMA), ("count", str(len(items)))]
+    encoding = "identity"
+    if opts.compression != "none":
+        raw = compress(raw, opts.compression)
+        encoding = opts.compression
+        props.append(("content-encoding", encoding))
+    return Message(
+        topic=data_topic(opts, first.patient_id, first.kind), payload=raw, id=env["id"],
+        seqs=tuple(it.seq for it in items),
+        content_type="application/json", encoding=encoding, user_properties=tuple(props),
+    )
+
+
+def build_all(items: Sequence[Item], opts: Options, now: datetime) -> list[Message]:
+    return [build(g, opts, now) for g in group(items, opts.batch_size)]
+
+
+def _dumps(obj: Any) -> bytes:
+    # Compact, one line, keys in insertion order (stable bytes for the same input).
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=str).encode()
+
+
+# ---------------------------------------------------------------------- compression
+def compress(data: bytes, method: str) -> bytes:
+    if method == "none":
+        return data
+    if method == "gzip":
+        # mtime=0: the same input gives the same bytes (gzip otherwise stamps the clock).
+        return gzip.compress(data, compresslevel=9, mtime=0)
+    if method == "zstd":
+        return bytes(_zstd().ZstdCompressor(level=10).compress(data))
+    raise ValueError(f"unknown compression {method!r}")
+
+
+def decompress(data: bytes, method: str) -> bytes:
+    if method in ("none", "identity"):
+        return data
+    if method == "gzip":
+        return gzip.decompress(data)
+    if method == "zstd":
+        return bytes(_zstd().ZstdDecompressor().decompress(data))
+    raise ValueError(f"unknown compression {method!r}")
+
+
+def _zstd() -> Any:
+    try:
+        import zstandard
+    except ImportError as err:  # optional: only deployments that chose zstd need it
+        raise SyncError("sync.compression = 'zstd' needs the zstandard package",
+                        retryable=False,
+                        hint="pip install 'edge-gateway[zstd]' or use compression = 'gzip'",
+                        ) from err
+    return zstandard
+
+
+def decode(payload: bytes, encoding: str = "identity") -> dict[str, Any]:
+    """Consumer side (tests, tools): bytes -> envelope dict."""
+    obj = json.loads(decompress(payload, encoding))
+    if not isinstance(obj, dict):
+        raise ValueError("a message must be a JSON object")
+    return obj
+
+
+def items_of(envelope: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(item id, data) for every item of a message, single or batch."""
+    if "items" in envelope:
+        return [(it["id"], it["data"]) for it in envelope["items"]]
+    return [(envelope["id"], envelope["data"])]
+
+
+# ---------------------------------------------------------------------- FHIR R4
+def unit_of(metric: str) -> tuple[str, str]:
+    """``sdnn_ms`` -> (``sdnn``, ``ms``); a name without a known suffix is unitless ``1``."""
+    for suffix, unit in _SUFFIX_UNITS:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)], unit
+    return metric, "1"
+
+
+def _coding(name: str, local_prefix: str) -> dict[str, Any]:
+    hit = LOINC_CODES.get(name)
+    if hit is not None:
+        return {"coding": [{"system": _LOINC, "code": hit[0], "display": hit[1]}], "text": name}
+    return {"coding": [{"system": _LOCAL, "code": f"{local_prefix}{name}"}], "text": name}
+
+
+def _quantity(value: Any, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": _UCUM, "code": unit}
+
+
+def _value(value: Any, unit: str) -> dict[str, Any]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if value is None:
+            return {"dataAbsentReason": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                "code": "unknown"}]}}
+        return {"valueString": str(value)}
+    return {"valueQuantity": _quantity(value, unit)}
+
+
+def _subject(patient: str | None) -> dict[str, Any]:
+    return {"subject": {"reference": f"Patient/{patient}"}} if patient else {}
+
+
+def fhir_resource(it: Item) -> dict[str, Any]:
+    """The item as a FHIR R4 resource: Observation (summary, reading) or Flag (alert)."""
+    b = it.body
+    ident = [{"system": _IDS, "value": it.msg_id}]
+    if it.kind == "alert":
+        flag: dict[str, Any] = {
+            "resourceType": "Flag", "identifier": ident,
+            "status": "inactive" if b.get("state") == "resolved" else "active",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                "code": "clinical"}]}],
+            "code": {"coding": [{"system": _LOCAL, "code": f"alert/{b.get('rule')}"}],
+                     "text": b.get("message")},
+            **_subject(b.get("patient") or it.patient_id),
+            "period": {"start": b.get("raised_at")},
+            "extension": [
+                {"url": "urn:edge-gateway:severity", "valueCode": str(b.get("severity"))},
+                {"url": "urn:edge-gateway:state", "valueCode": str(b.get("state"))},
+            ],
+        }
+        return flag
+    obs: dict[str, Any] = {
+        "resourceType": "Observation", "identifier": ident, "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs"}]}],
+        **_subject(b.get("patient") or it.patient_id),
+    }
+    if b.get("device"):
+        obs["device"] = {"display": str(b["device"])}
+    if it.kind == "summary":
+        obs["code"] = _coding(str(b.get("kind")), "summary/")
+        obs["effectivePeriod"] = {"start": b.get("window_start"), "end": b.get("window_end")}
+        obs["issued"] = b.get("created_at")
+        components = []
+        for metric, value in dict(b.get("metrics") or {}).items():
+            name, unit = unit_of(metric)
+            components.append({"code": _coding(name, "metric/"), **_value(value, unit)})
+        obs["component"] = components
+        obs["method"] = {"text": str(b.get("algorithm"))}
+        obs["extension"] = [{"url": "urn:edge-gateway:coverage",
+                             "valueDecimal": b.get("coverage")}]
+    else:  # a raw reading (bulk)
+        obs["code"] = _coding(str(b.get("kind")), "reading/")
+        obs["effectiveDateTime"] = b.get("time")
+        obs.update(_value(b.get("value"), str(b.get("unit") or "1")))
+    return obs

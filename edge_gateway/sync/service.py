@@ -1,0 +1,354 @@
+"""The sync loop: outbox -> MQTT, forever, with full-jitter reconnects.
+
+``SyncService.run(stop, wake)`` is the task the daemon runs; ``drain(timeout)`` publishes what
+is pending and returns (``sync now``, the demo's shutdown).  Per connection, a pump keeps at
+most ``window`` publishes between "published" and "settled in SQLite": a slot is freed only
+once the PUBACK's outcome is committed, so a gateway killed at any instant re-sends at most one
+window of messages (the only duplicates a consumer sees).
+
+Run standalone for tests and tools::
+
+    python -m edge_gateway.sync.service --db var/gateway.db --broker mqtt://127.0.0.1:1883
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SyncError
+from ..store.db import Store
+from . import payload
+from .mqtt import Link, MqttSettings, PublishRefused, Retained
+from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """How the sync shapes and paces messages (the deployment config's ``[sync]``)."""
+
+    batch_size: int = 50
+    format: str = "json"
+    compression: str = "none"
+    bulk: bool = False
+    interval_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    #: A publish the broker refused (e.g. not authorized) is retried after this long at first.
+    refused_retry_s: float = 60.0
+    #: On stop, how long to wait for PUBACKs of what is already in flight.
+    stop_grace_s: float = 2.0
+
+
+def settings_from_config(cfg: Config, password: str | None = None) -> tuple[
+        MqttSettings | None, SyncSettings]:
+    """Map the deployment config onto the sync's settings (``None``: no broker configured)."""
+    m, s = cfg.mqtt, cfg.sync
+    sync = SyncSettings(batch_size=s.batch_size, format=s.format, compression=s.compression,
+                        bulk=s.bulk, interval_s=s.interval_s)
+    if not m.host:
+        return None, sync
+    return MqttSettings(
+        host=m.host, port=m.port, tls=m.tls,
+        client_id=m.client_id or f"edge-gateway-{cfg.gateway_id}",
+        username=m.username or None, password=(password if password is not None else m.password)
+        or None, ca_file=m.ca_file or None, cert_file=m.cert_file or None,
+        key_file=m.key_file or None, keepalive_s=m.keepalive_s,
+        session_expiry_s=m.session_expiry_s, inflight=m.inflight, topic_prefix=m.topic_prefix,
+    ), sync
+
+
+def full_jitter(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """AWS-style full jitter: uniform in [0, min(cap, initial·2^attempt)]."""
+    return rng.uniform(0.0, min(cap, initial * (2.0 ** min(attempt, 30))))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Flight:
+    """What one connection has between "published" and "settled"."""
+
+    outstanding: dict[asyncio.Future[None], payload.Message] = field(default_factory=dict)
+    seqs: set[int] = field(default_factory=set)
+    done: list[tuple[asyncio.Future[None], payload.Message, BaseException | None]] = field(
+        default_factory=list)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SyncService:
+    """Publishes the outbox of ``store`` to the broker in ``mqtt`` (None: keep buffering)."""
+
+    def __init__(
+        self, store: Store, mqtt: MqttSettings | None, sync: SyncSettings, gateway_id: str,
+        site_id: str, *, clock: Callable[[], datetime] = _now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.mqtt = mqtt
+        self.sync = sync
+        self.outbox = Outbox(store, gateway_id)
+        self.gateway = gateway_id
+        self.site = site_id
+        self.clock = clock
+        self.rng = rng or random.Random()
+        prefix = mqtt.topic_prefix if mqtt else "edge-gateway"
+        self.opts = payload.Options(gateway=gateway_id, site=site_id, prefix=prefix,
+                                    format=sync.format, compression=sync.compression,
+                                    batch_size=sync.batch_size)
+        if sync.compression != "none":
+            payload.compress(b"{}", sync.compression)  # fail at start when zstd is missing
+        self.status_topic = payload.status_topic(prefix, site_id, gateway_id)
+        self.connected = False
+        #: Items the broker refused, held back until the time given (loop clock).
+        self._held: dict[int, float] = {}
+        self._refusals: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ public
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None,
+                  drain_timeout_s: float = 0.0) -> None:
+        """Sync until ``stop`` is set; then publish for up to ``drain_timeout_s`` more."""
+        await self._run(stop, wake, until_empty=False, drain_timeout_s=drain_timeout_s)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Publish until the outbox is empty or ``timeout_s`` passes; return what is pending."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await self._run(stop, None, until_empty=True, drain_timeout_s=timeout_s,
+                        deadline=loop.time() + timeout_s)
+        return self.outbox.pending()
+
+    def status(self) -> dict[str, Any]:
+        st = self.outbox.status()
+        st["connected"] = self.connected
+        return st
+
+    # ------------------------------------------------------------------ connection loop
+    def _retained(self, status: str) -> Retained:
+        return Retained(self.status_topic, payload.status_payload(
+            status, self.gateway, self.site, self.clock() if status == "online" else None))
+
+    async def _run(self, stop: asyncio.Event, wake: asyncio.Event | None, *, until_empty: bool,
+                   drain_timeout_s: float, deadline: float | None = None) -> None:
+        if self.mqtt is None:
+            log.warning("no broker configured: summaries and alerts stay in the outbox")
+            await stop.wait()
+            return
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            if deadline is not None and loop.time() >= deadline:
+                return
+            if stop.is_set() and deadline is None:
+                return
+            try:
+                async with Link.connect(self.mqtt, will=self._retained("offline"),
+                                        online=self._retained("online"),
+                                        offline=self._retained("offline")) as link:
+                    attempt = 0
+                    self.connected = True
+                    log.info("sync: connected to %s", self.mqtt.url)
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(link.run_keepalive(), name="mqtt-keepalive")
+                        pump = tg.create_task(
+                            self._pump(link, stop, wake, until_empty, drain_timeout_s, deadline),
+                            name="sync-pump")
+                if pump.result() or (until_empty and self.outbox.pending() == 0):
+                    return  # finished: stopped or drained
+                self.outbox.note_error(link.close_reason, self.clock())
+            except SyncError as err:
+                log.warning("sync: %s", err)
+                self.outbox.note_error(str(err), self.clock())
+                if not err.retryable:
+                    raise
+            finally:
+                self.connected = False
+            delay = full_jitter(attempt, self.sync.backoff_initial_s, self.sync.backoff_max_s,
+                                self.rng)
+            attempt += 1
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    # ------------------------------------------------------------------ the pump
+    async def _pump(self, link: Link, stop: asyncio.Event, wake: asyncio.Event | None,
+                    until_empty: bool, drain_timeout_s: float, deadline: float | None) -> bool:
+        """Publish until the link drops (False) or we are done (True); closes the link."""
+        loop = asyncio.get_running_loop()
+        fl = _Flight()
+        try:
+            while True:
+                self._settle(fl, loop.time())
+                if link.closed.is_set():
+                    return False
+                if stop.is_set() and deadline is None:
+                    deadline = loop.time() + drain_timeout_s
+                if deadline is not None and loop.time() >= deadline:
+                    return True
+                free = link.window - len(fl.outstanding)
+                sent = self._refill(link, fl, free) if free > 0 else 0
+                if not fl.outstanding:
+                    if sent == 0 and (until_empty or deadline is not None):
+                        return True  # nothing left that we can send now
+                    waits = [link.closed.wait(), stop.wait()]
+                    if wake is not None:
+                        waits.append(wake.wait())
+                    await _first(waits, self.sync.interval_s)
+                    if wake is not None:
+                        wake.clear()
+                else:
+                    timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                    await _first([fl.progress.wait(), link.closed.wait()], timeout)
+                    fl.progress.clear()
+        finally:
+            await self._finish(link, fl)
+
+    def _refill(self, link: Link, fl: _Flight, free: int) -> int:
+        now = asyncio.get_running_loop().time()
+        for seq, until in list(self._held.items()):
+            if until <= now:
+                del self._held[seq]
+        items = self.outbox.batch(free * self.sync.batch_size,
+                                  exclude=fl.seqs | self._held.keys())
+        if not items:
+            return 0
+        msgs = payload.build_all(items, self.opts, self.clock())[:free]
+        for msg in msgs:
+            fut = link.publish(
+                msg.topic, msg.payload, user_properties=msg.user_properties,
+                content_type=msg.content_type, utf8=msg.encoding == "identity")
+            fl.outstanding[fut] = msg
+            fl.seqs.update(msg.seqs)
+            fut.add_done_callback(functools.partial(self._on_done, fl, msg=msg))
+        return len(msgs)
+
+    @staticmethod
+    def _on_done(fl: _Flight, fut: asyncio.Future[None], *, msg: payload.Message) -> None:
+        err = None if fut.cancelled() else fut.exception()
+        fl.done.append((fut, msg, err))
+        fl.progress.set()
+
+    def _settle(self, fl: _Flight, loop_now: float) -> None:
+        """Commit every finished publish in one transaction, then free their slots."""
+        if not fl.done:
+            return
+        done, fl.done = fl.done, []
+        now = self.clock()
+        with self.store.transaction():
+            ok = [seq for _f, msg, err in done if err is None for seq in msg.seqs]
+            self.outbox.accept(ok, now)
+            for _f, msg, err in done:
+                if err is not None:
+                    self.outbox.reject(msg.seqs, str(err), now)
+        for _f, msg, err in done:
+            if isinstance(err, PublishRefused):
+                log.warning("sync: %s refused %s (%d items): %s", self.mqtt and self.mqtt.url,
+                            msg.topic, len(msg.seqs), err)
+                for seq in msg.seqs:
+                    n = self._refusals.get(seq, 0)
+                    self._refusals[seq] = n + 1
+                    self._held[seq] = loop_now + full_jitter(
+                        n, self.sync.refused_retry_s, self.sync.backoff_max_s, self.rng
+                    ) + self.sync.refused_retry_s / 2
+        # Free exactly the slots whose outcome was just committed.  (A future can already be
+        # done while its callback is still queued: freeing it here would re-send its items.)
+        for fut, msg, _err in done:
+            fl.outstanding.pop(fut, None)
+            fl.seqs.difference_update(msg.seqs)
+
+    async def _finish(self, link: Link, fl: _Flight) -> None:
+        """Wait briefly for PUBACKs already on their way, settle them, close the link."""
+        if fl.outstanding and not link.closed.is_set():
+            pending = [f for f in fl.outstanding if not f.done()]
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.wait(pending), self.sync.stop_grace_s)
+            await asyncio.sleep(0)  # let the futures' done-callbacks record them
+        self._settle(fl, asyncio.get_running_loop().time())
+        await link.close(self._retained("offline"))
+        # Anything still unanswered stays pending in SQLite and goes out next time.
+
+
+async def _first(aws: list[Any], within_s: float | None) -> None:
+    """Wait until the first of ``aws`` finishes (or ``within_s`` passes), cancelling the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+# ---------------------------------------------------------------------- standalone entry point
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m edge_gateway.sync.service",
+                                description="Run the sync loop alone over one database.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--gateway", default="gw1")
+    p.add_argument("--site", default="home")
+    p.add_argument("--client-id", default="")
+    p.add_argument("--keepalive", type=int, default=30)
+    p.add_argument("--inflight", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--format", default="json")
+    p.add_argument("--compression", default="none")
+    p.add_argument("--ca-file")
+    p.add_argument("--cert-file")
+    p.add_argument("--key-file")
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--drain", type=float, default=None,
+                   help="publish what is pending for at most this many seconds, then exit")
+    return p.parse_args(argv)
+
+
+async def _amain(a: argparse.Namespace) -> int:
+    store = Store.open(a.db)
+    try:
+        mqtt = MqttSettings.from_url(
+            a.broker, client_id=a.client_id or f"edge-gateway-{a.gateway}",
+            keepalive_s=a.keepalive, inflight=a.inflight, ca_file=a.ca_file,
+            cert_file=a.cert_file, key_file=a.key_file, username=a.username,
+            password=a.password)
+        svc = SyncService(store, mqtt, SyncSettings(
+            batch_size=a.batch_size, format=a.format, compression=a.compression,
+            backoff_initial_s=0.2, backoff_max_s=5.0), a.gateway, a.site)
+        if a.drain is not None:
+            left = await svc.drain(a.drain)
+            return 0 if left == 0 else 3
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await svc.run(stop)
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(_amain(_parse(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
