@@ -248,13 +248,18 @@ class ReadingContext:
                 ) -> Reading:
         """One Reading; ``time`` defaults to the device time converted, else ``received_at``."""
         ex: dict[str, Any] = dict(extra or {})
-        if time is None:
-            if device_time is not None:
+        if time is None and device_time is not None:
+            try:
                 time = device_to_utc(device_time, self.device_clock_offset)
+            except OverflowError:
+                # A device clock at year 1 or 9999 shifted past the calendar's end: the
+                # device time is kept as text, the receive time stands in.
+                ex["device_time_out_of_range"] = True
+            else:
                 if self.device_clock_offset is None:
                     ex["clock_offset_unknown"] = True
-            else:
-                time = self.received_at
+        if time is None:
+            time = self.received_at
         if value is None and special is None:
             special = "nan"
         return Reading(

@@ -257,10 +257,12 @@ def to_readings(m: CGMMeasurement, *, device_id: str, characteristic: str,
             session_start.astimezone(UTC).replace(tzinfo=None)
         sess_text = naive.isoformat()
     out = []
+    pos = 0
     for i, rec in enumerate(m.records):
         if rec.crc_ok is False:
-            raise MalformedPayload(characteristic, 0, f"record {i}: E2E-CRC mismatch",
-                                   m.to_bytes())
+            raise MalformedPayload(characteristic, pos, f"record {i + 1}: E2E-CRC mismatch "
+                                   f"(sent 0x{rec.crc or 0:04x})", m.to_bytes())
+        pos += len(rec.to_bytes())
         extra: dict[str, Any] = {"time_offset_min": rec.time_offset}
         if rec.trend is not None:
             extra["trend_mg_dl_per_min"] = rec.trend.value
@@ -270,16 +272,21 @@ def to_readings(m: CGMMeasurement, *, device_id: str, characteristic: str,
             extra["sensor_status"] = rec.sensor_status
         key = f"sess:{sess_text}:off:{rec.time_offset}"
         minutes = timedelta(minutes=rec.time_offset)
-        if session_start is None:
+        try:
+            start_plus = None if session_start is None else session_start + minutes
+        except OverflowError:
+            start_plus = None
+            extra["device_time_out_of_range"] = True
+        if session_start is None or start_plus is None:
             extra["time_estimated"] = True
             out.append(ctx.mder("cgm_glucose", rec.glucose, "mg/dL", record_key=key,
                                 extra=extra))
         elif session_start.tzinfo is None:
             out.append(ctx.mder("cgm_glucose", rec.glucose, "mg/dL", record_key=key,
-                                device_time=session_start + minutes, extra=extra))
+                                device_time=start_plus, extra=extra))
         else:
             out.append(ctx.mder("cgm_glucose", rec.glucose, "mg/dL", record_key=key,
-                                time=session_start + minutes, extra=extra))
+                                time=start_plus, extra=extra))
     return out
 
 
@@ -415,7 +422,10 @@ class CGMSessionStartTime:
         if local is None or self.time_zone == -128 or self.dst_offset not in (0, 2, 4, 8):
             return None
         shift = timedelta(minutes=15 * (self.time_zone + self.dst_offset))
-        return (local - shift).replace(tzinfo=UTC)
+        try:
+            return (local - shift).replace(tzinfo=UTC)
+        except OverflowError:
+            return None
 
     def to_json(self) -> dict[str, Any]:
         utc_start = self.utc_start()

@@ -124,7 +124,10 @@ class GlucoseMeasurement:
         base = self.base_time.to_datetime()
         if base is None:
             return None
-        return base + timedelta(minutes=self.time_offset or 0)
+        try:
+            return base + timedelta(minutes=self.time_offset or 0)
+        except OverflowError:  # e.g. base 9999-12-31 + 22 days: not a real time
+            return None
 
     @property
     def glucose_mg_dl(self) -> float | None:
