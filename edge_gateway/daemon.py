@@ -22,6 +22,7 @@ from .config import Config, load_config
 from .errors import GatewayError
 from .logfmt import log
 from .pipeline import FramePipeline
+from .reading import Reading, Summary
 from .store import BatchWriter, Store
 from .systemd import Notifier, watchdog_interval_s
 
@@ -55,6 +56,11 @@ class Daemon:
         self.writer: BatchWriter | None = None
         self.pipeline: FramePipeline | None = None
         self._settings_version: str | None = None
+        self.alert_engine: Any = None
+        self.deliver_alerts: Callable[[list[Any]], None] | None = None
+        self.sync_service: Any = None
+        #: On stop, how long the sync may keep publishing what is queued (the demo uses 30 s).
+        self.drain_on_stop_s = 0.0
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -107,7 +113,8 @@ class Daemon:
                 log(LOG, logging.INFO, "daemon.stopping")
                 self.notifier.stopping()
                 # Let tasks that watch stop_event finish their own way, then cancel the rest.
-                _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+                _, pending = await asyncio.wait(
+                    tasks, timeout=STOP_GRACE_S + self.drain_on_stop_s)
                 for t in pending:
                     t.cancel()
         finally:
@@ -169,8 +176,89 @@ class Daemon:
 
 
 def default_components() -> list[Component]:
-    """The jobs that other modules contribute (sessions, DSP, alerts, sync)."""
-    return []
+    """The jobs other modules contribute: alerts, DSP, sync (and device sessions)."""
+    return [
+        Component("alerts", _alerts_task),
+        Component("dsp", _dsp_task),
+        Component("sync", _sync_task),
+    ]
+
+
+async def _alerts_task(d: Daemon) -> None:
+    """Alert rules on every committed batch and on every summary; a tick each minute for
+    silent devices, low batteries, the unsynced outbox, re-notify and escalation."""
+    from datetime import UTC, datetime
+
+    from .alerts import AlertEngine, AlertTransition
+    from .hooks import HookRunner
+    from .thresholds import ThresholdLoader
+
+    assert d.store is not None and d.writer is not None
+    engine = AlertEngine(d.store, ThresholdLoader(d.store))
+    hooks = HookRunner(d.cfg.alerts.hook, d.cfg.alerts.hook_timeout_s, d.cfg.alerts.hook_retries)
+    d.alert_engine = engine
+
+    def deliver(transitions: list[AlertTransition]) -> None:
+        if not transitions:
+            return
+        for t in transitions:
+            a = t.to_alert()
+            log(LOG, logging.WARNING, "alert." + a.state, rule=a.rule, severity=a.severity,
+                patient=a.patient_id or "-", message=a.message)
+        hooks.submit(t.to_json() for t in transitions)
+        d.outbox_wake.set()
+
+    def on_commit(readings: list[Reading]) -> None:
+        try:
+            deliver(engine.on_readings(readings))
+        except Exception:  # alerts must never stop readings from being stored
+            LOG.exception("alerts.failed")
+
+    d.writer.on_commit = on_commit
+    d.deliver_alerts = deliver
+    try:
+        while not await d.sleep(60.0):
+            try:
+                deliver(engine.tick(datetime.now(UTC)))
+            except Exception:
+                LOG.exception("alerts.tick_failed")
+    finally:
+        await hooks.drain(timeout_s=2.0)
+
+
+async def _dsp_task(d: Daemon) -> None:
+    from .dsp_scheduler import run_scheduler
+
+    assert d.store is not None
+
+    def on_summary(summary: Summary, summary_id: int) -> None:
+        d.outbox_wake.set()
+        if d.alert_engine is not None and d.deliver_alerts is not None:
+            try:
+                d.deliver_alerts(d.alert_engine.on_summary(summary))
+            except Exception:
+                LOG.exception("alerts.summary_failed")
+
+    await run_scheduler(d.store, d.cfg.tz, d.cfg.daemon.dsp_interval_s, d.sleep,
+                        on_summary=on_summary)
+
+
+async def _sync_task(d: Daemon) -> None:
+    """Publish the outbox while a broker is configured; otherwise keep it (store-and-forward)."""
+    from .config import mqtt_password
+    from .sync.outbox import Outbox
+    from .sync.service import SyncService, settings_from_config
+
+    assert d.store is not None
+    Outbox(d.store, d.cfg.gateway_id)  # records the gateway id used in message ids
+    mqtt, sync = settings_from_config(d.cfg, mqtt_password(d.cfg))
+    if mqtt is None:
+        log(LOG, logging.INFO, "sync.disabled", reason="no broker configured (mqtt.host)",
+            hint="summaries and alerts wait in the outbox")
+        return
+    service = SyncService(d.store, mqtt, sync, d.cfg.gateway_id, d.cfg.gateway.site)
+    d.sync_service = service
+    await service.run(d.stop_event, wake=d.outbox_wake, drain_timeout_s=d.drain_on_stop_s)
 
 
 def _keep_db(new: Config, old: Config) -> Config:

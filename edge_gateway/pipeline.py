@@ -40,9 +40,9 @@ class DeviceContext:
 
 def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
     """Decode with the profile registry; characteristics without readings give none."""
-    from .drivers import registry
+    from .drivers.registry import decode_readings
 
-    return list(registry.decode_readings(
+    return list(decode_readings(
         characteristic, payload, device_id=ctx.device_id, received_at=ctx.received_at,
         device_clock_offset=ctx.clock_offset, reset_epoch=ctx.reset_epoch,
         session_start=ctx.session_start,

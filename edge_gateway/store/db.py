@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..errors import NotFound, StorageFull, StoreError
 from ..reading import Reading, iso
 from . import migrate
@@ -57,11 +55,21 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path, cap_bytes: int | None) -> None:
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
         self.cap_bytes = cap_bytes
         self.keep_raw = True
         row = conn.execute("SELECT value FROM meta WHERE key = 'db_id'").fetchone()
         self.db_id: str = row[0]
+
+    @property
+    def db(self) -> Any:
+        """A sqlite-utils ``Database`` on the same connection (imported on first use: with
+        pandas installed, importing sqlite-utils costs over a second of start-up)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -247,11 +255,10 @@ class Store:
             )
 
     def device(self, device_id: str) -> dict[str, Any]:
-        row = self.db.execute("SELECT * FROM devices WHERE id = ?", [device_id]).fetchone()
-        if row is None:
+        rows = list(self.db["devices"].rows_where("id = ?", [device_id]))
+        if not rows:
             raise NotFound("device", device_id, hint="`edge-gateway devices list` shows them")
-        cols = [d[0] for d in self.db.execute("SELECT * FROM devices LIMIT 0").description]
-        return dict(zip(cols, row, strict=True))
+        return dict(rows[0])
 
     def set_connected(self, device_id: str, connected: bool, at: datetime) -> None:
         with self.transaction() as conn:

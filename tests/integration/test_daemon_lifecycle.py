@@ -110,8 +110,11 @@ def test_unit_file_exposure_is_at_most_2() -> None:
         assert needed in text
 
 
-def test_sigterm_never_started_db_is_fine(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_sigterm_right_after_start_with_a_new_database(tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = start(["--db", str(tmp_path / "x" / "g.db"), "run"], cli_env, tmp_path / "log")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 15
+    while "daemon.started" not in (tmp_path / "log").read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
