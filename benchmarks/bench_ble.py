@@ -1,0 +1,94 @@
+"""BLE path: gateway CPU per 1,000 notifications, and memory holding six sessions.
+
+The virtual BlueZ runs in its own process (``python -m hardware_sim.run_bluez``) on a private
+dbus-daemon, with six load straps notifying every 10 ms; this process is the gateway: bleak's
+BlueZ backend, six DeviceSessions, and an ``on_frame`` that only counts (the store's cost is
+measured by bench_store.py; the daemon adds it).
+
+1. CPU time of this process (user + system) per 1,000 notifications received, end to end
+   (D-Bus signal parsing in dbus-fast, bleak's dispatch, the session's routing, on_frame).
+2. Resident memory (VmRSS, and its peak VmHWM) of this process holding the six sessions.
+   Target <= 80 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from hardware_sim.dbus_daemon import ENV_VAR, start_private_bus
+
+from edge_gateway.drivers import ble
+from edge_gateway.drivers.session import DeviceSession
+
+DEVICES = 6
+PERIOD_S = 0.01
+MEASURE_S = 5.0
+
+
+def proc_status(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB -> MB
+    return float("nan")
+
+
+async def gateway() -> tuple[int, float, float]:
+    count = 0
+
+    def on_frame(_d: str, _c: str, _t: datetime, _p: bytes) -> None:
+        nonlocal count
+        count += 1
+
+    found = await ble.scan(1.0, ["180d"])
+    assert len(found) == DEVICES, found
+    limiter = asyncio.Semaphore(7)
+    sessions = [DeviceSession(f"strap{i}", ble.BleTransport(f.address), on_frame, limiter)
+                for i, f in enumerate(found)]
+    async with asyncio.TaskGroup() as tg:
+        for s in sessions:
+            tg.create_task(s.run(), name=f"session-{s.device_id}")
+        while not all(s.state == "streaming" for s in sessions):  # noqa: ASYNC110 - 6 sessions
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # warm up
+        n0, c0 = count, time.process_time()
+        await asyncio.sleep(MEASURE_S)
+        n1, c1 = count, time.process_time()
+        rss = proc_status("VmRSS")
+        for s in sessions:
+            s.stop()
+    return n1 - n0, c1 - c0, rss
+
+
+def main() -> None:
+    bus = start_private_bus()
+    os.environ[ENV_VAR] = bus.address
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "hardware_sim.run_bluez", "--bus", bus.address,
+         "--straps", str(DEVICES), "--period", str(PERIOD_S)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        ready = sim.stdout.readline()
+        assert ready.startswith("READY"), ready
+        frames, cpu, rss = asyncio.run(gateway())
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+        bus.stop()
+    per_1000 = cpu / frames * 1000 * 1000  # ms
+    print(f"ble.cpu_ms_per_1000_notifications: {per_1000:.0f} ms "
+          f"({frames} notifications from {DEVICES} devices in {MEASURE_S:.0f} s, "
+          f"{frames / MEASURE_S:.0f}/s; gateway process only, on_frame counts)")
+    print(f"ble.rss_six_sessions: {rss:.1f} MB (peak {proc_status('VmHWM'):.1f} MB; "
+          f"ratio {rss / 80:.2f} vs 80 MB target)")
+
+
+if __name__ == "__main__":
+    main()
