@@ -28,6 +28,10 @@ _FEATURES = 0x0001 | 0x0004 | 0x0020
 _BODY_MOVEMENT, _IRREGULAR_PULSE = 0x0001, 0x0004
 
 
+#: How far ahead the user's measurements are planned (a run longer than this gets no more).
+_AHEAD = timedelta(days=60)
+
+
 class BloodPressureCuff(StoringDevice[BpMeasurement]):
     measurement_uuid = BP_MEASUREMENT
 
@@ -50,7 +54,7 @@ class BloodPressureCuff(StoringDevice[BpMeasurement]):
 
     def plan(self) -> list[tuple[datetime, BpMeasurement]]:
         rng = stream(self.seed, f"{self.name}:bp")
-        ms = bp_measurements(self.start - self.history, self.history + timedelta(days=400),
+        ms = bp_measurements(self.start - self.history, self.history + _AHEAD,
                              rng, self.users)
         return [(m.time, m) for m in ms]
 

@@ -64,6 +64,10 @@ class StoredGlucose:
                                          tester=_SELF, health=0x0F)
 
 
+#: How far ahead the user's measurements are planned (a run longer than this gets no more).
+_AHEAD = timedelta(days=60)
+
+
 class GlucoseMeter(SimPeripheral):
     def __init__(self, address: str, name: str = "Glucose meter (sim)", *,
                  history: timedelta = timedelta(days=14), passkey: int | None = None,
@@ -83,7 +87,7 @@ class GlucoseMeter(SimPeripheral):
         kw.setdefault("model", "GLS-1")
         kw.setdefault("requires_pairing", True)
         super().__init__(address, name, passkey=passkey, **kw)
-        self._plan = glucose_spots(self.start - history, history + timedelta(days=400),
+        self._plan = glucose_spots(self.start - history, history + _AHEAD,
                                    stream(self.seed, f"{self.name}:spots"))
         self.catch_up()
 

@@ -28,6 +28,10 @@ _MOUTH = 6
 _WSS_FEATURES = 0x01 | (7 << 3)
 
 
+#: How far ahead the user's measurements are planned (a run longer than this gets no more).
+_AHEAD = timedelta(days=60)
+
+
 class Thermometer(StoringDevice[Spot]):
     measurement_uuid = TEMPERATURE_MEASUREMENT
 
@@ -47,7 +51,7 @@ class Thermometer(StoringDevice[Spot]):
         )]
 
     def plan(self) -> list[tuple[datetime, Spot]]:
-        spots = temperatures(self.start - self.history, self.history + timedelta(days=400),
+        spots = temperatures(self.start - self.history, self.history + _AHEAD,
                              stream(self.seed, f"{self.name}:temp"), episodes=self.episodes)
         return [(s.time, s) for s in spots]
 
@@ -76,7 +80,7 @@ class Scale(StoringDevice[Spot]):
         )]
 
     def plan(self) -> list[tuple[datetime, Spot]]:
-        spots = weights(self.start - self.history, self.history + timedelta(days=400),
+        spots = weights(self.start - self.history, self.history + _AHEAD,
                         stream(self.seed, f"{self.name}:kg"), baseline_kg=self.baseline_kg)
         return [(s.time, s) for s in spots]
 
