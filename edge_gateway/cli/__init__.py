@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from . import (
     analyze,  # noqa: F401
+    caregiver,  # noqa: F401  (patients, thresholds, alerts, export, report)
     core,  # noqa: F401  (registers run, status, config, db)
     decode,  # noqa: F401
+    devices,  # noqa: F401  (devices scan|add|pair|assign|list|remove)
 )
 from .base import main
 

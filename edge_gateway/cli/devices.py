@@ -1,0 +1,192 @@
+"""devices scan|add|pair|assign|list|remove: which BLE devices the gateway collects from.
+
+Thin commands over :mod:`edge_gateway.drivers.devices` (the allowlist in the store) and
+:mod:`edge_gateway.drivers.ble` (scan, pair, forget through BlueZ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from ..drivers import ble
+from ..drivers import devices as D
+from ..errors import DeviceError, UsageError
+from .base import Context, echo_json, handle_errors, main, pass_ctx
+from .core import open_store
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+HEALTH_SERVICES = ("180d", "1810", "1808", "181f", "1822", "1809", "181d")
+
+
+def _adapter(ctx: Context) -> str:
+    return str(ctx.load_config().ble.adapter)
+
+
+@main.group()
+def devices() -> None:
+    """Find, pair, add, assign and remove BLE health devices.
+
+    Example:
+
+        edge-gateway devices scan
+    """
+
+
+@devices.command("scan")
+@click.option("--seconds", default=5.0, show_default=True, help="How long to listen.")
+@click.option("--all", "everything", is_flag=True, help="Show every device, not only health ones.")
+@_JSON
+@pass_ctx
+@handle_errors
+def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) -> None:
+    """List nearby BLE devices advertising a health service.
+
+    Example:
+
+        edge-gateway devices scan --seconds 10
+    """
+    found = asyncio.run(ble.scan(seconds, () if everything else HEALTH_SERVICES,
+                                 adapter=_adapter(ctx)))
+    rows = [{"address": f.address, "name": f.name, "rssi": f.rssi,
+             "profile": D.profile_of(f.services), "services": list(f.services)} for f in found]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("nothing found (is the device awake and advertising?)")
+    for r in rows:
+        click.echo(f"{r['address']}  {r['rssi']:>4} dBm  {r['profile'] or '-':<15}"
+                   f" {r['name'] or ''}")
+
+
+@devices.command("add")
+@click.argument("address")
+@click.option("--profile", type=click.Choice(sorted(D.PROFILES)), default=None,
+              help="Health profile; found by a short scan when omitted.")
+@click.option("--name", default=None, help="A name to show instead of the advertised one.")
+@click.option("--patient", default=None, help="Assign the device to this patient.")
+@_JSON
+@pass_ctx
+@handle_errors
+def devices_add(ctx: Context, address: str, profile: str | None, name: str | None,
+                patient: str | None, as_json: bool) -> None:
+    """Add a device to the allowlist; the daemon starts collecting from it.
+
+    Example:
+
+        edge-gateway devices add C0:FF:EE:00:00:01 --patient alice
+    """
+    addr = D.check_address(address)
+    if profile is None:
+        found = {f.address: f for f in asyncio.run(ble.scan(5.0, adapter=_adapter(ctx)))}
+        if addr not in found:
+            raise DeviceError(addr, "not seen in a 5 s scan", retryable=True,
+                              hint="wake the device, or give --profile")
+        profile = D.profile_of(found[addr].services)
+        name = name or found[addr].name
+        if profile is None:
+            raise UsageError(f"{addr} advertises no health service this gateway knows",
+                             hint="give --profile")
+    dev = D.add_device(open_store(ctx), addr, profile, name=name, patient=patient)
+    if as_json:
+        echo_json(dev)
+        return
+    click.echo(f"added {addr} ({profile})")
+    if profile in D.NEEDS_BOND and not dev.get("bonded"):
+        click.echo(f"next: edge-gateway devices pair {addr}")
+
+
+@devices.command("pair")
+@click.argument("address")
+@click.option("--passkey", type=int, default=None,
+              help="The six digits the device shows; asked for when needed if omitted.")
+@pass_ctx
+@handle_errors
+def devices_pair(ctx: Context, address: str, passkey: int | None) -> None:
+    """Pair (bond) with a device; glucose meters and cuffs need it before giving records.
+
+    Example:
+
+        edge-gateway devices pair C0:FF:EE:00:00:01
+    """
+    addr = D.check_address(address)
+
+    async def ask(_address: str) -> int:
+        if passkey is not None:
+            return passkey
+        value: Any = await asyncio.to_thread(
+            click.prompt, f"Passkey shown on {addr}", type=int)
+        return int(value)
+
+    asyncio.run(ble.pair(addr, ask, adapter=_adapter(ctx)))
+    D.mark_bonded(open_store(ctx), addr)  # no-op for a device not added yet
+    click.echo(f"paired with {addr}")
+
+
+@devices.command("assign")
+@click.argument("address")
+@click.argument("patient")
+@click.option("--user", type=int, default=None,
+              help="User slot of a multi-user blood-pressure cuff (BLS User ID).")
+@_JSON
+@pass_ctx
+@handle_errors
+def devices_assign(ctx: Context, address: str, patient: str, user: int | None,
+                   as_json: bool) -> None:
+    """Assign a device (or one user slot of a cuff) to a patient.
+
+    Example:
+
+        edge-gateway devices assign C0:FF:EE:00:00:02 bob --user 2
+    """
+    dev = D.assign(open_store(ctx), address, patient, user=user)
+    echo_json(dev) if as_json else click.echo(f"{dev['id']} -> {patient}"
+                                              + (f" (user {user})" if user is not None else ""))
+
+
+@devices.command("list")
+@_JSON
+@pass_ctx
+@handle_errors
+def devices_list(ctx: Context, as_json: bool) -> None:
+    """List the devices the gateway collects from.
+
+    Example:
+
+        edge-gateway devices list --json
+    """
+    rows = D.list_devices(open_store(ctx))
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no devices yet (find one with: edge-gateway devices scan)")
+    for d in rows:
+        users = ",".join(f"{u['user']}:{u['patient']}" for u in d["users"])
+        click.echo(f"{d['id']}  {d['profile']:<15} {d['name'] or '-':<20}"
+                   f" patient={d['patient_id'] or '-'}{' users=' + users if users else ''}"
+                   f" bonded={'yes' if d['bonded'] else 'no'}"
+                   f" {'enabled' if d['enabled'] else 'removed'}"
+                   f" connected={'yes' if d['connected'] else 'no'}")
+
+
+@devices.command("remove")
+@click.argument("address")
+@click.option("--forget", is_flag=True, help="Also delete the bond from the Bluetooth stack.")
+@pass_ctx
+@handle_errors
+def devices_remove(ctx: Context, address: str, forget: bool) -> None:
+    """Stop collecting from a device (its readings stay).
+
+    Example:
+
+        edge-gateway devices remove C0:FF:EE:00:00:01 --forget
+    """
+    addr = D.check_address(address)
+    D.remove_device(open_store(ctx), addr)
+    if forget:
+        asyncio.run(ble.forget(addr, adapter=_adapter(ctx)))
+    click.echo(f"removed {addr}")
