@@ -17,6 +17,9 @@ from ..reading import Reading
 from .base import Reader, ReadingContext, enum_name, rx_key
 
 _U16 = struct.Struct("<H")
+#: Unpackers for 0..31 RR intervals (a 512-byte ATT value holds at most 255).
+_RR_UNPACK = tuple(struct.Struct(f"<{i}H").unpack_from for i in range(32))
+_new = object.__new__
 
 # Heart Rate Measurement flags (GSS §3.113.1)
 _F_UINT16 = 0x01
@@ -26,7 +29,7 @@ _F_RR = 0x10
 _F_RESERVED = 0xE0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HeartRateMeasurement:
     """Heart Rate Measurement 0x2A37 (HRS §3.1, GSS §3.113).
 
@@ -83,12 +86,22 @@ class HeartRateMeasurement:
             if left & 1:
                 raise MalformedPayload("2a37", n - 1, "RR interval (uint16) truncated: needs 2"
                                        " bytes, 1 left", raw)
-            rr = struct.unpack_from(f"<{left >> 1}H", raw, pos) if left else ()
+            if left:
+                count = left >> 1
+                unpack = _RR_UNPACK[count] if count < len(_RR_UNPACK) else \
+                    struct.Struct(f"<{count}H").unpack_from
+                rr = unpack(raw, pos)
         elif left:
             raise MalformedPayload("2a37", pos, f"{left} trailing byte{'s' if left > 1 else ''}"
                                    " after the last field", raw)
-        return cls(hr, (flags & _F_CONTACT_MASK) >> 1, energy, rr, wide,
-                   bool(flags & _F_RR) and not rr, flags & _F_RESERVED)
+        # A frozen dataclass __init__ costs one object.__setattr__ per field; this runs for
+        # every notification, so the instance dict is filled in one step instead.
+        obj = _new(cls)
+        obj.__dict__.update(
+            heart_rate=hr, sensor_contact=(flags & _F_CONTACT_MASK) >> 1,
+            energy_expended=energy, rr_intervals=rr, wide=wide,
+            rr_flag_empty=bool(flags & _F_RR) and not rr, reserved_flags=flags & _F_RESERVED)
+        return obj
 
     def to_bytes(self) -> bytes:
         wide = self.wide or self.heart_rate > 0xFF

@@ -106,14 +106,23 @@ class SFloat:
 
     @classmethod
     def from_raw(cls, word: int) -> SFloat:
-        """Decode a 16-bit word (already read little-endian)."""
-        mant = word & 0x0FFF
-        if mant >= 0x0800:
-            mant -= 0x1000
-        exp = word >> 12
-        if exp >= 8:
-            exp -= 16
-        return cls(mant, exp)
+        """Decode a 16-bit word (already read little-endian).
+
+        Instances are immutable, so each of the 65 536 words is built once and shared: a
+        CGM backfill decodes thousands of SFLOATs drawn from a few hundred distinct values.
+        """
+        v = _SFLOAT_CACHE.get(word)
+        if v is None:
+            mant = word & 0x0FFF
+            if mant >= 0x0800:
+                mant -= 0x1000
+            exp = word >> 12
+            if exp >= 8:
+                exp -= 16
+            v = SFloat(mant, exp)
+            if 0 <= word <= 0xFFFF:
+                _SFLOAT_CACHE[word] = v
+        return v
 
     def to_raw(self) -> int:
         if not (-0x800 <= self.mantissa <= 0x7FF and -8 <= self.exponent <= 7):
@@ -134,6 +143,9 @@ class SFloat:
 
     def __str__(self) -> str:
         return self.special or format_number(self.mantissa, self.exponent)
+
+
+_SFLOAT_CACHE: dict[int, SFloat] = {}
 
 
 @dataclass(frozen=True, slots=True)
