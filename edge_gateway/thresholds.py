@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -43,6 +43,8 @@ GATEWAY_SCOPE = "gateway"
 #: appear in a patient id, so this never shadows a patient.
 GATEWAY_TARGET = "@gateway"
 SETTING_PREFIX = "threshold."
+#: Writes the audit row inside the change's transaction.
+Audit = Callable[[sqlite3.Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +246,11 @@ def load(store: Store, patient_id: str | None) -> Thresholds:
 
 
 def write(store: Store, patient_id: str | None, key: str, text: str | None,
-          *, now: datetime | None = None) -> Quantity | None:
+          *, now: datetime | None = None, audit: Audit | None = None) -> Quantity | None:
     """Set (``text``) or reset (``None``) one threshold; validated before anything changes.
 
     Returns the parsed quantity (None on reset).  Bumps ``meta.settings_version`` in the same
-    transaction so the daemon re-reads.
+    transaction so the daemon re-reads; ``audit(conn)`` writes the audit row in it too.
     """
     s = spec(key)
     if s.gateway_only and patient_id is not None:
@@ -274,15 +276,19 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
                 " ON CONFLICT(scope, key) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at", (scope, SETTING_PREFIX + key, q.text, stamp))
         bump_settings_version(conn)
+        if audit is not None:
+            audit(conn)
     return q
 
 
-def reset_all(store: Store, patient_id: str | None) -> int:
+def reset_all(store: Store, patient_id: str | None, *, audit: Audit | None = None) -> int:
     """Drop every threshold override of one scope; returns how many there were."""
     with store.transaction() as conn:
         n = conn.execute("DELETE FROM settings WHERE scope = ? AND key LIKE 'threshold.%'",
                          (scope_for(patient_id),)).rowcount
         bump_settings_version(conn)
+        if audit is not None:
+            audit(conn)
     return int(n)
 
 

@@ -1,0 +1,366 @@
+"""patients, thresholds, alerts, export, report: the caregiver's commands.
+
+Each command is a few lines over :mod:`edge_gateway.caregiver`, :mod:`edge_gateway.export` or
+:mod:`edge_gateway.report`; changes are audited there with the OS user as the actor.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import caregiver as C
+from .base import Context, echo_json, handle_errors, main, pass_ctx
+from .core import open_store
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _store(ctx: Context) -> Any:
+    return open_store(ctx)
+
+
+def _tz(ctx: Context, tz: str | None) -> str:
+    return tz or str(ctx.load_config().site.timezone)
+
+
+# ------------------------------------------------------------------------------ patients
+@main.group()
+def patients() -> None:
+    """Add, list, show and remove patients.
+
+    Example:
+
+        edge-gateway patients add alice --name "Alice B."
+    """
+
+
+@patients.command("add")
+@click.argument("patient")
+@click.option("--name", default=None, help="Display name (kept on this gateway only).")
+@click.option("--notes", default=None, help="Free text for caregivers.")
+@_JSON
+@pass_ctx
+@handle_errors
+def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None,
+                 as_json: bool) -> None:
+    """Add a patient.  PATIENT is an id of letters, digits, '-' or '_'.
+
+    Example:
+
+        edge-gateway patients add alice --name "Alice B."
+    """
+    p = C.add_patient(_store(ctx), patient, name=name, notes=notes)
+    echo_json(p) if as_json else click.echo(f"added patient {p['id']}")
+
+
+@patients.command("list")
+@_JSON
+@pass_ctx
+@handle_errors
+def patients_list(ctx: Context, as_json: bool) -> None:
+    """List patients with their devices, reading count and open alerts.
+
+    Example:
+
+        edge-gateway patients list --json
+    """
+    rows = C.list_patients(_store(ctx))
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no patients yet (add one with: edge-gateway patients add ID)")
+    for p in rows:
+        click.echo(f"{p['id']:<16} {p['name'] or '-':<20} devices={','.join(p['devices']) or '-'}"
+                   f"  readings={p['readings']}  open_alerts={p['open_alerts']}"
+                   f"  last={p['last_reading_at'] or '-'}")
+
+
+@patients.command("show")
+@click.argument("patient")
+@_JSON
+@pass_ctx
+@handle_errors
+def patients_show(ctx: Context, patient: str, as_json: bool) -> None:
+    """Show one patient: devices, counts, threshold overrides.
+
+    Example:
+
+        edge-gateway patients show alice
+    """
+    p = C.show_patient(_store(ctx), patient)
+    if as_json:
+        echo_json(p)
+        return
+    for k, v in p.items():
+        if k == "threshold_overrides":
+            v = ", ".join(f"{key}={val}" for key, val in v.items()) or "-"
+        elif isinstance(v, list):
+            v = ", ".join(v) or "-"
+        click.echo(f"{k:<20} {v if v is not None else '-'}")
+
+
+@patients.command("remove")
+@click.argument("patient")
+@click.option("--purge", is_flag=True,
+              help="Also delete every reading, summary and alert of the patient and their "
+                   "unsent outbox items (privacy request).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_JSON
+@pass_ctx
+@handle_errors
+def patients_remove(ctx: Context, patient: str, purge: bool, yes: bool, as_json: bool) -> None:
+    """Remove a patient (devices stay, unassigned).  Data stay unless --purge.
+
+    Example:
+
+        edge-gateway patients remove alice --purge --yes
+    """
+    store = _store(ctx)
+    C.require_patient(store, patient)
+    if purge and not yes:
+        click.confirm(f"Delete ALL data of patient {patient}? This cannot be undone",
+                      abort=True)
+    deleted = C.remove_patient(store, patient, purge=purge)
+    if as_json:
+        echo_json({"patient": patient, "purged": purge, "deleted": deleted})
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in deleted.items() if v)
+        click.echo(f"removed patient {patient}" + (f" (deleted {counts})" if counts else ""))
+
+
+# ------------------------------------------------------------------------------ thresholds
+@main.group()
+def thresholds() -> None:
+    """Show, set and reset a patient's alert thresholds (with units).
+
+    PATIENT may be @gateway for gateway-wide values that apply to every patient without
+    their own.
+
+    Example:
+
+        edge-gateway thresholds set alice glucose.low_l1 "3.9 mmol/L"
+    """
+
+
+@thresholds.command("show")
+@click.argument("patient")
+@_JSON
+@pass_ctx
+@handle_errors
+def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
+    """Show every threshold of PATIENT, where it comes from, and what it means.
+
+    Example:
+
+        edge-gateway thresholds show alice
+    """
+    rows = C.show_thresholds(_store(ctx), patient)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['key']:<22} {r['value']:<12} {r['source']:<8} {r['help']}")
+
+
+@thresholds.command("set")
+@click.argument("patient")
+@click.argument("key")
+@click.argument("value")
+@_JSON
+@pass_ctx
+@handle_errors
+def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bool) -> None:
+    """Set KEY to VALUE for PATIENT.  VALUE is one argument with its unit.
+
+    The running daemon uses it from its next reading on; no restart.
+
+    Example:
+
+        edge-gateway thresholds set alice glucose.low_l1 "70 mg/dL"
+    """
+    r = C.set_threshold(_store(ctx), patient, key, value)
+    if as_json:
+        echo_json(r)
+    else:
+        click.echo(f"{patient}: {key} = {r['value']} ({r['canonical']:g} {r['unit']})")
+
+
+@thresholds.command("reset")
+@click.argument("patient")
+@click.argument("key", required=False)
+@_JSON
+@pass_ctx
+@handle_errors
+def thresholds_reset(ctx: Context, patient: str, key: str | None, as_json: bool) -> None:
+    """Reset KEY (or every key) of PATIENT to the gateway-wide value or the default.
+
+    Example:
+
+        edge-gateway thresholds reset alice glucose.low_l1
+    """
+    r = C.reset_threshold(_store(ctx), patient, key)
+    if as_json:
+        echo_json(r)
+    elif key is None:
+        click.echo(f"{patient}: {r['reset']} override(s) removed")
+    else:
+        click.echo(f"{patient}: {key} = {r['value']} ({r['source']})")
+
+
+# ------------------------------------------------------------------------------ alerts
+@main.group()
+def alerts() -> None:
+    """List, acknowledge and review alerts.
+
+    Example:
+
+        edge-gateway alerts list --patient alice
+    """
+
+
+def _alert_line(a: dict[str, Any]) -> str:
+    return (f"#{a['id']:<5} {a['state']:<12} {a['severity']:<8} {a['patient'] or '-':<12}"
+            f" {a['raised_at']}  {a['message']}")
+
+
+@alerts.command("list")
+@click.option("--patient", default=None, help="Only this patient's alerts.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved alerts.")
+@_JSON
+@pass_ctx
+@handle_errors
+def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
+                as_json: bool) -> None:
+    """List open alerts (newest first).
+
+    Example:
+
+        edge-gateway alerts list --patient alice --json
+    """
+    rows = C.list_alerts(_store(ctx), patient=patient, include_resolved=include_resolved)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no open alerts")
+    for a in rows:
+        click.echo(_alert_line(a))
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@_JSON
+@pass_ctx
+@handle_errors
+def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
+    """Acknowledge alert ALERT_ID: no more re-notify or escalation (it still resolves).
+
+    Example:
+
+        edge-gateway alerts ack 17
+    """
+    a = C.ack_alert(_store(ctx), alert_id)
+    echo_json(a) if as_json else click.echo(_alert_line(a))
+
+
+@alerts.command("history")
+@click.option("--patient", default=None, help="Only this patient's alerts.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@_JSON
+@pass_ctx
+@handle_errors
+def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool) -> None:
+    """Alerts with every transition (raised, escalated, renotified, acknowledged, resolved).
+
+    Example:
+
+        edge-gateway alerts history --patient alice --limit 20
+    """
+    rows = C.alert_history(_store(ctx), patient=patient, limit=limit)
+    if as_json:
+        echo_json(rows)
+        return
+    for a in rows:
+        click.echo(_alert_line(a))
+        for e in a["events"]:
+            by = f" by {e['by']}" if e.get("by") else ""
+            click.echo(f"        {e['at']}  {e['state']}{by}")
+
+
+# ------------------------------------------------------------------------------ export, report
+@main.command("export")
+@click.option("--patient", required=True, help="Patient id.")
+@click.option("--since", required=True, help="First day (site time zone), e.g. 2026-11-01.")
+@click.option("--until", default=None, help="End, exclusive (site time zone).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "fhir", "json"]), default="csv",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")
+@click.option("--tz", default=None, help="Time zone for the dates (default: gateway.timezone).")
+@pass_ctx
+@handle_errors
+def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: str,
+               out: Path | None, tz: str | None) -> None:
+    """Export readings, summaries and alerts (CSV, JSON, or a FHIR R4 Bundle).
+
+    Streams: a year of data needs no more memory than a day.  docs/caregiver.md documents
+    the CSV columns.
+
+    Example:
+
+    \b
+        edge-gateway export --patient alice --since 2026-11-01 --until 2026-12-01 \\
+            --format fhir --out alice.json
+    """
+    from ..export import export, window
+
+    store = _store(ctx)
+    C.require_patient(store, patient)
+    w = window(since, until, _tz(ctx, tz))
+    with ExitStack() as stack:
+        sink = sys.stdout if out is None else stack.enter_context(
+            out.open("w", encoding="utf-8", newline=""))
+        n = export(store, sink, patient=patient, w=w, fmt=fmt)
+    if out is not None:
+        click.echo(f"wrote {n} records to {out}", err=True)
+
+
+@main.command("report")
+@click.option("--patient", required=True, help="Patient id.")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 90))
+@click.option("--until", default=None,
+              help="End day, exclusive (site time zone); default: tomorrow, so today is in.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="report.html, or report.pdf for a PDF.")
+@click.option("--tz", default=None, help="Time zone (default: gateway.timezone).")
+@pass_ctx
+@handle_errors
+def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Path,
+               tz: str | None) -> None:
+    """A printable report: glucose profile (AGP) and time in ranges, HR/HRV trend, AF
+    episodes, blood-pressure classes, device coverage.
+
+    Example:
+
+        edge-gateway report --patient alice --days 14 --out report.html
+    """
+    from ..export import parse_local, zone
+    from ..report import write_report
+
+    store = _store(ctx)
+    C.require_patient(store, patient)
+    zi = zone(_tz(ctx, tz))
+    if until:
+        end = parse_local(until, zi, "--until")
+    else:
+        today = datetime.now(UTC).astimezone(zi).date() + timedelta(days=1)
+        end = parse_local(today.isoformat(), zi, "--until")
+    write_report(store, patient, end=end, days=days, tz=zi, out=out)
+    click.echo(f"wrote {out}", err=True)
