@@ -244,3 +244,31 @@ def test_fuzz_only_malformed_payload(char: str, raw: bytes) -> None:
                              session_start=datetime(2026, 11, 20, 8, 0))
     except MalformedPayload:
         pass  # a CGM record whose E2E-CRC does not match
+
+
+def _crc_reference(data: bytes) -> int:
+    # Bit-by-bit CRC-16/MCRF4XX: reflected poly 0x8408, init 0xFFFF, no final XOR.
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+    return crc
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_crc_matches_bitwise_reference(data: bytes) -> None:
+    assert cgm.crc16_mcrf4xx(data) == _crc_reference(data)
+    assert cgm.crc16_mcrf4xx(b"123456789") == 0x6F91
+
+
+@settings(max_examples=200, deadline=None)
+@given(rec=records, add_crc=st.booleans())
+def test_cgm_fast_path_agrees_with_checked_path(rec: cgm.CGMRecord, add_crc: bool) -> None:
+    raw = rec.to_bytes(add_crc)
+    fast, end_fast = cgm._decode_record(raw, 0)
+    slow, end_slow = cgm._decode_record_checked(raw, 0)
+    assert (fast, fast.crc_ok, end_fast) == (slow, slow.crc_ok, end_slow)
+    assert fast.crc_ok is (None if rec.crc is None and not add_crc else
+                           cgm.crc16_mcrf4xx(raw[:-2]) == fast.crc)
