@@ -141,6 +141,7 @@ class Link:
         self._sock: Any = None
         self._want_write = False
         self._pending: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._props_cache: dict[tuple[str | None, bool], Properties] = {}
         self._connack: asyncio.Future[None] = self._loop.create_future()
         self.closed = asyncio.Event()
         self.close_reason = "not connected"
@@ -353,18 +354,31 @@ class Link:
         if self.closed.is_set():
             fut.set_exception(SyncError(f"not connected ({self.close_reason})"))
             return fut
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if user_properties:
-            props.UserProperty = list(user_properties)
-        if content_type:
-            props.ContentType = content_type
-        props.PayloadFormatIndicator = 1 if utf8 else 0
+        props = self._publish_properties(tuple(user_properties), content_type, utf8)
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             fut.set_exception(SyncError(f"publish failed: {paho.error_string(info.rc)}"))
             return fut
         self._pending[info.mid] = (fut, topic)
         return fut
+
+    def _publish_properties(self, user: tuple[tuple[str, str], ...], content_type: str | None,
+                            utf8: bool) -> Properties:
+        # paho's Properties are slow to build (a name lookup per attribute set); most
+        # publishes share the same few, and paho only reads them, so reuse them.
+        key = (content_type, utf8)
+        cached = self._props_cache.get(key) if not user else None
+        if cached is not None:
+            return cached
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if user:
+            props.UserProperty = list(user)
+        if content_type:
+            props.ContentType = content_type
+        props.PayloadFormatIndicator = 1 if utf8 else 0
+        if not user:
+            self._props_cache[key] = props
+        return props
 
     async def close(self, offline: Retained | None = None, grace_s: float = 2.0) -> None:
         """Publish ``offline`` (so the will is not needed), then DISCONNECT and close."""
