@@ -7,22 +7,39 @@ with the gateway's own codecs, so these tests also prove the simulator speaks th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
-from hardware_sim.generators import Episode, RRProfile, rmssd
+from hardware_sim.generators import CgmProfile, Episode, RRProfile, rmssd
 from hardware_sim.peripheral import AttError, Peripheral, RecordingLink, uuid128
 from hardware_sim.peripherals.base import FrameFaults
+from hardware_sim.peripherals.blood_pressure import BloodPressureCuff
+from hardware_sim.peripherals.cgm import CgmSensor
 from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 from hardware_sim.peripherals.heart_rate import HeartRateStrap
+from hardware_sim.peripherals.pulse_oximeter import PulseOximeter
+from hardware_sim.peripherals.thermometer import Scale, Thermometer
 
 from edge_gateway.drivers.base import DateTime
+from edge_gateway.drivers.blood_pressure import BloodPressureMeasurement
+from edge_gateway.drivers.cgm import (
+    CGMFeature,
+    CGMMeasurement,
+    CGMRecord,
+    CGMSessionStartTime,
+    CGMStatus,
+)
+from edge_gateway.drivers.cgm_socp import CGMSpecificOpsControlPoint as Socp
 from edge_gateway.drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
 from edge_gateway.drivers.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.pulse_oximeter import PLXContinuous
 from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
 from edge_gateway.drivers.support import CurrentTime
+from edge_gateway.drivers.thermometer import TemperatureMeasurement
+from edge_gateway.drivers.weight import WeightMeasurement
 from edge_gateway.errors import MalformedPayload
 
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
@@ -116,9 +133,9 @@ def test_strap_run_streams_while_subscribed_and_chunks_join() -> None:
 # -- glucose meter --------------------------------------------------------------------------------
 
 
-def _meter(**kw: object) -> tuple[GlucoseMeter, RecordingLink, ManualClock]:
+def _meter(**kw: Any) -> tuple[GlucoseMeter, RecordingLink, ManualClock]:
     clock = ManualClock()
-    meter = GlucoseMeter("AA:00:00:00:01:01", start=NOW, seed=3, clock=clock, **kw)  # type: ignore[arg-type]
+    meter = GlucoseMeter("AA:00:00:00:01:01", start=NOW, seed=3, clock=clock, **kw)
     link = RecordingLink(subscribed=[0x2A18, 0x2A34, 0x2A52])
     meter.on_connect(link)
     return meter, link, clock
@@ -192,11 +209,16 @@ def test_meter_abort_stops_a_report_and_delete_only_when_asked() -> None:
     meter, link, _ = _meter(pace_s=0.001)
     n = len(meter.stored)
 
+    on_write = meter.characteristic(0x2A52).on_write
+    assert on_write is not None
+
     async def main() -> None:
-        report = meter.characteristic(0x2A52).on_write(Racp.report_all().to_bytes())  # type: ignore[misc]
-        task = asyncio.ensure_future(report)
+        report = on_write(Racp.report_all().to_bytes())
+        assert isinstance(report, Coroutine)
+        task = asyncio.create_task(report)
         await asyncio.sleep(0.01)
-        abort = meter.characteristic(0x2A52).on_write(Racp(3, 0).to_bytes())  # type: ignore[misc]
+        abort = on_write(Racp(3, 0).to_bytes())
+        assert isinstance(abort, Coroutine)
         await abort
         await task
 
@@ -228,7 +250,8 @@ def test_device_clock_is_off_until_the_central_sets_it() -> None:
     assert ct == (NOW + off.clock_offset).replace(tzinfo=None)
     write(meter, 0x2A52, Racp(1, 6).to_bytes())
     last = GlucoseMeasurement.from_bytes(sent(link, 0x2A18)[-1])
-    assert last.device_time() is not None and last.device_time() > NOW.replace(tzinfo=None)  # type: ignore[operator]
+    stamp = last.device_time()
+    assert stamp is not None and stamp > NOW.replace(tzinfo=None)
     write(meter, 0x2A2B, CurrentTime.for_write(NOW.replace(tzinfo=None)).to_bytes())
     assert CurrentTime.from_bytes(read(meter, 0x2A2B)).to_datetime() == NOW.replace(tzinfo=None)
     with pytest.raises(AttError):
@@ -246,3 +269,124 @@ def test_frame_faults_corrupt_and_truncate_every_nth_frame() -> None:
         except MalformedPayload:
             bad.append(i + 1)
     assert bad == [3, 5, 6, 9, 10, 12, 15]
+
+
+# -- CGM ------------------------------------------------------------------------------------------
+
+
+def _cgm(**kw: Any) -> tuple[CgmSensor, RecordingLink, ManualClock]:
+    clock = ManualClock()
+    low = datetime(2026, 11, 25, 3, 10, tzinfo=UTC)
+    cgm = CgmSensor("AA:00:00:00:02:01", start=NOW, seed=5, clock=clock,
+                    profile=CgmProfile(lows=(low,)), **kw)
+    link = RecordingLink(subscribed=[0x2AA7, 0x2A52, 0x2AAC])
+    cgm.on_connect(link)
+    return cgm, link, clock
+
+
+def _cgm_records(link: RecordingLink) -> list[CGMRecord]:
+    return [r for v in sent(link, 0x2AA7) for r in CGMMeasurement.from_bytes(v).records]
+
+
+def test_cgm_holds_its_session_with_crc_and_the_night_low() -> None:
+    cgm, link, _ = _cgm()
+    feature = CGMFeature.from_bytes(read(cgm, 0x2AA8))
+    assert feature.e2e_crc_supported and feature.to_json()["crc_ok"]
+    start = CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA))
+    assert start.crc_ok and start.utc_start() == NOW - timedelta(days=13, hours=12)
+    status = CGMStatus.from_bytes(read(cgm, 0x2AA9))
+    assert status.crc_ok and status.time_offset == 13 * 1440 + 720
+    write(cgm, 0x2A52, Racp.report_all().to_bytes())
+    recs = _cgm_records(link)
+    assert all(r.crc_ok for r in recs)
+    offsets = [r.time_offset for r in recs]
+    assert offsets[0] == 60 and offsets == sorted(offsets) and offsets[-1] <= status.time_offset
+    assert len(offsets) == (status.time_offset - 60) // 5 + 1
+    by_offset = {r.time_offset: r for r in recs}
+    session = start.utc_start()
+    assert session is not None
+    low_offset = int((datetime(2026, 11, 25, 3, 10, tzinfo=UTC) - session).total_seconds() // 60)
+    near = [by_offset[o] for o in range(low_offset - 30, low_offset + 31, 5) if o in by_offset]
+    assert min(r.glucose.value or 999 for r in near) < 54
+    flagged = [r for r in near if r.warning_octet and r.warning_octet & 0x04]
+    assert flagged  # "lower than hypo" annunciated
+    assert racp_responses(link)[-1] == Racp.response(1, 1)
+
+
+def test_cgm_backfills_by_time_offset_and_streams_new_records() -> None:
+    cgm, link, clock = _cgm()
+    last = cgm.offset_now() // 5 * 5
+    clock.advance(minutes=31)
+    write(cgm, 0x2A52, Racp.report_from_sequence(last + 1).to_bytes())  # filter 1: time offset
+    assert [r.time_offset for r in _cgm_records(link)] == [last + 5 * i for i in range(1, 7)]
+    link.sent.clear()
+    assert cgm.live_records()  # measured meanwhile: handed to the live stream once
+    assert cgm.live_records() == []
+    clock.advance(minutes=5)
+    assert len(cgm.live_records()) == 1
+    # User-facing time is not a CGM filter.
+    write(cgm, 0x2A52, Racp(1, 3, 2, DateTime.of(NOW.replace(tzinfo=None))).to_bytes())
+    assert racp_responses(link)[-1] == Racp.response(1, 9)
+
+
+def test_cgm_new_session_restarts_offsets_and_socp_checks_crc() -> None:
+    cgm, link, clock = _cgm()
+    with pytest.raises(AttError) as e:
+        write(cgm, 0x2AAC, Socp(26).to_bytes())  # no CRC
+    assert e.value.code == 0x80
+    bad = bytearray(Socp(26).to_bytes(add_crc=True))
+    bad[-1] ^= 0xFF
+    with pytest.raises(AttError) as e:
+        write(cgm, 0x2AAC, bytes(bad))
+    assert e.value.code == 0x81
+    write(cgm, 0x2AAC, Socp(26).to_bytes(add_crc=True))
+    reply = Socp.from_bytes(sent(link, 0x2AAC)[-1])
+    assert reply.crc_ok and (reply.request_op_code, reply.response_code) == (26, 1)
+    assert cgm.sessions == 2
+    start = CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA)).utc_start()
+    assert start == NOW
+    write(cgm, 0x2A52, Racp(4, 1).to_bytes())
+    assert racp_responses(link)[-1] == Racp.number_response(0)  # warming up: nothing yet
+    clock.advance(minutes=70)
+    write(cgm, 0x2A52, Racp(4, 1).to_bytes())
+    assert racp_responses(link)[-1] == Racp.number_response(3)  # offsets 60, 65, 70
+
+
+# -- spot devices that indicate stored readings on connect ---------------------------------------
+
+
+def test_cuff_indicates_two_users_backlog_once_and_resumes_after_a_drop() -> None:
+    clock = ManualClock()
+    cuff = BloodPressureCuff("AA:00:00:00:03:01", start=NOW, seed=6, clock=clock)
+    total = len(cuff.stored)
+    assert 50 <= total <= 58
+    link = RecordingLink(subscribed=[])
+    assert asyncio.run(cuff.transfer(link)) == 0  # nothing without indications enabled
+    link.subscribed.add(uuid128(0x2A35))
+    asyncio.run(cuff.transfer(link))
+    ms = [BloodPressureMeasurement.from_bytes(v) for v in sent(link, 0x2A35)]
+    assert len(ms) == total and {m.user_id for m in ms} == {1, 2}
+    assert all((m.systolic.value or 0) > (m.diastolic.value or 0) for m in ms)
+    stamps = [m.timestamp.to_datetime() for m in ms if m.timestamp is not None]
+    assert stamps == sorted(stamps)  # oldest first
+    assert asyncio.run(cuff.transfer(link)) == 0  # transferred means gone from the queue
+    clock.advance(days=1)
+    cuff.catch_up()
+    assert asyncio.run(cuff.transfer(link)) == 4  # two users, morning and evening
+
+
+def test_thermometer_scale_and_oximeter_speak_their_profiles() -> None:
+    link = RecordingLink(subscribed=[0x2A1C, 0x2A9D])
+    thermo = Thermometer("AA:00:00:00:04:01", start=NOW, seed=7, clock=ManualClock())
+    scale = Scale("AA:00:00:00:04:02", start=NOW, seed=8, clock=ManualClock())
+    asyncio.run(thermo.transfer(link))
+    asyncio.run(scale.transfer(link))
+    temps = [TemperatureMeasurement.from_bytes(v).temperature.value for v in sent(link, 0x2A1C)]
+    kgs = [WeightMeasurement.from_bytes(v).weight for v in sent(link, 0x2A9D)]
+    assert 26 <= len(temps) <= 29 and all(35.5 <= (t or 0) <= 38.0 for t in temps)
+    assert 13 <= len(kgs) <= 14 and all(70 <= (k or 0) <= 86 for k in kgs)
+    ep = Episode("desaturation", NOW + timedelta(seconds=60), timedelta(seconds=60), rate=86)
+    ox = PulseOximeter("AA:00:00:00:04:03", start=NOW, seed=9, episodes=(ep,))
+    spo2 = [PLXContinuous.from_bytes(ox.measurement(t).to_bytes()).spo2.value for t in range(150)]
+    values = [v for v in spo2 if v is not None]
+    assert len(values) == 150 and min(values[:50]) >= 93 and min(values[60:120]) <= 88
