@@ -1,0 +1,207 @@
+"""The BLE side of the daemon: one :class:`DeviceSession` per enabled device, kept in step
+with the store's allowlist (``devices add/remove`` take effect without a restart).
+
+The glue between a session and the rest of the gateway lives here:
+
+* frames go to the frame pipeline (decode, keep raw, reject malformed); CGM measurements get
+  the sensor's Session Start Time, remembered from the 0x2AAA frame the session reads first;
+* :class:`StoreLedger` answers "what is the newest record we hold" from committed readings and
+  their raw frames, and bumps the device's reset epoch when a session detects a reset;
+* connection state and the device clock offset go to the ``devices`` table.
+
+The daemon runs :func:`ble_component` as a named task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import MalformedPayload
+from ..store import Store
+from .backfill import (
+    CGM_MEASUREMENT,
+    CGM_SESSION_START,
+    GLUCOSE_MEASUREMENT,
+    RecordMark,
+    cgm_offsets,
+    glucose_mark,
+)
+from .cgm import CGMSessionStartTime
+from .session import Backoff, DeviceSession
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from ..config import BleSection
+    from ..daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+#: How many recent frames of a characteristic the ledger looks at for the newest record.
+_RECENT = 2000
+
+
+class PipelineOnFrame(Protocol):
+    def __call__(self, device_id: str, characteristic: str, received_at: datetime,
+                 payload: bytes, *, session_start: datetime | None = None) -> Any: ...
+
+
+def session_start_of(payload: bytes) -> datetime | None:
+    """A CGM Session Start Time: aware UTC when the zone is known, else the device's clock."""
+    try:
+        sst = CGMSessionStartTime.from_bytes(payload)
+    except MalformedPayload:
+        return None
+    return sst.utc_start() or sst.start.to_datetime()
+
+
+class StoreLedger:
+    """:class:`~edge_gateway.drivers.backfill.RecordLedger` over the store."""
+
+    def __init__(self, store: Store, on_reset: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_reset = on_reset
+
+    def _epoch(self, device_id: str) -> int:
+        row = self.store.conn.execute("SELECT reset_epoch FROM devices WHERE id = ?",
+                                      (device_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _payloads(self, device_id: str, characteristic: str) -> list[bytes]:
+        rows = self.store.conn.execute(
+            "SELECT DISTINCT f.payload FROM readings r JOIN raw_frames f ON f.id = r.raw_frame_id"
+            " WHERE r.device_id = ? AND r.characteristic = ? AND r.reset_epoch = ?"
+            " AND f.payload IS NOT NULL ORDER BY r.id DESC LIMIT ?",
+            (device_id, characteristic, self._epoch(device_id), _RECENT))
+        return [bytes(p) for (p,) in rows]
+
+    def last_record(self, device_id: str, characteristic: str) -> RecordMark | None:
+        if characteristic == GLUCOSE_MEASUREMENT:
+            marks = [m for p in self._payloads(device_id, characteristic)
+                     if (m := glucose_mark(p)) is not None]
+            return max(marks, key=lambda m: m.key) if marks else None
+        if characteristic == CGM_MEASUREMENT:
+            row = self.store.conn.execute(
+                "SELECT payload FROM raw_frames WHERE device_id = ? AND characteristic = ?"
+                " AND status = 'ok' ORDER BY id DESC LIMIT 1",
+                (device_id, CGM_SESSION_START)).fetchone()
+            offsets = [o for p in self._payloads(device_id, characteristic)
+                       for o in cgm_offsets(p)]
+            if row is None or row[0] is None or not offsets:
+                return None
+            return RecordMark(max(offsets), bytes(row[0]))
+        return None
+
+    def reset_detected(self, device_id: str, characteristic: str, reason: str) -> None:
+        log.warning("%s: %s (%s); new records go to a new reset epoch",
+                    device_id, reason, characteristic)
+        self.store.update_device_state(device_id, reset_epoch=self._epoch(device_id) + 1)
+        if self.on_reset is not None:
+            self.on_reset(device_id)
+
+
+class BleFleet:
+    """Runs and reconciles the sessions of every enabled BLE device in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        on_frame: PipelineOnFrame,
+        ble: BleSection,
+        *,
+        clock_trusted: Callable[[], bool],
+        on_settings: Callable[[], None] = lambda: None,
+        transport_factory: Callable[[str, str], Transport] | None = None,
+        flush: Callable[[], object] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.pipeline_on_frame = on_frame
+        self.ble = ble
+        self.clock_trusted = clock_trusted
+        self.on_settings = on_settings
+        self.transport_factory = transport_factory or self._ble_transport
+        self.flush = flush
+        self.limiter = asyncio.Semaphore(ble.max_connections)
+        self.sessions: dict[str, DeviceSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session_start: dict[str, datetime | None] = {}
+        self.ledger = StoreLedger(store, on_reset=lambda _d: self._changed())
+
+    def _ble_transport(self, device_id: str, address: str) -> Transport:
+        from .ble import BleTransport
+
+        return BleTransport(address, adapter=self.ble.adapter, name=device_id)
+
+    def _changed(self) -> None:
+        # The pipeline caches epochs and clock offsets per device: make it re-read them.
+        self.flush()  # frames decoded under the old epoch are committed under it
+        self.on_settings()
+
+    def on_frame(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
+        if char == CGM_SESSION_START:
+            self._session_start[device_id] = session_start_of(payload)
+        self.pipeline_on_frame(device_id, char, received_at, payload,
+                               session_start=self._session_start.get(device_id))
+
+    def on_state(self, device_id: str, state: str) -> None:
+        if state in ("streaming", "disconnected", "stopped"):
+            try:
+                self.store.set_connected(device_id, state == "streaming", datetime.now(UTC))
+            except Exception:  # a busy database must not stop a session
+                log.exception("%s: could not record connection state", device_id)
+
+    def on_clock(self, device_id: str, offset_s: float, corrected: bool) -> None:
+        self.store.update_device_state(device_id, clock_offset_s=offset_s)
+        self.on_settings()
+
+    def wanted(self) -> dict[str, str]:
+        rows = self.store.conn.execute(
+            "SELECT id, coalesce(address, id) FROM devices WHERE enabled = 1 AND transport = 'ble'")
+        return {device_id: address for device_id, address in rows}
+
+    def reconcile(self, tg: asyncio.TaskGroup) -> None:
+        wanted = self.wanted()
+        for device_id in list(self.sessions):
+            if device_id not in wanted:
+                self.sessions.pop(device_id).stop()
+                self._tasks.pop(device_id, None)
+        for device_id, address in wanted.items():
+            if device_id in self.sessions:
+                continue
+            session = DeviceSession(
+                device_id, self.transport_factory(device_id, address), self.on_frame,
+                self.limiter, ledger=self.ledger, clock_trusted=self.clock_trusted,
+                max_drift_s=self.ble.max_device_drift_s, set_clock=self.ble.set_device_clock,
+                backoff=Backoff(self.ble.backoff_initial_s, self.ble.backoff_max_s),
+                on_state=self.on_state, on_clock=self.on_clock,
+            )
+            self.sessions[device_id] = session
+            self._tasks[device_id] = tg.create_task(session.run(), name=f"ble:{device_id}")
+
+    async def run(self, sleep: Callable[[float], Any], poll_s: float = 2.0) -> None:
+        """Until ``await sleep(poll_s)`` returns True (the daemon stopping)."""
+        async with asyncio.TaskGroup() as tg:
+            try:
+                while True:
+                    self.reconcile(tg)
+                    if await sleep(poll_s):
+                        break
+            finally:
+                for session in self.sessions.values():
+                    session.stop()
+
+
+async def ble_component(d: Daemon) -> None:
+    """The daemon's ``ble`` task: ``Component("ble", ble_component)``."""
+    from ..clock import kernel_clock_synchronized
+
+    assert d.store is not None and d.pipeline is not None and d.writer is not None
+    fleet = BleFleet(
+        d.store, d.pipeline.on_frame, d.cfg.ble,
+        clock_trusted=lambda: kernel_clock_synchronized() is True,
+        on_settings=d.pipeline.refresh, flush=d.writer.flush,
+    )
+    await fleet.run(d.sleep, d.cfg.daemon.settings_poll_s)

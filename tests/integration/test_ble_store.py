@@ -1,0 +1,94 @@
+"""Into SQLite: BleFleet + FramePipeline + BatchWriter + Store, through real bleak."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from ble_sim import GlucoseMeter, HeartRateStrap, until
+from hardware_sim.bluez import VirtualBlueZ
+
+from edge_gateway.config import BleSection
+from edge_gateway.drivers import ble
+from edge_gateway.drivers.fleet import BleFleet
+from edge_gateway.pipeline import FramePipeline
+from edge_gateway.store import BatchWriter, Store
+
+STRAP, METER = "C1:00:00:00:00:01", "C1:00:00:00:00:02"
+
+
+def count(store: Store, sql: str, *args: object) -> int:
+    return int(store.conn.execute(sql, args).fetchone()[0])
+
+
+def test_frames_into_sqlite_with_rejects_backfill_and_reset(
+    virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "g.db")
+    store.upsert_device(STRAP, profile="heart_rate", address=STRAP)
+    store.upsert_device(METER, profile="glucose", address=METER)
+    writer = BatchWriter(store, max_delay_s=0.1)
+    pipeline = FramePipeline(store, writer)
+    stopping = asyncio.Event()
+
+    async def sleep(seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await stopping.wait()
+        except TimeoutError:
+            pass
+        if writer.due():
+            writer.flush()
+        return stopping.is_set()
+
+    def glucose_seqs(epoch: int) -> list[int]:
+        rows = store.conn.execute(
+            "SELECT record_key FROM readings WHERE device_id = ? AND kind = 'glucose'"
+            " AND reset_epoch = ? ORDER BY CAST(substr(record_key, 5) AS INTEGER)",
+            (METER, epoch))
+        return [int(k[4:]) for (k,) in rows]
+
+    async def main() -> None:
+        strap = HeartRateStrap(STRAP)
+        strap.corrupt_every = 10
+        meter = GlucoseMeter(METER, records=12)
+        async with virtual_bluez([strap, meter]):
+            await ble.scan(0.3)
+            fleet = BleFleet(store, pipeline.on_frame, BleSection(backoff_initial_s=0.1,
+                                                                   backoff_max_s=1.0),
+                             clock_trusted=lambda: False, on_settings=pipeline.refresh,
+                             flush=writer.flush)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(fleet.run(sleep, poll_s=0.1), name="ble")
+                await until(lambda: glucose_seqs(0) == list(range(12)))
+                await until(lambda: count(store, "SELECT count(*) FROM raw_frames WHERE"
+                                          " status = 'rejected'") >= 2)
+                # Link loss while the meter takes two more, then a reboot with three new.
+                assert meter.link is not None
+                meter.link.drop()
+                meter.take(111)
+                meter.take(112)
+                await until(lambda: glucose_seqs(0) == list(range(14)))
+                await until(lambda: fleet.sessions[METER].state == "streaming")
+                if meter.link is not None:
+                    meter.link.drop()
+                meter.reboot(3)
+                await until(lambda: glucose_seqs(1) == [0, 1, 2])
+                # Removing a device stops its session without a restart.
+                store.conn.execute("UPDATE devices SET enabled = 0 WHERE id = ?", (STRAP,))
+                store.conn.commit()
+                await until(lambda: STRAP not in fleet.sessions)
+                stopping.set()
+        writer.flush()
+
+    asyncio.run(main())
+    assert count(store, "SELECT count(*) FROM readings WHERE kind = 'heart_rate'") >= 10
+    rejected = store.conn.execute(
+        "SELECT characteristic, error FROM raw_frames WHERE status = 'rejected'").fetchall()
+    assert rejected and all(c == "2a37" and "truncated" in e for c, e in rejected)
+    assert count(store, "SELECT reset_epoch FROM devices WHERE id = ?", METER) == 1
+    assert count(store, "SELECT connected FROM devices WHERE id = ?", METER) == 0
+    assert count(store, "SELECT count(*) FROM readings WHERE device_id = ? AND kind = 'glucose'",
+                 METER) == 14 + 3
+    store.close()
