@@ -302,7 +302,7 @@ def _glucose_meter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
 
 
 def _blood_pressure(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
-    users = DEFAULT_BP_USERS
+    users: tuple[BpUser, ...] = DEFAULT_BP_USERS
     if "users" in c.t:
         users = tuple(
             BpUser(int(u["id"]), float(u["systolic"]), float(u["diastolic"]),
@@ -390,3 +390,14 @@ def _serial(spec: ScenarioSpec, i: int, s: Mapping[str, Any], start: datetime,
         interval_s=c.num("interval", 1.0), pulse_bpm=c.num("pulse", 68.0),
         episodes=c.episodes(), link_path=link, faults=faults,
     )
+
+
+def demo() -> list[SimPeripheral]:
+    """The demo scenario's BLE devices starting now, for
+    ``python -m hardware_sim.run_bluez --peripherals hardware_sim.scenario:demo``."""
+    return build_scenario(load_scenario("demo"), start=datetime.now(UTC)).peripherals
+
+
+def faults() -> list[SimPeripheral]:
+    """The faults scenario's BLE devices starting now (see :func:`demo`)."""
+    return build_scenario(load_scenario("faults"), start=datetime.now(UTC)).peripherals

@@ -202,3 +202,27 @@ class SerialSensor:
                 i += 1
         finally:
             self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hardware_sim.serial_sensor --link /tmp/ttyRAD8``: serve a Rad-8 until
+    interrupted (the path to open with pyserial is printed, then kept up to date)."""
+    import argparse
+    from datetime import UTC
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--link", help="symlink to keep pointing at the pty's slave side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between lines")
+    parser.add_argument("--duration", type=float, default=None, help="stop after seconds")
+    args = parser.parse_args(argv)
+    sensor = SerialSensor(datetime.now(UTC), seed=args.seed, interval_s=args.interval,
+                          link_path=args.link)
+    print(f"READY {sensor.open()}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(sensor.run(args.duration))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
