@@ -390,3 +390,20 @@ def test_thermometer_scale_and_oximeter_speak_their_profiles() -> None:
     spo2 = [PLXContinuous.from_bytes(ox.measurement(t).to_bytes()).spo2.value for t in range(150)]
     values = [v for v in spo2 if v is not None]
     assert len(values) == 150 and min(values[:50]) >= 93 and min(values[60:120]) <= 88
+
+
+def test_cgm_clock_set_through_session_start_time_and_reboot_starts_a_session() -> None:
+    cgm, _, clock = _cgm(frame_faults=FrameFaults(clock_offset=timedelta(days=-400),
+                                                  reboot_before_connect=2))
+    shown = CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA)).utc_start()
+    true_start = NOW - timedelta(days=13, hours=12)
+    assert shown == true_start - timedelta(days=400)  # the drifted clock shows
+    with pytest.raises(AttError):
+        write(cgm, 0x2AAA, CGMSessionStartTime(DateTime.of(true_start), 0, 0).to_bytes())
+    fixed = CGMSessionStartTime(DateTime.of(true_start.replace(tzinfo=None)), 0, 0)
+    write(cgm, 0x2AAA, fixed.to_bytes(add_crc=True))
+    assert CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA)).utc_start() == true_start
+    assert cgm.accept_connection() and cgm.sessions == 1
+    clock.advance(minutes=1)
+    assert cgm.accept_connection() and cgm.sessions == 2  # rebooted: a new session
+    assert CGMStatus.from_bytes(read(cgm, 0x2AA9)).time_offset == 0

@@ -53,6 +53,7 @@ _PATIENT_LOW, _PATIENT_HIGH, _HYPO, _HYPER = 70.0, 180.0, 55.0, 250.0
 _START_SESSION, _STOP_SESSION, _SET_INTERVAL, _GET_INTERVAL = 26, 27, 1, 2
 _INTERVAL_RESPONSE, _RESPONSE = 3, 28
 _SUCCESS, _OP_NOT_SUPPORTED, _INVALID_OPERAND = 1, 2, 3
+_OUT_OF_RANGE = 0xFF  # common profile ATT error (Core Specification Supplement §1.2)
 #: Records per notification: 13-byte records fit 18 to an MTU of 247; stay below.
 _BATCH = 15
 
@@ -98,7 +99,8 @@ class CgmSensor(SimPeripheral):
             char(CGM_MEASUREMENT, Flag.NOTIFY),
             char(CGM_FEATURE, Flag.READ, on_read=self._feature),
             char(CGM_STATUS, Flag.READ, on_read=self._status),
-            char(SESSION_START_TIME, Flag.READ, Flag.WRITE, on_read=self._session_start_time),
+            char(SESSION_START_TIME, Flag.READ, Flag.WRITE, on_read=self._session_start_time,
+                 on_write=self._write_session_start_time),
             char(SESSION_RUN_TIME, Flag.READ, on_read=lambda: CGMSessionRunTime(
                 int(self.session_length.total_seconds() // 3600)).to_bytes(add_crc=True)),
             char(RACP, Flag.WRITE, Flag.INDICATE, on_write=lambda d: self.racp.on_write(d)),
@@ -175,6 +177,24 @@ class CgmSensor(SimPeripheral):
         # that trusts the device clock gets UTC directly; a drifted clock shows up as drift.
         start = DateTime.of(self.device_time(self._session_start))
         return CGMSessionStartTime(start, 0, 0).to_bytes(add_crc=True)
+
+    def _write_session_start_time(self, data: bytes) -> None:
+        """CGMS §3.4: the collector writes the session start in its own (user-facing) time;
+        the sensor derives its clock from it, so this is how a CGM's clock gets set."""
+        try:
+            written = CGMSessionStartTime.from_bytes(data)
+        except MalformedPayload:
+            raise AttError(AttError.INVALID_ATTRIBUTE_VALUE_LENGTH, "bad start time") from None
+        if written.crc is None:
+            raise AttError(0x80, "missing CRC")
+        if written.crc_ok is False:
+            raise AttError(0x81, "invalid CRC")
+        start = written.utc_start()
+        if start is None:
+            raise AttError(_OUT_OF_RANGE, "start time, time zone or DST not known")
+        # The device keeps UTC (time zone 0): its clock is now whatever makes the session
+        # start read back as written.
+        self.clock_offset = start - self._session_start
 
     def _socp(self, data: bytes) -> Any:
         link = self.racp.link
