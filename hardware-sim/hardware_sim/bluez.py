@@ -344,12 +344,14 @@ class VirtualBlueZ:
         adapter_address: str = "00:1A:7D:DA:71:13",
         advertising_interval: float = 0.1,
         temporary_timeout: float | None = 30.0,
+        bonded: bool = False,
     ) -> None:
         self.bus_address = bus_address
         self.adapter_path = f"{ROOT}/{adapter}"
         self.adapter_address = adapter_address
         self.advertising_interval = advertising_interval
         self.temporary_timeout = temporary_timeout
+        self.bonded = bonded  # the initial peripherals are already paired (a set-up gateway)
         self.devices: dict[str, DeviceObject] = {}
         self.current_sender = ""
         self.connected_now = 0
@@ -380,7 +382,7 @@ class VirtualBlueZ:
         bus.export(ROOT, self._agents)
         bus.export(self.adapter_path, self._adapter)
         for peripheral in self._pending:
-            self.add(peripheral)
+            self.add(peripheral, paired=self.bonded)
         self._pending.clear()
         await bus.request_name("org.bluez")
         if self.temporary_timeout is not None:
