@@ -107,7 +107,7 @@ class Outbox:
                 if r[0] in skip:
                     continue
                 out.append(Item(seq=r[0], msg_id=r[1], priority=r[2], kind=r[3],
-                                patient_id=r[4], created_at=r[5], body=json.loads(r[6])))
+                                patient_id=r[4], created_at=r[5], raw=r[6]))
                 if len(out) >= n:
                     break
             last = (rows[-1][2], rows[-1][0])

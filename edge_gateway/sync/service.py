@@ -220,8 +220,14 @@ class SyncService:
                         waits.append(wake.wait())
                     await _first(waits, self.sync.interval_s)
                 else:
-                    timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                    await _first([fl.progress.wait(), link.closed.wait()], timeout)
+                    # Every outstanding future settles on PUBACK or fails when the link
+                    # closes, so ``progress`` alone covers both (no extra tasks per wake-up).
+                    if deadline is None:
+                        await fl.progress.wait()
+                    else:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(fl.progress.wait(),
+                                                   max(0.0, deadline - loop.time()))
                     fl.progress.clear()
         finally:
             await self._finish(link, fl)
