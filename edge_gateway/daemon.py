@@ -177,7 +177,10 @@ class Daemon:
 
 def default_components() -> list[Component]:
     """The jobs other modules contribute: alerts, DSP, sync (and device sessions)."""
+    from .supervisor import devices_task
+
     return [
+        Component("devices", devices_task),
         Component("alerts", _alerts_task),
         Component("dsp", _dsp_task),
         Component("sync", _sync_task),
