@@ -177,10 +177,12 @@ class Daemon:
 
 def default_components() -> list[Component]:
     """The jobs other modules contribute: alerts, DSP, sync (and device sessions)."""
-    from .supervisor import devices_task
+    from .drivers.fleet import ble_component
+    from .supervisor import serial_task
 
     return [
-        Component("devices", devices_task),
+        Component("ble", ble_component),
+        Component("serial", serial_task),
         Component("alerts", _alerts_task),
         Component("dsp", _dsp_task),
         Component("sync", _sync_task),

@@ -20,7 +20,6 @@ from .reading import Reading
 from .store import BatchWriter, FrameRecord, Store
 
 LOG = logging.getLogger("edge_gateway.pipeline")
-CGM_SESSION_START = "2aaa"
 
 #: decode(characteristic, payload, context) -> readings; raises MalformedPayload.
 Decoder = Callable[[str, bytes, "DeviceContext"], Sequence[Reading]]
@@ -58,9 +57,6 @@ class FramePipeline:
         self.decoder = decoder
         self._devices: dict[str, dict[str, Any]] = {}
         self._users: dict[str, tuple[tuple[int, str], ...]] = {}
-        #: The CGM Session Start Time last read from each CGM: CGM records are stamped as an
-        #: offset from it, and it is part of their record identity.
-        self._session_start: dict[str, datetime] = {}
         self.rejected = 0
 
     def refresh(self) -> None:
@@ -97,12 +93,8 @@ class FramePipeline:
     def on_frame(self, device_id: str, characteristic: str, received_at: datetime,
                  payload: bytes, *, session_start: datetime | None = None) -> None:
         """Decode and queue one frame; never raises for a bad payload."""
-        if session_start is None:
-            session_start = self._session_start.get(device_id)
         ctx = self.context(device_id, received_at, session_start)
         try:
-            if characteristic == CGM_SESSION_START:
-                self._note_session_start(device_id, payload)
             readings = list(self.decoder(characteristic, payload, ctx))
         except MalformedPayload as err:
             self.rejected += 1
@@ -114,14 +106,6 @@ class FramePipeline:
         readings = [self._attribute(r, ctx) for r in readings]
         self.writer.submit(FrameRecord(device_id, characteristic, received_at, bytes(payload)),
                            readings)
-
-    def _note_session_start(self, device_id: str, payload: bytes) -> None:
-        from .drivers.cgm import CGMSessionStartTime
-
-        sst = CGMSessionStartTime.from_bytes(payload)
-        start = sst.utc_start() or sst.start.to_datetime()
-        if start is not None:
-            self._session_start[device_id] = start
 
     @staticmethod
     def _attribute(r: Reading, ctx: DeviceContext) -> Reading:
