@@ -192,7 +192,7 @@ def rr_series(
     sinus_rr = base_rr + profile.modulation_sd_ms * scale * _shaped_noise(n, fs, rng, profile)
 
     # Random draws are made up front, one per potential beat, so the loop stays cheap.
-    max_beats = int(total * 220.0 / 60.0) + 16
+    max_beats = int(total * 240.0 / 60.0) + 16  # RR is clipped at 250 ms: at most 240/min
     u_ectopic = rng.uniform(size=max_beats)
     prematurity = rng.uniform(0.55, 0.72, size=max_beats)
     af_sigma = np.sqrt(np.log1p(profile.af_cv**2))

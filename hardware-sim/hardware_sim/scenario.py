@@ -31,6 +31,7 @@ from edge_gateway.errors import ConfigError
 
 from .generators import (
     DEFAULT_BP_USERS,
+    RR_EPISODES,
     BpUser,
     CgmProfile,
     Episode,
@@ -49,6 +50,7 @@ from .serial_sensor import SerialFaults, SerialSensor
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
           "y": 365 * 86400.0}
+_DESAT = frozenset({"desaturation"})
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
@@ -229,13 +231,16 @@ class _Ctx:
             raise ConfigError(self.spec.path, f"{self.key}.{name}", f"{v!r} is not a number")
         return float(v)
 
-    def episodes(self) -> tuple[Episode, ...]:
+    def episodes(self, kinds: frozenset[str]) -> tuple[Episode, ...]:
         out = []
         for i, e in enumerate(self.t.get("episodes", [])):
             k = f"{self.key}.episodes[{i}]"
             _check_keys(e, {"kind", "at", "duration", "rate"}, self.spec.path, k)
             if "kind" not in e or "duration" not in e:
                 raise ConfigError(self.spec.path, k, "an episode needs kind and duration")
+            if e["kind"] not in kinds:
+                raise ConfigError(self.spec.path, f"{k}.kind", f"unknown episode {e['kind']!r}",
+                                  hint="here: " + ", ".join(sorted(kinds)))
             at = parse_duration(e.get("at", 0), where=self.spec.path, key=f"{k}.at")
             length = parse_duration(e["duration"], where=self.spec.path, key=f"{k}.duration")
             rate = e.get("rate")
@@ -272,7 +277,8 @@ def _faults(c: _Ctx) -> tuple[Faults, FrameFaults]:
 
 def _heart_rate(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
     profile = RRProfile(mean_hr_bpm=c.num("mean_hr", 64.0),
-                        ectopic_per_hour=c.num("ectopic_per_hour", 4.0), episodes=c.episodes())
+                        ectopic_per_hour=c.num("ectopic_per_hour", 4.0),
+                        episodes=c.episodes(RR_EPISODES))
     return HeartRateStrap(profile=profile, interval_s=c.num("interval", 1.0), **kw)
 
 
@@ -314,12 +320,13 @@ def _blood_pressure(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
 
 
 def _pulse_oximeter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
-    return PulseOximeter(pulse_bpm=c.num("pulse", 68.0), episodes=c.episodes(),
+    return PulseOximeter(pulse_bpm=c.num("pulse", 68.0), episodes=c.episodes(_DESAT),
                          interval_s=c.num("interval", 1.0), **kw)
 
 
 def _thermometer(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
-    return Thermometer(history=c.dur("history", timedelta(days=14)), episodes=c.episodes(), **kw)
+    return Thermometer(history=c.dur("history", timedelta(days=14)),
+                      episodes=c.episodes(frozenset({"fever"})), **kw)
 
 
 def _scale(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
@@ -388,7 +395,7 @@ def _serial(spec: ScenarioSpec, i: int, s: Mapping[str, Any], start: datetime,
         start, seed=int(s.get("seed", spec.seed + 100 + i)), name=str(s.get("name", "rad8")),
         serial_number=str(s.get("serial_number", "0000093112")),
         interval_s=c.num("interval", 1.0), pulse_bpm=c.num("pulse", 68.0),
-        episodes=c.episodes(), link_path=link, faults=faults,
+        episodes=c.episodes(_DESAT), link_path=link, faults=faults,
     )
 
 

@@ -88,6 +88,8 @@ def test_same_seed_same_devices() -> None:
          '[[peripheral]]\nkind = "scale"\naddress = "c0:ff:ee:00:00:01"', "peripheral[1].address"),
         ('[[peripheral]]\nkind = "heart_rate"\naddress = "C0:FF:EE:00:00:01"\n'
          'faults = { link_loss_soon = 1 }', "peripheral[0].faults.link_loss_soon"),
+        ('[[peripheral]]\nkind = "heart_rate"\naddress = "C0:FF:EE:00:00:01"\n'
+         'episodes = [{ kind = "afib", duration = "1m" }]', "peripheral[0].episodes[0].kind"),
     ],
 )
 def test_bad_scenarios_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
