@@ -246,3 +246,41 @@ def subscriber(broker: Broker, **kw: Any) -> Iterator[Subscriber]:
         yield s
     finally:
         s.stop()
+
+
+# ---------------------------------------------------------------------- the gateway side
+def fill(store: Any, summaries: int, alerts: int = 0, *, start: Any = None,
+         step_s: float = 300.0) -> list[str]:
+    """Queue ``summaries`` HRV summaries (oldest first) then ``alerts`` alerts; return ids."""
+    from datetime import UTC, datetime, timedelta
+
+    from edge_gateway.reading import Alert, Summary
+    from edge_gateway.sync.outbox import enqueue_alert, enqueue_summary
+
+    t0 = start or datetime(2026, 11, 18, tzinfo=UTC)
+    ids: list[str] = []
+    with store.transaction():
+        for i in range(summaries):
+            t = t0 + timedelta(seconds=step_s * i)
+            ids.append(enqueue_summary(store, i + 1, Summary(
+                "p1", "hrv", t, t + timedelta(seconds=step_s),
+                {"mean_hr_bpm": 60 + i % 20, "sdnn_ms": 40.0 + i % 9}, 0.95, "hrv/1",
+                t + timedelta(seconds=step_s), "strap-1")))
+        for j in range(alerts):
+            t = t0 + timedelta(seconds=step_s * summaries + j)
+            ids.append(enqueue_alert(store, j + 1, Alert(
+                "p1", "hr_high", "urgent", "raised", f"heart rate high #{j}", t, f"hr:{j}",
+                150.0, "/min"), t))
+    return ids
+
+
+async def until(pred: Any, timeout_s: float, what: str) -> None:
+    """Poll ``pred`` from async code (the sync runs on this loop)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

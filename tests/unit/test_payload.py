@@ -1,0 +1,136 @@
+"""payload.py: pure envelope, topics, batching, FHIR, compression."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from edge_gateway.reading import Alert, Summary
+from edge_gateway.sync import payload
+from edge_gateway.sync.payload import Item, Options
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def item(seq: int, kind: str = "summary", patient: str | None = "p1", prio: int = 1,
+         body: dict[str, object] | None = None) -> Item:
+    created = f"2026-11-25T09:{seq % 60:02d}:00.000000Z"
+    return Item(seq, f"gw1:db1:{seq}", prio, kind, patient, created,
+                json.dumps(body if body is not None else {"n": seq}, separators=(",", ":")))
+
+
+def test_single_message_envelope_is_one_compact_line_with_required_keys() -> None:
+    msg = payload.build([item(7)], Options(gateway="gw1", site="clinic"), NOW)
+    text = msg.payload.decode()
+    assert "\n" not in text and ": " not in text
+    env = json.loads(text)
+    for key in ("schema", "id", "gateway", "kind", "created_at"):
+        assert key in env
+    assert env["schema"] == payload.SCHEMA
+    assert env["id"] == "gw1:db1:7" and env["seq"] == 7 and env["data"] == {"n": 7}
+    assert "status" not in env
+    assert msg.topic == "edge-gateway/clinic/gw1/p1/summary"
+    assert msg.seqs == (7,)
+    assert payload.items_of(env) == [("gw1:db1:7", {"n": 7})]
+
+
+def test_batch_carries_items_with_own_ids_and_batch_id_property() -> None:
+    items = [item(i) for i in range(1, 4)]
+    msg = payload.build(items, Options(gateway="gw1"), NOW)
+    env = payload.decode(msg.payload)
+    assert [i["id"] for i in env["items"]] == ["gw1:db1:1", "gw1:db1:2", "gw1:db1:3"]
+    assert dict(msg.user_properties)["batch_id"] == env["id"] == msg.id
+    assert env["id"].startswith("gw1:db1:b")
+    # deterministic: the same items give the same batch id
+    assert payload.build(items, Options(gateway="gw1"), NOW + timedelta(hours=1)).id == msg.id
+    assert env["created_at"] == max(i.created_at for i in items)
+
+
+def test_group_keeps_priority_order_and_splits_by_patient_kind_and_size() -> None:
+    items = [item(1, "alert", "p1", 0), item(2, "alert", "p2", 0), item(3), item(4),
+             item(5, patient="p2"), item(6)]
+    groups = payload.group(items, batch_size=2)
+    assert [[i.seq for i in g] for g in groups] == [[1], [2], [3, 4], [5], [6]]
+
+
+def test_topic_segments_are_escaped() -> None:
+    assert payload.topic_segment("a/b+#") == "a%2Fb%2B%23"
+    assert payload.topic_segment(None) == "_"
+    opts = Options(gateway="gw1", site="s")
+    assert payload.data_topic(opts, None, "alert") == "edge-gateway/s/gw1/_/alert"
+    assert payload.status_topic("edge-gateway", "s", "gw1") == "edge-gateway/s/gw1/status"
+
+
+def test_status_payload() -> None:
+    obj = json.loads(payload.status_payload("offline", "gw1", "s", None))
+    assert obj["status"] == "offline" and obj["gateway"] == "gw1"
+    with pytest.raises(ValueError):
+        payload.status_payload("maybe", "gw1", "s", None)
+
+
+@pytest.mark.parametrize("method", ["gzip", "zstd"])
+def test_compression_round_trips_and_shrinks_a_batch(method: str) -> None:
+    items = [item(i, body={"metrics": {"sdnn_ms": 40.0 + i, "mean_hr_bpm": 60}})
+             for i in range(1, 51)]
+    plain = payload.build(items, Options(gateway="gw1"), NOW)
+    packed = payload.build(items, Options(gateway="gw1", compression=method), NOW)
+    assert len(packed.payload) < len(plain.payload) / 3
+    assert dict(packed.user_properties)["content-encoding"] == method
+    assert payload.decode(packed.payload, method) == payload.decode(plain.payload)
+    # same input, same bytes (gzip would otherwise stamp the time)
+    assert payload.build(items, Options(gateway="gw1", compression=method), NOW).payload \
+        == packed.payload
+
+
+def test_summary_and_alert_bodies() -> None:
+    s = Summary("p1", "bp", NOW, NOW + timedelta(minutes=2),
+                {"systolic_mmhg": 128.0, "diastolic_mmhg": 82.0}, 1.0, "bp/1", NOW, "cuff")
+    b = payload.summary_body(5, s)
+    assert b["summary_id"] == 5 and b["window_start"] == "2026-11-25T10:00:00.000000Z"
+    a = Alert("p1", "glucose_low", "urgent", "raised", "low", NOW, "k", 60.0, "mg/dL")
+    assert payload.alert_body(9, a)["severity"] == "urgent"
+
+
+def test_fhir_observation_uses_loinc_and_ucum() -> None:
+    s = Summary("p1", "bp", NOW, NOW + timedelta(minutes=2),
+                {"systolic_mmhg": 128.0, "diastolic_mmhg": 82.0, "note": None, "odd_x": 3},
+                1.0, "bp/1", NOW, "cuff")
+    it = Item(1, "gw1:db1:1", 1, "summary", "p1", "t", json.dumps(payload.summary_body(1, s)))
+    obs = payload.fhir_resource(it)
+    assert obs["resourceType"] == "Observation" and obs["status"] == "final"
+    assert obs["code"]["coding"][0] == {"system": "http://loinc.org", "code": "85354-9",
+                                        "display": "Blood pressure panel with all children "
+                                                   "optional"}
+    comps = {c["code"]["text"]: c for c in obs["component"]}
+    assert comps["systolic"]["code"]["coding"][0]["code"] == "8480-6"
+    assert comps["systolic"]["valueQuantity"] == {
+        "value": 128.0, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mmHg"}
+    assert comps["diastolic"]["code"]["coding"][0]["code"] == "8462-4"
+    assert "dataAbsentReason" in comps["note"]
+    assert comps["odd_x"]["code"]["coding"][0]["system"] == "urn:edge-gateway:code"
+    assert obs["subject"] == {"reference": "Patient/p1"}
+    assert obs["identifier"][0]["value"] == "gw1:db1:1"
+
+
+def test_fhir_format_keeps_the_envelope_and_alerts_become_flags() -> None:
+    a = Alert("p1", "glucose_low", "urgent", "raised", "glucose low", NOW, "k", 60.0, "mg/dL")
+    it = Item(3, "gw1:db1:3", 0, "alert", "p1", "t", json.dumps(payload.alert_body(1, a)))
+    env = payload.decode(payload.build([it], Options(gateway="gw1", format="fhir"), NOW).payload)
+    assert env["format"] == "fhir" and env["kind"] == "alert"
+    assert env["data"]["resourceType"] == "Flag" and env["data"]["status"] == "active"
+
+
+def test_units_from_metric_names() -> None:
+    assert payload.unit_of("sdnn_ms") == ("sdnn", "ms")
+    assert payload.unit_of("mean_hr_bpm") == ("mean_hr", "/min")
+    assert payload.unit_of("mean_glucose_mg_dl") == ("mean_glucose", "mg/dL")
+    assert payload.unit_of("ratio") == ("ratio", "1")
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Options(gateway="g", format="xml")
+    with pytest.raises(ValueError):
+        Options(gateway="g", compression="lz4")
