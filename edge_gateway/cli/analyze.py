@@ -193,3 +193,45 @@ def analyze_hrv(file: Path, no_clean: bool, as_json: bool) -> None:
     ordered.update({k: v for k, v in result.items() if k not in ordered})
     ordered["algorithm"] = "hrv/1"
     _emit(ordered)
+
+
+@analyze.command("rhythm")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_json_option
+@handle_errors
+def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
+    """Atrial fibrillation, pauses, brady/tachycardia and ectopic beats from FILE.
+
+    FILE is CSV with a column rr_ms (.gz accepted); a column t_s with the beat times is used
+    for the episode times when present.  Beats are numbered from 0 by data row; episode ends
+    are inclusive.
+
+    Example:
+
+        edge-gateway analyze rhythm 04043_rr.csv.gz --json
+    """
+    from ..dsp.rhythm import ALGORITHM, analyze_rhythm
+
+    rr, times = _rr_input(read_table(file))
+    result = analyze_rhythm(rr, times)
+    _emit(
+        {
+            "n_beats": result.n_beats,
+            "af_burden_pct": result.af_burden_pct,
+            "af_episodes": [
+                {"start_beat": e.start_beat, "end_beat": e.end_beat, "start_s": e.start_s,
+                 "end_s": e.end_s}
+                for e in result.af_episodes
+            ],
+            "pauses": [
+                {"beat": p.beat, "duration_ms": p.duration_ms, "severe": p.severe}
+                for p in result.pauses
+            ],
+            "bradycardia_pct": result.bradycardia_pct,
+            "tachycardia_pct": result.tachycardia_pct,
+            "ectopic_beats": result.ectopic_beats,
+            "mean_hr_bpm": result.mean_hr_bpm,
+            "coverage": result.coverage,
+            "algorithm": ALGORITHM,
+        }
+    )

@@ -83,3 +83,25 @@ def test_every_analyze_command_has_an_example() -> None:
     assert group.help is not None and "Example:" in group.help
     for name, command in group.commands.items():  # type: ignore[attr-defined]
         assert command.help is not None and "Example:" in command.help, name
+
+
+def test_rhythm_keys_and_episode_shape() -> None:
+    code, out, err = run("analyze", "rhythm", str(DATA / "afdb04043_excerpt_rr.csv.gz"))
+    assert code == 0, err
+    data = json.loads(out)
+    for key in ("af_burden_pct", "af_episodes", "pauses", "bradycardia_pct", "tachycardia_pct",
+                "ectopic_beats"):
+        assert key in data
+    ep = max(data["af_episodes"], key=lambda e: e["end_beat"] - e["start_beat"])
+    assert set(ep) == {"start_beat", "end_beat", "start_s", "end_s"}
+    assert abs(ep["start_beat"] - 890) < 40
+    assert isinstance(data["ectopic_beats"], int)
+    assert 20 < data["af_burden_pct"] < 35
+
+
+def test_rhythm_pause_reported(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("rr_ms\n" + "800\n" * 50 + "3200\n" + "800\n" * 50)
+    code, out, _ = run("analyze", "rhythm", str(path))
+    assert code == 0
+    assert json.loads(out)["pauses"] == [{"beat": 50, "duration_ms": 3200.0, "severe": True}]
