@@ -39,7 +39,9 @@ class DeviceContext:
 
 
 def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
-    """Decode with the profile registry; characteristics without readings give none."""
+    """Decode with the profile registry (BLE) or the serial protocol's codec."""
+    if characteristic.startswith("serial:"):
+        return _decode_serial(characteristic, payload, ctx)
     from .drivers.registry import decode_readings
 
     return list(decode_readings(
@@ -47,6 +49,20 @@ def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> 
         device_clock_offset=ctx.clock_offset, reset_epoch=ctx.reset_epoch,
         session_start=ctx.session_start,
     ))
+
+
+def _decode_serial(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
+    protocol = characteristic.split(":", 1)[1]
+    if protocol != "masimo-rad8":
+        raise MalformedPayload(characteristic, 0, f"no decoder for serial protocol {protocol!r}",
+                               payload)
+    from .drivers import masimo_rad8
+
+    record = masimo_rad8.Rad8Record.from_bytes(payload)
+    return masimo_rad8.to_readings(
+        record, device_id=ctx.device_id, characteristic=characteristic,
+        received_at=ctx.received_at, device_clock_offset=ctx.clock_offset,
+        reset_epoch=ctx.reset_epoch)
 
 
 class FramePipeline:
@@ -102,6 +118,16 @@ class FramePipeline:
                 offset=err.offset, reason=err.reason, raw=payload.hex())
             self.writer.submit(FrameRecord(device_id, characteristic, received_at,
                                            bytes(payload), error=str(err)))
+            return
+        except Exception as err:
+            # A decoder bug must not lose the frame or stop the device's session: keep the
+            # frame as rejected (a fixed decoder can re-derive it later) and say so loudly.
+            self.rejected += 1
+            LOG.exception("frame.decoder_error", extra={"fields": {
+                "device": device_id, "char": characteristic, "raw": payload.hex()}})
+            self.writer.submit(FrameRecord(device_id, characteristic, received_at,
+                                           bytes(payload),
+                                           error=f"decoder error: {type(err).__name__}: {err}"))
             return
         readings = [self._attribute(r, ctx) for r in readings]
         self.writer.submit(FrameRecord(device_id, characteristic, received_at, bytes(payload)),

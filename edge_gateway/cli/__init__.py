@@ -7,6 +7,7 @@ from . import (
     caregiver,  # noqa: F401  (patients, thresholds, alerts, export, report)
     core,  # noqa: F401  (registers run, status, config, db)
     decode,  # noqa: F401
+    demo,  # noqa: F401
     devices,  # noqa: F401  (devices scan|add|pair|assign|list|remove)
 )
 from .base import main
