@@ -1,1 +1,1 @@
-"""hardware-sim: simulated health peripherals, a virtual BlueZ and serial devices for edge-gateway."""
+"""hardware-sim: simulated health peripherals, a virtual BlueZ and serial devices."""
