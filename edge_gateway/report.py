@@ -254,8 +254,9 @@ def fig_agp(d: ReportData, gm: dict[str, Any]) -> Any:
         share = gm["bands"][label]
         bar.bar(0, share, bottom=bottom, color=colour, width=0.6)
         if share >= 2:
-            bar.text(0.42, bottom + share / 2, f"{share:.0f} %  {label.split(' ')[0]}",
-                     va="center", fontsize=8)
+            short = label.rsplit(" ", 1)[0].removesuffix(" >").removesuffix(" <")
+            bar.text(0.42, bottom + share / 2, f"{share:.0f} %  {short}", va="center",
+                     fontsize=8)
         bottom += share
     bar.set_xlim(-0.4, 1.9)
     bar.set_ylim(0, 100)

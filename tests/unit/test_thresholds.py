@@ -99,3 +99,9 @@ def test_loader_sees_changes_without_restart(store: Store) -> None:
     assert T.reset_all(other, "alice") == 1
     assert loader("alice")["spo2.low"] == 90
     other.close()
+
+
+def test_every_threshold_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "caregiver.md").read_text("utf-8")
+    for key, s in T.SPECS.items():
+        assert f"| `{key}` | {s.default} |" in doc, f"docs/caregiver.md lacks {key}"
