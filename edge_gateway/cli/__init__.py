@@ -9,6 +9,7 @@ from . import (
     decode,  # noqa: F401
     demo,  # noqa: F401
     devices,  # noqa: F401  (devices scan|add|pair|assign|list|remove)
+    sync,  # noqa: F401  (sync status|now)
 )
 from .base import main
 

@@ -133,6 +133,8 @@ class SyncService:
 
     async def drain(self, timeout_s: float) -> int:
         """Publish until the outbox is empty or ``timeout_s`` passes; return what is pending."""
+        if self.outbox.pending() == 0:
+            return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         await self._run(stop, None, until_empty=True, drain_timeout_s=timeout_s,

@@ -1,0 +1,110 @@
+"""sync status|now: the outbox and the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, SyncError
+from .base import Context, echo_json, handle_errors, main, pass_ctx
+
+
+@main.group()
+def sync() -> None:
+    """The outbox of summaries and alerts, and its delivery to the MQTT broker.
+
+    Example:
+
+        edge-gateway sync status
+    """
+
+
+def _store(ctx: Context, *, readonly: bool) -> Any:
+    from ..store import Store
+
+    cfg = ctx.load_config()
+    return cfg, Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes, create=False,
+                           readonly=readonly)
+
+
+@sync.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+@handle_errors
+def sync_status(ctx: Context, as_json: bool) -> None:
+    """Show the outbox: pending (by priority), sent, failed, oldest pending, last success.
+
+    Counts are outbox items since the database was created: `pending` not yet acknowledged
+    by the broker, `sent` acknowledged, `failed` pending items whose last attempt failed.
+
+    Example:
+
+        edge-gateway sync status --json
+    """
+    from ..sync.outbox import status
+
+    _cfg, store = _store(ctx, readonly=True)
+    try:
+        st = status(store)
+    finally:
+        store.conn.close()
+    if as_json:
+        echo_json(st)
+        return
+    by = st["pending_by_priority"]
+    click.echo(f"pending       {st['pending']} (alerts {by['alert']}, summaries {by['summary']},"
+               f" bulk {by['bulk']}); oldest {st['oldest_pending_at'] or '-'}")
+    click.echo(f"sent          {st['sent']}")
+    click.echo(f"failed        {st['failed']} pending items whose last attempt failed"
+               f" ({st['failed_attempts']} failed attempts in all)")
+    click.echo(f"last success  {st['last_success_at'] or 'never'}")
+    if st["last_error"]:
+        click.echo(f"last error    {st['last_error']} (at {st['last_error_at'] or '-'})")
+
+
+@sync.command("now")
+@click.option("--broker", default=None,
+              help="Use this broker (mqtt://HOST:PORT or mqtts://HOST:PORT) instead of the "
+              "config's.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Give up after this many seconds.")
+@pass_ctx
+@handle_errors
+def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
+    """Publish what is pending now, then exit (status 1 when some is left).
+
+    Runs beside a running daemon too: the broker then may see an item twice, which the
+    item ids let consumers drop.
+
+    Example:
+
+        edge-gateway sync now --timeout 60
+    """
+    from ..config import mqtt_password, with_broker
+    from ..sync.service import SyncService, settings_from_config
+
+    cfg, store = _store(ctx, readonly=False)
+    try:
+        if broker is not None:
+            try:
+                cfg = with_broker(cfg, broker)
+            except ValueError as err:
+                raise ConfigError("--broker", "", str(err)) from err
+        mqtt, settings = settings_from_config(cfg, mqtt_password(cfg))
+        if mqtt is None:
+            raise ConfigError(cfg.source, "mqtt.host", "no broker configured",
+                              hint="set mqtt.host in the config or pass --broker")
+        svc = SyncService(store, mqtt, settings, cfg.gateway_id, cfg.gateway.site)
+        before = svc.outbox.status()["sent"]
+        left = asyncio.run(svc.drain(timeout_s))
+        st = svc.status()
+    finally:
+        store.close()
+    click.echo(f"published {st['sent'] - before} items; {left} pending")
+    if left:
+        if st["last_error"]:
+            click.echo(f"last error: {st['last_error']}", err=True)
+        raise SyncError(f"{left} items still pending after {timeout_s:g} s",
+                        hint="`edge-gateway sync status` shows the last error")
