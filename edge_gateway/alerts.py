@@ -277,9 +277,17 @@ class AlertEngine:
         self.store = store
         self.thresholds = thresholds
         self.rules = Rules()
+        # Newest arrival per device, kept from the readings we see so the minute tick does not
+        # scan a year of readings per device; filled from the store once, on the first tick.
+        self._last_seen: dict[str, datetime] | None = None
 
     def on_readings(self, readings: Iterable[Reading]) -> list[AlertTransition]:
         ordered = sorted(readings, key=lambda r: r.time)
+        if self._last_seen is not None:
+            for r in ordered:
+                seen = self._last_seen.get(r.device_id)
+                if seen is None or r.received_at > seen:
+                    self._last_seen[r.device_id] = r.received_at
         obs: list[Observation] = []
         for r in ordered:
             obs.extend(self.rules.evaluate_reading(r, self.thresholds(r.patient_id)))
@@ -293,12 +301,16 @@ class AlertEngine:
         """Gateway-clock checks (silent devices, batteries, the outbox), then re-notify,
         escalation and event quiet-time for every open alert.  Call it every minute or so."""
         conn = self.store.conn
+        if self._last_seen is None:
+            self._last_seen = {
+                dev: t for dev, text in conn.execute(
+                    "SELECT device_id, max(received_at) FROM readings GROUP BY device_id")
+                if (t := parse_iso(text)) is not None}
         devices = []
-        for dev, patient, seen, battery, enabled, added, last_reading in conn.execute(
-                "SELECT d.id, d.patient_id, d.last_seen_at, d.battery_pct, d.enabled,"
-                " d.added_at, (SELECT max(received_at) FROM readings r WHERE r.device_id = d.id)"
-                " FROM devices d"):
-            times = [t for t in (parse_iso(seen), parse_iso(last_reading)) if t is not None]
+        for dev, patient, seen, battery, enabled, added in conn.execute(
+                "SELECT id, patient_id, last_seen_at, battery_pct, enabled, added_at"
+                " FROM devices"):
+            times = [t for t in (parse_iso(seen), self._last_seen.get(dev)) if t is not None]
             last = max(times) if times else parse_iso(added)
             devices.append(DeviceFacts(dev, patient, last, battery, bool(enabled)))
         oldest = conn.execute(

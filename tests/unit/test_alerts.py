@@ -190,6 +190,19 @@ def test_tick_device_silent_battery_and_outbox(engine: AlertEngine, store: Store
     assert [t.event for t in ts if t.alert.rule == "device_silent"] == ["resolved"]
 
 
+def test_silent_device_resolves_when_it_reports_again(engine: AlertEngine, store: Store) -> None:
+    store.upsert_device("cgm1", profile="cgm", patient_id="alice")
+    store.add_readings(cgm([120]))
+    assert engine.tick(T0 + timedelta(hours=1)) == []
+    ts = engine.tick(T0 + timedelta(hours=3))
+    assert [t.alert.rule for t in ts] == ["device_silent"]
+    back = T0 + timedelta(hours=3, minutes=5)
+    engine.on_readings(cgm([118], start=back))  # the engine sees it arrive; no rescan needed
+    engine.tick(back + timedelta(minutes=1))
+    ts = engine.tick(back + timedelta(minutes=17))
+    assert [(t.alert.rule, t.event) for t in ts] == [("device_silent", "resolved")]
+
+
 # ------------------------------------------------------------------------------ hooks
 def _script(tmp_path: Path, body: str) -> list[str]:
     p = tmp_path / "hook.py"
