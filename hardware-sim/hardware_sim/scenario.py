@@ -156,7 +156,7 @@ _FAULT_KEYS = {"refuse_connections", "link_loss_after", "link_loss_once", "indic
 _SERIAL_KEYS = {"protocol", "name", "seed", "link", "serial_number", "interval", "pulse",
                 "episodes", "faults"}
 _SERIAL_FAULT_KEYS = {"corrupt_share", "truncate_share", "unplug_at", "unplug_for",
-                      "clock_offset", "sensor_off"}
+                      "unplug_every", "clock_offset", "sensor_off"}
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, key: str) -> None:
@@ -379,11 +379,13 @@ def _serial(spec: ScenarioSpec, i: int, s: Mapping[str, Any], start: datetime,
     c = _Ctx(spec, s, f"serial[{i}]", start)
     f = s.get("faults", {})
     unplug = f.get("unplug_at")
+    every = f.get("unplug_every")
     faults = SerialFaults(
         corrupt_share=float(f.get("corrupt_share", 0.0)),
         truncate_share=float(f.get("truncate_share", 0.0)),
         unplug_at=None if unplug is None else parse_duration(unplug).total_seconds(),
         unplug_for=parse_duration(f.get("unplug_for", 2)).total_seconds(),
+        unplug_every=None if every is None else parse_duration(every).total_seconds(),
         clock_offset=parse_duration(f.get("clock_offset", 0)),
         sensor_off=tuple((parse_duration(a).total_seconds(), parse_duration(b).total_seconds())
                          for a, b in f.get("sensor_off", [])),

@@ -11,8 +11,9 @@ is a symlink to the current slave, re-pointed after a replug, like a udev
 ``/dev/serial/by-id/`` name: the kernel gives a new pty another number each time.
 
 Faults: ``corrupt_share`` / ``truncate_share`` damage that share of lines (line noise, a
-half-sent line); ``unplug_at`` / ``unplug_for`` close the port for a while (the gateway's
-reads fail with EIO) and reopen it; ``clock_offset`` shifts the device's clock.
+half-sent line); ``unplug_at`` / ``unplug_for`` (/ ``unplug_every``) close the port for a while
+(the gateway's reads fail with EIO) and reopen it; ``clock_offset`` shifts the device's clock;
+``sensor_off`` spans send dashes with the "sensor off" exception bit.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class SerialFaults:
     #: Seconds after :meth:`SerialSensor.run` starts when the port vanishes (None: never).
     unplug_at: float | None = None
     unplug_for: float = 2.0
+    #: Unplug again this many seconds after each replug (None: once).
+    unplug_every: float | None = None
     clock_offset: timedelta = timedelta(0)
     #: Seconds (from start) during which the probe is off the finger.
     sensor_off: tuple[tuple[float, float], ...] = ()
@@ -82,6 +85,7 @@ class SerialSensor:
         self._slave: int | None = None
         self.slave_path: str | None = None
         self.lines_written = 0
+        self.unplugs = 0
 
     # -- pure part: what the device says at sample i -----------------------------------------
 
@@ -181,7 +185,7 @@ class SerialSensor:
         if not self.is_open:
             self.open()
         t0 = loop.time()
-        unplugged_done = False
+        next_unplug = self.faults.unplug_at
         i = 0
         try:
             while duration is None or i * self.interval_s < duration:
@@ -189,11 +193,13 @@ class SerialSensor:
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 elapsed = loop.time() - t0
                 f = self.faults
-                if f.unplug_at is not None and not unplugged_done and elapsed >= f.unplug_at:
-                    unplugged_done = True
+                if next_unplug is not None and elapsed >= next_unplug:
+                    self.unplugs += 1
                     self.close()
                     await asyncio.sleep(f.unplug_for)
                     self.open()
+                    next_unplug = (None if f.unplug_every is None
+                                   else loop.time() - t0 + f.unplug_every)
                     # The device kept measuring while unplugged; resume at the current time.
                     i = int((loop.time() - t0) / self.interval_s)
                     continue
