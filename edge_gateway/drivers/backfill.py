@@ -2,8 +2,9 @@
 
 Glucose meters (GLS 1.0 §3.2/§4.9) are asked by sequence number; CGMs (CGMS 1.0.1 §4.12) by time
 offset within the sensor session.  Both answer a "Report stored records" request (RACP op 0x01)
-with one notification per record on their measurement characteristic, then indicate the result
-on the RACP (op 0x06 "Response Code": 0x01 success, 0x06 no records found).
+with one notification per record (CGM: one or more records per notification) on their
+measurement characteristic, then indicate the result on the RACP (op 0x06 "Response Code":
+0x01 success, 0x06 no records found).
 
 Resets are detected, never mistaken for "nothing new":
 
@@ -13,7 +14,13 @@ Resets are detected, never mistaken for "nothing new":
   the reset is reported to the ledger (which bumps the device's reset epoch, so old and new
   ``seq:N`` never collide) and *all* records are fetched.
 * CGM: the Session Start Time identifies a sensor session; a new one restarts the time offsets.
-  A different start time (or offsets that went backwards) is a reset; all records are fetched.
+  A different start time is a reset; all records are fetched.
+
+Holes are refilled: a frame that does not decode (corrupt, truncated, bad E2E-CRC) leaves a hole
+between the good records around it.  The hole is asked for again with "within range of"
+(operator 0x04), a few passes at most, right away (also while streaming live) and again after
+every reconnect until it is filled.  Open holes live in memory: a gateway restart forgets them
+(their frames are kept as rejected raw frames, so nothing is silently lost).
 
 Records are buffered until the RACP procedure ends and the reset check is done, then handed on
 in order; nothing is ever deleted from a device here (RACP delete is not used).
@@ -26,7 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import MalformedPayload
+from ..errors import DeviceError, MalformedPayload
+from .cgm import CGMMeasurement
+from .glucose import GlucoseMeasurement
 from .racp import RecordAccessControlPoint
 
 GLUCOSE_MEASUREMENT = "2a18"
@@ -40,13 +49,16 @@ OP_REPORT = 0x01
 OP_RESPONSE = 0x06
 OPER_ALL = 0x01
 OPER_GE = 0x03
-OPER_LAST = 0x06
-FILTER_SEQUENCE = 0x01  # GLS: sequence number
-FILTER_TIME_OFFSET = 0x01  # CGMS: time offset (same value, different meaning per service)
+OPER_RANGE = 0x04
+FILTER_SEQUENCE = 0x01  # GLS: sequence number; CGMS: time offset (same value)
 RSP_SUCCESS = 0x01
 RSP_NO_RECORDS = 0x06
+#: Refill passes per backfill; each pass only asks for what is still missing.
+MAX_REFILL_PASSES = 4
+_TOP = 0xFFFF
 
 Frame = tuple[str, datetime, bytes]  # (characteristic, received_at, payload)
+Hole = tuple[int, int]  # inclusive key range
 
 
 def report_all() -> bytes:
@@ -54,8 +66,14 @@ def report_all() -> bytes:
 
 
 def report_from(value: int, filter_type: int = FILTER_SEQUENCE) -> bytes:
-    """Report stored records with ``filter_type`` value >= ``value`` (uint16)."""
-    return RecordAccessControlPoint(OP_REPORT, OPER_GE, filter_type, value & 0xFFFF).to_bytes()
+    """Report stored records with key >= ``value`` (uint16)."""
+    return RecordAccessControlPoint(OP_REPORT, OPER_GE, filter_type, value & _TOP).to_bytes()
+
+
+def report_range(lo: int, hi: int, filter_type: int = FILTER_SEQUENCE) -> bytes:
+    """Report stored records with ``lo`` <= key <= ``hi``."""
+    return RecordAccessControlPoint(OP_REPORT, OPER_RANGE, filter_type, lo & _TOP,
+                                    hi & _TOP).to_bytes()
 
 
 def response_code(payload: bytes) -> tuple[int, int] | None:
@@ -145,19 +163,133 @@ def cgm_offsets(payload: bytes) -> list[int]:
     return out
 
 
-class GlucoseBackfill:
-    """Backfill of a glucose meter by sequence number."""
+class HoleFinder:
+    """Finds the key ranges lost to bad frames, from frames in arrival order."""
 
-    characteristic = GLUCOSE_MEASUREMENT
+    def __init__(self, before: int | None) -> None:
+        self.prev = before  # newest good key so far (None: nothing yet)
+        self.bad = False
+        self.holes: list[Hole] = []
+
+    def good(self, keys: Sequence[int]) -> None:
+        first = min(keys)
+        if self.bad:
+            lo = 0 if self.prev is None else self.prev + 1
+            if first > lo:
+                self.holes.append((lo, first - 1))
+            self.bad = False
+        self.prev = max(keys) if self.prev is None else max(self.prev, max(keys))
+
+    def finish(self, upto: int = _TOP) -> list[Hole]:
+        """The holes; a bad frame after the last good one leaves the rest (to ``upto``) open."""
+        if self.bad:
+            lo = 0 if self.prev is None else self.prev + 1
+            if lo <= upto:
+                self.holes.append((lo, upto))
+            self.bad = False
+        holes, self.holes = self.holes, []
+        return holes
+
+
+class RacpBackfill:
+    """What glucose and CGM backfills share: keys per frame, holes, the mark."""
+
+    characteristic = ""
 
     def __init__(self, ledger: RecordLedger | None) -> None:
         self.ledger = ledger
         self.mark: RecordMark | None = None
+        self.holes: list[Hole] = []
+        self._live = HoleFinder(None)
 
-    def observe(self, char: str, payload: bytes) -> None:
-        """A live measurement arrived: it is the newest record now."""
-        if char == GLUCOSE_MEASUREMENT and (mark := glucose_mark(payload)) is not None:
-            self.mark = mark
+    def keys(self, payload: bytes) -> list[int] | None:
+        """The record keys in a frame of :attr:`characteristic`; None when it is malformed."""
+        raise NotImplementedError
+
+    def identity(self, payload: bytes, key: int) -> bytes:
+        raise NotImplementedError
+
+    def _advance(self, payload: bytes, keys: list[int]) -> None:
+        top = max(keys)
+        if self.mark is None or top > self.mark.key:
+            self.mark = RecordMark(top, self.identity(payload, top))
+
+    def observe(self, char: str, payload: bytes) -> bool:
+        """A live frame; True when it revealed a hole worth refilling now."""
+        if char != self.characteristic:
+            return False
+        if self._live.prev is None and self.mark is not None:
+            self._live.prev = self.mark.key
+        keys = self.keys(payload)
+        if keys is None:
+            self._live.bad = True
+            return False
+        self._live.good(keys)
+        found = self._live.finish()
+        self.holes = sorted(self.holes + found)
+        self._advance(payload, keys)
+        return bool(found)
+
+    def _take(self, port: RacpPort, frames: list[Frame], before: int | None,
+              skip: int | None = None, upto: int = _TOP) -> int:
+        """Hand frames on, track holes and the mark; returns records handed on."""
+        finder = HoleFinder(before)
+        keep: list[Frame] = []
+        n = 0
+        for frame in frames:
+            char, _, payload = frame
+            if char != self.characteristic:
+                if skip is not None and char == GLUCOSE_CONTEXT and len(payload) >= 3 \
+                        and payload[1] | (payload[2] << 8) == skip:
+                    continue  # the context of that same record
+                keep.append(frame)
+                continue
+            keys = self.keys(payload)
+            if keys is None:
+                finder.bad = True
+                keep.append(frame)  # kept as a rejected frame by the daemon
+                continue
+            if skip is not None and keys == [skip]:
+                continue  # the record we already hold, sent back as proof of identity
+            finder.good(keys)
+            keep.append(frame)
+            n += len(keys)
+        port.deliver(keep)
+        self.holes = sorted(self.holes + finder.finish(upto))
+        for char, _, payload in keep:
+            if char == self.characteristic and (keys := self.keys(payload)) is not None:
+                self._advance(payload, keys)
+        self._live = HoleFinder(None)
+        return n
+
+    async def fill(self, port: RacpPort, chars: Sequence[str]) -> int:
+        """Ask again for the open holes, a few passes at most; returns records handed on."""
+        n = 0
+        for _ in range(MAX_REFILL_PASSES):
+            if not self.holes:
+                break
+            holes, self.holes = self.holes, []
+            for lo, hi in holes:
+                request = report_from(lo) if hi >= _TOP else report_range(lo, hi)
+                _code, frames = await port.racp(request, chars)
+                n += self._take(port, frames, lo - 1 if lo else None, upto=hi)
+        return n  # holes still open are asked for again after the next (re)connect
+
+
+class GlucoseBackfill(RacpBackfill):
+    """Backfill of a glucose meter by sequence number."""
+
+    characteristic = GLUCOSE_MEASUREMENT
+
+    def keys(self, payload: bytes) -> list[int] | None:
+        try:
+            return [GlucoseMeasurement.from_bytes(payload).sequence_number]
+        except MalformedPayload:
+            return None
+
+    def identity(self, payload: bytes, key: int) -> bytes:
+        mark = glucose_mark(payload)
+        return mark.identity if mark is not None else b""
 
     def _start_mark(self, device_id: str) -> RecordMark | None:
         held = self.ledger.last_record(device_id, self.characteristic) if self.ledger else None
@@ -168,75 +300,78 @@ class GlucoseBackfill:
         return held
 
     async def run(self, port: RacpPort, chars: Sequence[str]) -> int:
-        """Fetch what is missing; returns the number of records handed on."""
+        """Fetch what is missing (and refill holes); returns the number of records handed on."""
         mark = self._start_mark(port.device_id)
         if mark is None:
-            return self._take(port, await port.racp(report_all(), chars), skip=None)
+            _code, frames = await port.racp(report_all(), chars)
+            return self._take(port, frames, None) + await self.fill(port, chars)
         code, frames = await port.racp(report_from(mark.key), chars)
-        first = next((glucose_mark(p) for c, _, p in frames if c == GLUCOSE_MEASUREMENT), None)
-        if code == RSP_SUCCESS and first is not None and first.key > mark.key:
-            # Our newest record is gone from the meter but the counter went on: no reset.
-            return self._take(port, (code, frames), skip=None)
-        if code == RSP_SUCCESS and first is not None and first == mark:
-            return self._take(port, (code, frames), skip=mark.key)
+        # Judge by the first record that decodes: a damaged frame must not look like a reset.
+        first = next((glucose_mark(p) for c, _, p in frames
+                      if c == GLUCOSE_MEASUREMENT and self.keys(p) is not None), None)
+        if first is not None and first.key > mark.key:
+            # Our newest record is gone from the meter (or came damaged) but the counter went
+            # on: no reset.
+            return self._take(port, frames, mark.key) + await self.fill(port, chars)
+        if first is not None and first == mark:
+            return self._take(port, frames, mark.key, skip=mark.key) + await self.fill(
+                port, chars)
+        if first is None and any(c == GLUCOSE_MEASUREMENT for c, _, _ in frames):
+            port.deliver(frames)  # only damaged records: no verdict, ask again next time
+            raise DeviceError(port.device_id, "RACP: every record came damaged")
         reason = (
-            f"sequence reset: meter has no record {mark.key}" if first is None
-            else f"sequence reset: record {mark.key} now has another time"
+            f"sequence reset: meter has no record {mark.key} (RACP code {code})"
+            if first is None else f"sequence reset: record {mark.key} now has another time"
         )
         if self.ledger is not None:
             self.ledger.reset_detected(port.device_id, self.characteristic, reason)
-        self.mark = None
-        return self._take(port, await port.racp(report_all(), chars), skip=None)
-
-    def _take(self, port: RacpPort, answer: tuple[int, list[Frame]], skip: int | None) -> int:
-        _code, frames = answer
-        keep: list[Frame] = []
-        for frame in frames:
-            char, _, payload = frame
-            seq = payload[1] | (payload[2] << 8) if len(payload) >= 3 else None
-            if skip is not None and seq == skip and char in (GLUCOSE_MEASUREMENT,
-                                                             GLUCOSE_CONTEXT):
-                continue  # the record we already hold, sent back as proof of identity
-            keep.append(frame)
-            if char == GLUCOSE_MEASUREMENT:
-                self.observe(char, payload)
-        port.deliver(keep)
-        return sum(1 for c, _, _ in keep if c == GLUCOSE_MEASUREMENT)
+        self.mark, self.holes = None, []
+        _code, frames = await port.racp(report_all(), chars)
+        return self._take(port, frames, None) + await self.fill(port, chars)
 
 
-class CgmBackfill:
+class CgmBackfill(RacpBackfill):
     """Backfill of a CGM by time offset within its sensor session."""
 
     characteristic = CGM_MEASUREMENT
 
     def __init__(self, ledger: RecordLedger | None) -> None:
-        self.ledger = ledger
-        self.mark: RecordMark | None = None
+        super().__init__(ledger)
         self.session: bytes | None = None
 
-    def observe(self, char: str, payload: bytes) -> None:
-        if char == CGM_MEASUREMENT and self.session is not None:
-            offsets = cgm_offsets(payload)
-            if offsets:
-                self.mark = RecordMark(max(offsets), self.session)
+    def keys(self, payload: bytes) -> list[int] | None:
+        try:
+            m = CGMMeasurement.from_bytes(payload)
+        except MalformedPayload:
+            return None
+        if not m.records or any(r.crc_ok is False for r in m.records):
+            return None
+        return [r.time_offset for r in m.records]
+
+    def identity(self, payload: bytes, key: int) -> bytes:
+        return self.session or b""
+
+    def observe(self, char: str, payload: bytes) -> bool:
+        return self.session is not None and super().observe(char, payload)
 
     async def run(self, port: RacpPort, chars: Sequence[str]) -> int:
-        self.session = await port.read(CGM_SESSION_START)
+        session = await port.read(CGM_SESSION_START)
         held = self.ledger.last_record(port.device_id, self.characteristic) if self.ledger else None
-        mark = self.mark if self.mark is not None else held
-        if held is not None and mark is not None and held.identity == mark.identity:
-            mark = max(mark, held, key=lambda m: m.key)
-        if mark is not None and mark.identity != self.session:
+        seen = self.session if self.session is not None else (
+            held.identity if held is not None else None)
+        if seen is not None and seen != session:
             if self.ledger is not None:
                 self.ledger.reset_detected(
                     port.device_id, self.characteristic, "new CGM sensor session")
-            mark = None
-        request = report_all() if mark is None else report_from(mark.key + 1, FILTER_TIME_OFFSET)
+            self.mark, self.holes, held = None, [], None
+        self.session = session
+        if held is not None and (self.mark is None or held.key > self.mark.key):
+            self.mark = held
+        mark = self.mark
+        request = report_all() if mark is None else report_from(mark.key + 1)
         _code, frames = await port.racp(request, chars)
-        for char, _, payload in frames:
-            self.observe(char, payload)
-        port.deliver(frames)
-        return sum(len(cgm_offsets(p)) for c, _, p in frames if c == CGM_MEASUREMENT)
+        return self._take(port, frames, None if mark is None else mark.key) + await self.fill(
+            port, chars)
 
 
 Backfill = GlucoseBackfill | CgmBackfill

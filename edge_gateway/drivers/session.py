@@ -155,6 +155,7 @@ class DeviceSession:
         self._stopping = False
         self._collect: _Collect | None = None
         self._backfilled = False
+        self._fill_wanted = asyncio.Event()
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -242,21 +243,39 @@ class DeviceSession:
             if t.has(uuid):
                 await t.start_notify(uuid, self._handler(uuid))
                 subscribed.append(uuid)
+        collect: dict[str, list[str]] = {}
         if t.has(RACP):
             await t.start_notify(RACP, self._handler(RACP))
             self._set_state("backfilling")
             for char, backfill in self.backfills.items():
                 if char in subscribed:
-                    collect = [char, GLUCOSE_CONTEXT] if char == GLUCOSE_MEASUREMENT else [char]
-                    n = await backfill.run(self, [c for c in collect if c in subscribed])
+                    wanted = [char, GLUCOSE_CONTEXT] if char == GLUCOSE_MEASUREMENT else [char]
+                    collect[char] = [c for c in wanted if c in subscribed]
+                    n = await backfill.run(self, collect[char])
                     self.stats.backfilled += n
                     log.info("%s: backfilled %d records", self.device_id, n)
         self._backfilled = True
         self._set_state("streaming")
-        await self._lost.wait()
+        while not self._lost.is_set():
+            await self._wait_lost_or_fill()
+            self._fill_wanted.clear()
+            for char, chars in collect.items():
+                backfill = self.backfills[char]
+                if backfill.holes and not self._lost.is_set():
+                    # A bad live frame left a hole: ask the device for it again now.
+                    self.stats.backfilled += await backfill.fill(self, chars)
         if not self._stopping:
             self.stats.link_losses += 1
             self._set_state("disconnected")
+
+    async def _wait_lost_or_fill(self) -> None:
+        lost = asyncio.ensure_future(self._lost.wait())
+        fill = asyncio.ensure_future(self._fill_wanted.wait())
+        try:
+            await asyncio.wait([lost, fill], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            fill.cancel()
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -264,19 +283,20 @@ class DeviceSession:
         def on_value(payload: bytes) -> None:
             received_at = self.now()
             collect = self._collect
-            if uuid == RACP and collect is not None:
+            if uuid == RACP and collect is not None and not collect.response.done():
+                # Any indication on the RACP ends the procedure (records come before it); a
+                # damaged one gives code 0, "unknown", rather than a 10 s wait for nothing.
                 answer = response_code(payload)
-                if answer is not None and not collect.response.done():
-                    collect.response.set_result(answer[1])
+                collect.response.set_result(0 if answer is None else answer[1])
             if collect is not None and uuid in collect.chars:
                 collect.frames.append((uuid, received_at, payload))
                 collect.activity.set()
                 return
             backfill = self.backfills.get(uuid)
-            if backfill is not None and self._backfilled:
+            if backfill is not None and self._backfilled and backfill.observe(uuid, payload):
                 # Only after this connection's backfill: a live record that arrives before it
                 # must not move the mark past the gap the backfill is about to fill.
-                backfill.observe(uuid, payload)
+                self._fill_wanted.set()
             self._deliver_one(uuid, received_at, payload)
 
         return on_value

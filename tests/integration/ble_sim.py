@@ -20,6 +20,7 @@ from edge_gateway.drivers.glucose import GlucoseMeasurement
 from edge_gateway.drivers.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.ieee11073 import SFloat
 from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
+from edge_gateway.errors import MalformedPayload
 
 HRM, GLM, GLC, RACP, CTS = "2a37", "2a18", "2a34", "2a52", "2a2b"
 
@@ -86,6 +87,8 @@ class GlucoseMeter(Peripheral):
         self.clock_offset = timedelta(seconds=clock_offset_s)
         self.link: Link | None = None
         self.busy = False
+        self.damage_every = 0  # every Nth measurement notification loses its last byte
+        self.notified = 0
         for _ in range(records):
             self.take(100 + self.next_seq % 50)
 
@@ -95,8 +98,14 @@ class GlucoseMeter(Peripheral):
         self.records.append((seq, when, glucose_record(seq, when, mgdl)))
         self.next_seq += 1
         if self.link is not None:
-            self.link.notify(GLM, self.records[-1][2])
+            self._notify(self.link, self.records[-1][2])
         return seq
+
+    def _notify(self, link: Link, frame: bytes) -> None:
+        self.notified += 1
+        if self.damage_every and self.notified % self.damage_every == 0:
+            frame = frame[:-1]
+        link.notify(GLM, frame)
 
     def reboot(self, records: int) -> None:
         """Memory and counter lost (battery change); ``records`` new ones since."""
@@ -141,6 +150,10 @@ class GlucoseMeter(Peripheral):
             chosen = list(self.records)
         elif req.operator == 3 and req.filter_type == 1 and isinstance(req.filter_min, int):
             chosen = [r for r in self.records if r[0] >= req.filter_min]
+        elif (req.operator == 4 and req.filter_type == 1 and isinstance(req.filter_min, int)
+              and isinstance(req.filter_max, int)):
+            lo, hi = req.filter_min, req.filter_max
+            chosen = [r for r in self.records if lo <= r[0] <= hi]
         else:
             return self._respond(link, 1, 4)
         self.busy = True
@@ -148,13 +161,21 @@ class GlucoseMeter(Peripheral):
 
     async def _report(self, link: Link, chosen: list[tuple[int, datetime, bytes]]) -> None:
         for _seq, _when, frame in chosen:
-            link.notify(GLM, frame)
+            self._notify(link, frame)
             await asyncio.sleep(0)
         self.busy = False
         await link.indicate(RACP, Racp.response(1, 1 if chosen else 6).to_bytes())
 
     async def _respond(self, link: Link, op: int, code: int) -> None:
         await link.indicate(RACP, Racp.response(op, code).to_bytes())
+
+
+def decodes(payload: bytes) -> bool:
+    try:
+        GlucoseMeasurement.from_bytes(payload)
+    except MalformedPayload:
+        return False
+    return True
 
 
 @dataclass
@@ -168,7 +189,7 @@ class Sink:
 
     def __call__(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
         self.frames.append((device_id, char, received_at, payload))
-        if char == GLM and (mark := glucose_mark(payload)) is not None:
+        if char == GLM and decodes(payload) and (mark := glucose_mark(payload)) is not None:
             key = (device_id, self.epoch.get(device_id, 0))
             self.glucose.setdefault(key, []).append(mark)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ble_sim import RACP, GlucoseMeter, Sink, until
+from ble_sim import RACP, GlucoseMeter, Sink, decodes, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
@@ -119,3 +119,30 @@ def test_device_clock_is_set_only_when_gateway_clock_is_trusted(
     clocks, device_offset = asyncio.run(main(trusted=False))
     assert len(clocks) == 1 and clocks[0][1] is False
     assert abs(clocks[0][0] - zone - (3 * 3600 + 17)) < 2 and device_offset > 3 * 3600
+
+
+def test_damaged_records_are_asked_for_again(
+    virtual_bluez: Callable[..., VirtualBlueZ],
+) -> None:
+    async def main() -> None:
+        meter = GlucoseMeter(ADDR, records=30)
+        meter.damage_every = 4
+        sink = Sink()
+        async with virtual_bluez([meter]):
+            await ble.scan(0.3, ["1808"])
+            session = session_for(meter, sink)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(session.run(), name="session-meter")
+                await until(lambda: sorted(set(seqs(sink))) == list(range(30)))
+                await until(lambda: session.state == "streaming")
+                # Live: a damaged notification leaves a hole that is filled at once.
+                meter.notified = 3  # the next notification is the 4th: damaged
+                meter.take(99)
+                meter.take(98)
+                await until(lambda: sorted(set(seqs(sink))) == list(range(32)))
+                session.stop()
+        assert session.stats.failures == 0 and session.stats.connects == 1
+        damaged = [p for p in sink.of("2a18") if not decodes(p)]
+        assert len(damaged) >= 8  # every damaged frame was handed on (kept as rejected)
+
+    asyncio.run(main())

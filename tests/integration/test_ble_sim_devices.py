@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from ble_sim import Sink, until
 from hardware_sim.bluez import VirtualBlueZ
+from hardware_sim.peripherals.base import FrameFaults
 from hardware_sim.peripherals.cgm import CgmSensor
 from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.backfill import CGM_MEASUREMENT, MemoryLedger, RecordMark, cgm_offsets
+from edge_gateway.drivers.backfill import CGM_MEASUREMENT, CgmBackfill, MemoryLedger, RecordMark
 from edge_gateway.drivers.session import Backoff, DeviceSession
 
 START = datetime.now(UTC) - timedelta(minutes=1)
@@ -29,8 +30,9 @@ class CgmLedger(MemoryLedger):
     def __call__(self, device_id: str, char: str, _at: datetime, payload: bytes) -> None:
         if char == "2aaa":
             self.session = payload
-        if char == CGM_MEASUREMENT and self.session is not None:
-            self.offsets[-1].extend(cgm_offsets(payload))
+        keys = CgmBackfill(None).keys(payload) if char == CGM_MEASUREMENT else None
+        if keys is not None and self.session is not None:  # as the store: whole frames only
+            self.offsets[-1].extend(keys)
             self.note(device_id, char, RecordMark(max(self.offsets[-1]), self.session))
 
     def reset_detected(self, device_id: str, characteristic: str, reason: str) -> None:
@@ -88,5 +90,27 @@ def test_sim_cgm_backfill_by_time_offset_and_new_session(
         assert ledger.resets and "session" in ledger.resets[0][2]
         second = ledger.offsets[1]
         assert second == sorted(set(second)) and second[0] < 100 and len(second) >= 20
+
+    asyncio.run(main())
+
+
+def test_sim_cgm_damaged_frames_are_refilled(virtual_bluez: Callable[..., VirtualBlueZ]) -> None:
+    async def main() -> None:
+        cgm = CgmSensor("A1:00:00:00:00:03", start=START, seed=5, session_age=timedelta(hours=8),
+                        frame_faults=FrameFaults(truncate_every=9))
+        ledger = CgmLedger()
+        async with virtual_bluez([cgm]):
+            await ble.scan(0.3, ["181f"])
+            session = DeviceSession("cgm", ble.BleTransport(cgm.address), ledger,
+                                    asyncio.Semaphore(1), ledger=ledger,
+                                    backoff=Backoff(0.05, 0.2))
+            want = {int(cgm.series.offset_min[i]) for i in cgm._available()}
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(session.run(), name="session-cgm")
+                await until(lambda: session.state == "streaming")
+                await until(lambda: want <= set(ledger.offsets[0]), within=10)
+                session.stop()
+        assert ledger.resets == []
+        assert not session.backfills["2aa7"].holes
 
     asyncio.run(main())
