@@ -186,8 +186,13 @@ class Link:
         await link._open()
         try:
             if online is not None:
-                await asyncio.wait_for(link.publish(online.topic, online.payload, retain=True),
-                                       settings.connect_timeout_s)
+                try:
+                    await asyncio.wait_for(
+                        link.publish(online.topic, online.payload, retain=True),
+                        settings.connect_timeout_s)
+                except PublishRefused as err:
+                    # A status topic the ACL forbids must not stop the data from flowing.
+                    log.warning("mqtt %s: %s", settings.url, err)
             yield link
         finally:
             await link.close(offline)

@@ -134,3 +134,26 @@ def test_options_are_validated() -> None:
         Options(gateway="g", format="xml")
     with pytest.raises(ValueError):
         Options(gateway="g", compression="lz4")
+
+
+def test_fhir_resources_validate_against_the_r4b_models() -> None:
+    # fhir.resources ships R4B (4.3); Observation is normative since R4 and unchanged, Flag is
+    # unchanged too, so a resource valid here is valid R4.
+    from fhir.resources.R4B.flag import Flag
+    from fhir.resources.R4B.observation import Observation
+
+    s = Summary("p1", "cgm", NOW, NOW + timedelta(minutes=15),
+                {"mean_glucose_mg_dl": 104.0, "trend_mg_dl_min": -0.4, "missing_pct": None},
+                0.93, "glucose/1", NOW, "cgm-1")
+    obs = payload.fhir_resource(Item(1, "gw1:db1:1", 1, "summary", "p1", "t",
+                                     json.dumps(payload.summary_body(1, s))))
+    Observation.model_validate(obs)
+    reading = {"kind": "heart_rate", "value": 61.0, "unit": "/min",
+               "time": "2026-11-25T10:00:00.000000Z", "patient": "p1", "device": "strap"}
+    Observation.model_validate(payload.fhir_resource(
+        Item(2, "gw1:db1:2", 2, "reading", "p1", "t", json.dumps(reading))))
+    a = Alert("p1", "glucose_low", "urgent", "resolved", "low", NOW, "k", 60.0, "mg/dL")
+    flag = payload.fhir_resource(Item(3, "gw1:db1:3", 0, "alert", "p1", "t",
+                                      json.dumps(payload.alert_body(1, a))))
+    assert flag["status"] == "inactive"
+    Flag.model_validate(flag)
