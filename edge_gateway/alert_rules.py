@@ -144,20 +144,28 @@ class Rules:
         owner, hyst = _owner(r), th["glucose.hysteresis"]
         l1, l2, high = th["glucose.low_l1"], th["glucose.low_l2"], th["glucose.high"]
         common: dict[str, Any] = {"at": r.time, "value": round(v, 1), "unit": "mg/dL",
-                  "patient_id": r.patient_id, "device_id": r.device_id}
+                                  "patient_id": r.patient_id, "device_id": r.device_id}
+        low = f"glucose_low:{owner}"
+        # A predicted low is level 0 of the same alert as the low itself: when the low comes,
+        # the alert escalates instead of a second one being raised (one event, one alert).
+        minutes = self._predicted_minutes(r, v, owner, th) if r.kind == "cgm_glucose" else None
         out: list[Observation] = []
         if v < l2:
-            out.append(Observation(f"glucose_low:{owner}", "glucose_low", active=True,
-                                   severity="critical", level=2,
-                                   message=f"Glucose {v:.0f} mg/dL: level 2 low (< {l2:g})",
-                                   **common))
+            out.append(Observation(low, "glucose_low", active=True, severity="critical",
+                                   level=2, **common,
+                                   message=f"Glucose {v:.0f} mg/dL: level 2 low (< {l2:g})"))
         elif v < l1:
-            out.append(Observation(f"glucose_low:{owner}", "glucose_low", active=True,
-                                   severity="urgent", level=1,
+            out.append(Observation(low, "glucose_low", active=True, severity="urgent", level=1,
                                    message=f"Glucose {v:.0f} mg/dL: level 1 low (< {l1:g})",
                                    **common))
+        elif minutes is not None:
+            out.append(Observation(
+                low, "glucose_low", active=True, severity="warning", level=0,
+                message=f"Glucose {v:.0f} mg/dL falling: below {l1:g} in about "
+                        f"{minutes:.0f} min (predicted)",
+                details={"predicted": True, "minutes_to_low": round(minutes, 1)}, **common))
         else:
-            out.append(Observation(f"glucose_low:{owner}", "glucose_low",
+            out.append(Observation(low, "glucose_low",
                                    active=False if v >= l1 + hyst else None, **common))
         if v > high:
             out.append(Observation(f"glucose_high:{owner}", "glucose_high", active=True,
@@ -166,12 +174,11 @@ class Rules:
         else:
             out.append(Observation(f"glucose_high:{owner}", "glucose_high",
                                    active=False if v <= high - hyst else None, **common))
-        if r.kind == "cgm_glucose":
-            out.append(self._predicted_low(r, v, owner, th, common))
         return out
 
-    def _predicted_low(self, r: Reading, v: float, owner: str, th: Thresholds,
-                       common: Mapping[str, Any]) -> Observation:
+    def _predicted_minutes(self, r: Reading, v: float, owner: str,
+                           th: Thresholds) -> float | None:
+        """Minutes until the CGM trend reaches level 1, when within the horizon; else None."""
         # TODO(dsp): use edge_gateway.dsp.glucose's trend once it lands; this least-squares
         # line over 20 minutes is the same idea in a dozen lines.
         trend = self._trend.setdefault(owner, deque())
@@ -180,18 +187,13 @@ class Rules:
         trend.append((r.time, v))
         while trend and r.time - trend[0][0] > TREND_WINDOW:
             trend.popleft()
-        key, l1 = f"glucose_predicted_low:{owner}", th["glucose.low_l1"]
-        horizon = th["glucose.predicted_low"] / 60.0
+        l1 = th["glucose.low_l1"]
         if v < l1:
-            return Observation(key, "glucose_predicted_low", active=False, **common)
+            return None
         minutes = minutes_to_level(list(trend), l1)
-        if minutes is not None and minutes <= horizon:
-            return Observation(
-                key, "glucose_predicted_low", active=True, severity="warning",
-                message=f"Glucose {v:.0f} mg/dL falling: below {l1:g} in about "
-                        f"{minutes:.0f} min", details={"minutes_to_low": round(minutes, 1)},
-                **common)
-        return Observation(key, "glucose_predicted_low", active=False, **common)
+        if minutes is not None and minutes <= th["glucose.predicted_low"] / 60.0:
+            return minutes
+        return None
 
     def _sustained(self, key: str, out_of_range: bool, at: datetime, need_s: float,
                    *, spot_ok: bool = False) -> bool:

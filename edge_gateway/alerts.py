@@ -166,7 +166,9 @@ class Lifecycle:
         if alert.event and alert.last_event_at is not None and \
                 (now - alert.last_event_at).total_seconds() >= th["alert.event_quiet"]:
             return Lifecycle._resolve(alert, now)
-        if alert.state == "raised" and \
+        if alert.severity == "info":
+            return alert, [], False  # informative (a battery): shown, never pushed again
+        if alert.state == "raised" and alert.clear_since is None and \
                 (now - alert.raised_at).total_seconds() >= th["alert.escalate"]:
             alert.state, alert.escalated_at = "escalated", now
             alert.severity = _bump(alert.severity)

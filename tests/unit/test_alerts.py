@@ -62,30 +62,42 @@ def events(ts: list[AlertTransition], rule: str | None = None) -> list[str]:
     return [t.event for t in ts if rule is None or t.alert.rule == rule]
 
 
-def test_night_low_is_one_alert_with_escalation_renotify_and_resolution(
+def test_night_low_is_one_alert_from_prediction_to_resolution(
         engine: AlertEngine, store: Store) -> None:
-    # 02:00 falling, 02:20 below 70 and wobbling around it (68..73) for an hour, a dip to 50,
-    # then back to 100 for 30 minutes.
+    # 02:00 falling fast, 02:20 below 70 and wobbling around it (68..73) for an hour, a dip to
+    # 50, then back to 100 for half an hour.
     values = [100, 90, 80, 74, 68, 71, 69, 73, 68, 72, 69, 71, 68, 72, 69, 73,
               50, 60, 100, 100, 100, 100, 100, 100, 100]
     ts = feed(engine, cgm(values))
     low = [t for t in ts if t.alert.rule == "glucose_low"]
     assert {t.alert.id for t in low} == {low[0].alert.id}  # one event, one alert
     assert events(low) == ["raised", "escalated", "renotified", "escalated", "resolved"]
-    raised, esc, renotify, worse, resolved = low
-    assert raised.at == T0 + timedelta(minutes=20) and raised.alert.severity == "urgent"
-    assert esc.at - raised.at == timedelta(minutes=15)  # nobody acknowledged
-    assert renotify.at - esc.at == timedelta(minutes=30)
-    assert worse.alert.level == 2 and worse.alert.severity == "critical"
-    assert resolved.at - T0 == timedelta(minutes=5 * 21)  # clear from 90 min on for 15 min
+    predicted, low1, renotify, low2, resolved = low
+    # Predicted from the trend at 02:10 (80 mg/dL, falling 2 mg/dL/min)...
+    assert predicted.at == T0 + timedelta(minutes=10)
+    assert (predicted.alert.level, predicted.alert.severity) == (0, "warning")
+    assert predicted.alert.details["predicted"] is True
+    # ...the low itself at 02:20 escalates the same alert...
+    assert low1.at == T0 + timedelta(minutes=20)
+    assert (low1.alert.level, low1.alert.severity) == (1, "urgent")
+    assert renotify.at - low1.at == timedelta(minutes=30)  # nobody acknowledged
+    assert (low2.alert.level, low2.alert.severity) == (2, "critical")
+    assert resolved.at - T0 == timedelta(minutes=5 * 21)  # clear from 03:30 for 15 min
     # Every state change is stored and queued for the broker with priority 0; re-notifies are
     # stored as events but not synced.
     ev = store.conn.execute("SELECT state FROM alert_events WHERE alert_id = ? ORDER BY id",
-                            (raised.alert.id,)).fetchall()
+                            (predicted.alert.id,)).fetchall()
     assert [e[0] for e in ev] == events(low)
     items = [i for i in Outbox(store).batch(100) if i.body["rule"] == "glucose_low"]
     assert [i.body["state"] for i in items] == ["raised", "escalated", "escalated", "resolved"]
     assert {i.priority for i in items} == {0}
+
+
+def test_unacknowledged_alert_escalates_after_the_escalation_time(engine: AlertEngine) -> None:
+    ts = feed(engine, cgm([66, 66, 66, 66]))
+    assert events(ts) == ["raised", "escalated"]
+    assert ts[1].at - ts[0].at == timedelta(minutes=15)
+    assert ts[1].alert.severity == "critical"
 
 
 def test_hysteresis_wobble_below_the_clear_margin_never_resolves(engine: AlertEngine) -> None:
@@ -111,12 +123,11 @@ def test_acknowledge_stops_escalation_and_renotify(engine: AlertEngine, store: S
 
 
 def test_predicted_low_from_the_cgm_trend(engine: AlertEngine) -> None:
-    # Falling 3 mg/dL/min from 130: at 110 the line reaches 70 in ~13 min.
-    ts = feed(engine, cgm([130 - 3 * m for m in range(0, 25, 5)]))
-    pred = [t for t in ts if t.alert.rule == "glucose_predicted_low"]
-    assert events(pred) == ["raised"]
-    assert pred[0].at == T0 + timedelta(minutes=10)
-    assert pred[0].alert.details["minutes_to_low"] <= 20
+    # Falling 3 mg/dL/min from 130: at 100 (02:10) the line reaches 70 in ~10 min.
+    ts = feed(engine, cgm([130 - 3 * m for m in range(0, 20, 5)]))
+    assert events(ts) == ["raised"]
+    assert ts[0].at == T0 + timedelta(minutes=10)
+    assert ts[0].alert.level == 0 and ts[0].alert.details["minutes_to_low"] <= 20
 
 
 def test_flat_cgm_raises_nothing(engine: AlertEngine) -> None:
