@@ -21,6 +21,7 @@ import functools
 import logging
 import random
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,19 +172,22 @@ class SyncService:
                     attempt = 0
                     self.connected = True
                     log.info("sync: connected to %s", self.mqtt.url)
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(link.run_keepalive(), name="mqtt-keepalive")
-                        pump = tg.create_task(
-                            self._pump(link, stop, wake, until_empty, drain_timeout_s, deadline),
-                            name="sync-pump")
-                if pump.result() or (until_empty and self.outbox.pending() == 0):
+                    done = await self._session(link, stop, wake, until_empty,
+                                               drain_timeout_s, deadline)
+                if done or (until_empty and self.outbox.pending() == 0):
                     return  # finished: stopped or drained
-                self.outbox.note_error(link.close_reason, self.clock())
+                self._note(link.close_reason)
             except SyncError as err:
                 log.warning("sync: %s", err)
-                self.outbox.note_error(str(err), self.clock())
+                self._note(str(err))
                 if not err.retryable:
                     raise
+            except sqlite3.OperationalError as err:
+                # e.g. "database is locked" beyond the busy timeout (a long `sync now` or
+                # backup holding the write lock): the rows are intact; try again later
+                # rather than take the whole daemon down.
+                log.error("sync: database error, retrying: %s", err)
+                self._note(f"database error: {err}")
             finally:
                 self.connected = False
             delay = full_jitter(attempt, self.sync.backoff_initial_s, self.sync.backoff_max_s,
@@ -193,6 +197,24 @@ class SyncService:
                 delay = min(delay, max(0.0, deadline - loop.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+
+    def _note(self, error: str) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.outbox.note_error(error, self.clock())
+
+    async def _session(self, link: Link, stop: asyncio.Event, wake: asyncio.Event | None,
+                       until_empty: bool, drain_timeout_s: float, deadline: float | None) -> bool:
+        """One connection's tasks: paho's keepalive and the pump.  True: finished."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(link.run_keepalive(), name="mqtt-keepalive")
+                pump = tg.create_task(
+                    self._pump(link, stop, wake, until_empty, drain_timeout_s, deadline),
+                    name="sync-pump")
+        except BaseExceptionGroup as group:
+            # Only the pump can fail; surface its error as itself, not wrapped in a group.
+            raise group.exceptions[0] from None
+        return pump.result()
 
     # ------------------------------------------------------------------ the pump
     async def _pump(self, link: Link, stop: asyncio.Event, wake: asyncio.Event | None,

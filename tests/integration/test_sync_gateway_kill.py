@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from mosquitto import Subscriber, fill, need_mosquitto, running_broker
 
 from edge_gateway.store.db import Store
@@ -28,26 +29,37 @@ def start_gateway(db: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_gateway_sigkill_mid_drain_loses_nothing(tmp_path: Path) -> None:
+    kill_and_restart(tmp_path, kills=1, items=3000)
+
+
+@pytest.mark.soak
+def test_gateway_killed_again_and_again(tmp_path: Path) -> None:
+    kill_and_restart(tmp_path, kills=8, items=12000)
+
+
+def kill_and_restart(tmp_path: Path, kills: int, items: int) -> None:
     need_mosquitto()
     db = tmp_path / "g.db"
     store = Store.open(db)
     from edge_gateway.sync.outbox import Outbox
 
     Outbox(store, "gw1")
-    ids = fill(store, 3000)
+    ids = fill(store, items)
     store.close()
     log = tmp_path / "gateway.log"
     with running_broker(tmp_path / "broker") as broker:
         sub = Subscriber(broker).start()
         try:
-            gw = start_gateway(db, broker.url, log)
-            try:
-                sub.wait_for(lambda: len(sub.data()) >= 1000, 60, "a third of the backlog")
-            finally:
-                os.kill(gw.pid, signal.SIGKILL)
-                gw.wait(10)
-            killed_at = len(sub.data())
-            assert killed_at < len(ids), "the kill must land mid-drain"
+            step = len(ids) // (kills + 2)
+            for k in range(1, kills + 1):
+                gw = start_gateway(db, broker.url, log)
+                try:
+                    sub.wait_for(lambda k=k: len(sub.data()) >= k * step, 60,
+                                 f"{k}/{kills + 2} of the backlog")
+                finally:
+                    os.kill(gw.pid, signal.SIGKILL)
+                    gw.wait(10)
+                assert not set(ids) <= set(sub.item_ids()), "the kill must land mid-drain"
             gw = start_gateway(db, broker.url, log)
             try:
                 sub.wait_for(lambda: set(ids) <= set(sub.item_ids()), 60, "every item")
@@ -57,7 +69,7 @@ def test_gateway_sigkill_mid_drain_loses_nothing(tmp_path: Path) -> None:
                         "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0,
                         20, "every row settled")
                 finally:
-                    check.close()
+                    check.conn.close()
             finally:
                 gw.send_signal(signal.SIGTERM)
                 assert gw.wait(20) == 0, log.read_text()[-2000:]
@@ -65,10 +77,11 @@ def test_gateway_sigkill_mid_drain_loses_nothing(tmp_path: Path) -> None:
             dups = {i: n for i, n in received.items() if n > 1}
             assert set(received) == set(ids)
             # Only what was published but not yet settled in SQLite when the process died.
-            assert sum(n - 1 for n in dups.values()) <= INFLIGHT, dups
+            assert sum(n - 1 for n in dups.values()) <= INFLIGHT * kills, dups
             # The broker published the last will when the process died.
             status = [json.loads(m.payload)["status"] for m in sub.snapshot()
                       if m.topic.endswith("/status")]
             assert status[:3] == ["online", "offline", "online"], status
+            assert status.count("offline") >= kills
         finally:
             sub.stop()

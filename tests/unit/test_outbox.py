@@ -90,3 +90,20 @@ def test_accept_reject_and_status(tmp_path: Path) -> None:
     with store.transaction() as conn:
         conn.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL")
     assert ob.status()["sent"] == 3
+
+
+def test_full_jitter_backoff_is_bounded_and_capped_at_five_minutes() -> None:
+    import random
+
+    from edge_gateway.sync.service import SyncSettings, full_jitter
+
+    rng = random.Random(1)
+    s = SyncSettings()
+    assert s.backoff_max_s == 300.0
+    for attempt in range(40):
+        bound = min(300.0, 1.0 * 2 ** attempt)
+        draws = [full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s, rng)
+                 for _ in range(50)]
+        assert all(0.0 <= d <= bound for d in draws)
+    late = [full_jitter(30, 1.0, 300.0, rng) for _ in range(200)]
+    assert max(late) > 150 and min(late) < 150  # spread over the whole range, not clustered
