@@ -235,3 +235,137 @@ def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
             "algorithm": ALGORITHM,
         }
     )
+
+
+def _times(table: Table, name: str = "time") -> np.ndarray:
+    """ISO 8601 times as seconds since the epoch; a time without offset is taken as UTC."""
+    from ..reading import parse_iso
+
+    table.require(name)
+    out = np.empty(len(table.rows), dtype=np.float64)
+    for i, text in enumerate(table.column(name)):
+        try:
+            dt = parse_iso(text.strip())
+        except ValueError:
+            dt = None
+        if dt is None:
+            raise UsageError(
+                f"column {name!r}: {text!r} is not an ISO 8601 time", file=table.path,
+                line=table.lines[i],
+            )
+        out[i] = dt.timestamp()
+    return out
+
+
+def _glucose_input(table: Table) -> np.ndarray:
+    from ..dsp.glucose import MMOL_TO_MG
+
+    if table.has("glucose_mg_dl"):
+        values = table.numbers("glucose_mg_dl")
+    elif table.has("glucose_mmol_l"):
+        values = table.numbers("glucose_mmol_l") * MMOL_TO_MG
+    else:
+        raise UsageError(
+            "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "
+            f"(columns: {', '.join(table.header)})", file=table.path, line=1,
+        )
+    for i, value in enumerate(values):
+        if value <= 0:
+            raise UsageError(
+                f"glucose {value:g} is not a positive concentration", file=table.path,
+                line=table.lines[i],
+            )
+    return values
+
+
+def _glucose_json(t: np.ndarray, g: np.ndarray) -> dict[str, Any]:
+    from ..dsp.glucose import ALGORITHM, glucose_metrics
+
+    result = glucose_metrics(t, g).as_dict()
+    trend = result.pop("trend")
+    result.update({f"trend_{k}": v for k, v in trend.items()})
+    result["algorithm"] = ALGORITHM
+    return result
+
+
+@analyze.command("glucose")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_json_option
+@handle_errors
+def analyze_glucose(file: Path, as_json: bool) -> None:
+    """Consensus CGM metrics (Battelino 2019), MAGE, AGP and trend for FILE.
+
+    FILE is CSV with columns time (ISO 8601; without an offset it is UTC) and glucose_mg_dl or
+    glucose_mmol_l (.gz accepted).  With an id column there is one result per id, under
+    "subjects".
+
+    Example:
+
+        edge-gateway analyze glucose cgm.csv --json
+    """
+    table = read_table(file)
+    t = _times(table)
+    g = _glucose_input(table)
+    if table.has("id"):
+        ids = np.array(table.column("id"))
+        subjects = {}
+        for sid in dict.fromkeys(ids.tolist()):
+            sel = ids == sid
+            subjects[str(sid)] = _glucose_json(t[sel], g[sel])
+        _emit({"n_subjects": len(subjects), "subjects": subjects})
+    else:
+        _emit(_glucose_json(t, g))
+
+
+@analyze.command("bp")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--guideline", type=click.Choice(["acc-aha-2017", "esc-esh-2018"]), default="acc-aha-2017",
+    show_default=True, help="Classification guideline.",
+)
+@_json_option
+@handle_errors
+def analyze_bp(file: Path, guideline: str, as_json: bool) -> None:
+    """Blood-pressure classes, means and the hypertensive-crisis flag for FILE.
+
+    FILE is CSV with columns time, systolic, diastolic (mmHg) and optionally pulse.
+
+    Example:
+
+        edge-gateway analyze bp home_bp.csv --guideline esc-esh-2018 --json
+    """
+    from ..dsp.bp import ALGORITHM, bp_summary
+
+    table = read_table(file)
+    table.require("time", "systolic", "diastolic")
+    t = _times(table)
+    sys_ = table.numbers("systolic")
+    dia = table.numbers("diastolic")
+    pulse = table.numbers("pulse", allow_empty=True) if table.has("pulse") else None
+    for i in range(len(sys_)):
+        if not 0 < dia[i] < sys_[i]:
+            raise UsageError(
+                f"diastolic {dia[i]:g} must be positive and below systolic {sys_[i]:g}",
+                file=table.path, line=table.lines[i],
+            )
+    result = bp_summary(t, sys_, dia, pulse, guideline=guideline)  # type: ignore[arg-type]
+    _emit(
+        {
+            "n": result.n,
+            "guideline": result.guideline,
+            "mean_systolic": result.mean_systolic,
+            "mean_diastolic": result.mean_diastolic,
+            "mean_pulse_pressure": result.mean_pulse_pressure,
+            "mean_pulse_bpm": result.mean_pulse_bpm,
+            "morning": {"n": result.n_morning, "mean_systolic": result.morning_mean_systolic,
+                        "mean_diastolic": result.morning_mean_diastolic},
+            "evening": {"n": result.n_evening, "mean_systolic": result.evening_mean_systolic,
+                        "mean_diastolic": result.evening_mean_diastolic},
+            "classes": result.class_counts,
+            "reading_classes": list(result.classes),
+            "mean_class": result.mean_class,
+            "hypertensive_crisis": result.crisis,
+            "crisis_readings": list(result.crisis_readings),
+            "algorithm": ALGORITHM,
+        }
+    )

@@ -105,3 +105,51 @@ def test_rhythm_pause_reported(tmp_path: Path) -> None:
     code, out, _ = run("analyze", "rhythm", str(path))
     assert code == 0
     assert json.loads(out)["pauses"] == [{"beat": 50, "duration_ms": 3200.0, "severe": True}]
+
+
+def test_glucose_subjects_by_id(tmp_path: Path) -> None:
+    path = tmp_path / "cgm.csv"
+    lines = ["id,time,glucose_mmol_l"]
+    for k in range(12):
+        lines.append(f"a,2026-11-20T08:{5 * k:02d}:00Z,{5.0 + 0.1 * k:.1f}")
+        lines.append(f"b,2026-11-20 08:{5 * k:02d}:00,3.5")
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run("analyze", "glucose", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data["subjects"]) == {"a", "b"}
+    b = data["subjects"]["b"]
+    for key in ("n", "coverage_pct", "mean_mg_dl", "sd_mg_dl", "cv_pct", "gmi_pct", "tbr2_pct",
+                "tbr1_pct", "tir_pct", "tar1_pct", "tar2_pct", "lbgi", "hbgi", "mage_mg_dl",
+                "hypo_events", "hyper_events", "agp"):
+        assert key in b
+    assert b["mean_mg_dl"] == pytest.approx(3.5 * 18.016)
+    assert b["tbr1_pct"] == 100.0 and b["hypo_events"] == 1
+
+
+def test_glucose_bad_time_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "cgm.csv"
+    path.write_text("time,glucose_mg_dl\n2026-11-20T08:00:00Z,100\nyesterday,110\n")
+    code, _, err = run("analyze", "glucose", str(path))
+    assert code == 2 and f"{path}:3:" in err and "ISO 8601" in err
+
+
+def test_bp_guidelines(tmp_path: Path) -> None:
+    path = tmp_path / "bp.csv"
+    path.write_text("time,systolic,diastolic,pulse\n2026-11-20T07:00:00Z,135,85,70\n"
+                    "2026-11-20T19:00:00Z,185,95,\n")
+    code, out, _ = run("analyze", "bp", str(path))
+    assert code == 0
+    acc = json.loads(out)
+    assert acc["n"] == 2 and acc["classes"] == {"stage_1": 1, "hypertensive_crisis": 1}
+    assert acc["mean_systolic"] == 160 and acc["mean_diastolic"] == 90
+    assert acc["hypertensive_crisis"] is True
+    _, out, _ = run("analyze", "bp", str(path), "--guideline", "esc-esh-2018")
+    assert json.loads(out)["classes"] == {"high_normal": 1, "grade_3": 1}
+
+
+def test_bp_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / "bp.csv"
+    path.write_text("time,systolic\n2026-11-20T07:00:00Z,135\n")
+    code, _, err = run("analyze", "bp", str(path))
+    assert code == 2 and f"{path}:1:" in err and "diastolic" in err
