@@ -48,7 +48,7 @@ def test_devices_scan_add_assign_list_remove(
     scan = cli(cli_env, "devices", "scan", "--seconds", "0.5", "--json")
     assert scan.returncode == 0, scan.stderr
     found = json.loads(scan.stdout)
-    assert [f["address"] for f in found] == ["B0:00:00:00:00:00", "B0:00:00:00:00:01"]
+    assert sorted(f["address"] for f in found) == ["B0:00:00:00:00:00", "B0:00:00:00:00:01"]
     assert found[0]["profile"] == "heart_rate"
 
     add = cli(cli_env, "--db", str(db), "devices", "add", "b0:00:00:00:00:01")
