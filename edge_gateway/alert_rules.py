@@ -11,7 +11,8 @@ The life cycle in :mod:`edge_gateway.alerts` turns observations into alert trans
 Reading kinds understood (codecs emit these): ``glucose``, ``cgm_glucose`` (mg/dL or mmol/L),
 ``heart_rate`` (/min), ``rr_interval`` (ms), ``spo2`` (%), ``systolic``/``diastolic``
 (also ``bp_systolic``/``bp_diastolic``; mmHg or kPa), ``battery_pct``/``battery_level`` (%).
-Summary metrics understood: ``af_burden_pct``, ``af_longest_episode_s`` (or
+Summary metrics understood (summaries of kind ``rhythm``): ``af_burden_pct``,
+``af_longest_episode_s`` (or
 ``af_longest_s``), ``longest_pause_ms`` (rhythm summaries from :mod:`edge_gateway.dsp`).
 """
 
@@ -32,6 +33,8 @@ GLUCOSE_KINDS = frozenset({"glucose", "cgm_glucose"})
 SYSTOLIC_KINDS = frozenset({"systolic", "bp_systolic"})
 DIASTOLIC_KINDS = frozenset({"diastolic", "bp_diastolic"})
 BATTERY_KINDS = frozenset({"battery_pct", "battery_level"})
+#: Summary kinds the AF and pause rules read (the DSP scheduler's short rhythm windows).
+RHYTHM_KINDS = frozenset({"rhythm"})
 
 #: Readings this much older than their arrival (a meter's memory read days later) are stored
 #: but not alerted on: a caregiver cannot act on a low from last Tuesday, and a burst of stale
@@ -294,6 +297,8 @@ class Rules:
 
     # ------------------------------------------------------------------ summaries
     def evaluate_summary(self, s: Summary, th: Thresholds) -> list[Observation]:
+        if s.kind not in RHYTHM_KINDS:
+            return []  # daily roll-ups arrive hours late: the short windows already alerted
         m = s.metrics
         owner = s.patient_id or f"device:{s.device_id}"
         common: dict[str, Any] = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,22 +30,24 @@ from .alert_rules import DIASTOLIC_KINDS, GLUCOSE_KINDS, SYSTOLIC_KINDS, glucose
 from .reading import iso, parse_iso
 from .store import Store
 
-# Consensus ranges (Battelino et al., Diabetes Care 2019), mg/dL, with their targets.
-TIR_BANDS = (  # label, low (incl.), high (excl.), colour, target text
-    ("Very high > 250", 250.0001, math.inf, "#e8743b", "< 5 %"),
-    ("High 181–250", 180.0001, 250.0001, "#f5c342", "< 25 %"),
-    ("In range 70–180", 70.0, 180.0001, "#4caf50", "> 70 %"),
-    ("Low 54–69", 54.0, 70.0, "#e53935", "< 4 %"),
-    ("Very low < 54", -math.inf, 54.0, "#8e0000", "< 1 %"),
+# Consensus ranges (Battelino et al., Diabetes Care 2019) with their targets; the shares come
+# from edge_gateway.dsp.glucose under these metric names.
+TIR_BANDS = (  # label, dsp metric, colour, target text
+    ("Very high > 250", "tar2_pct", "#e8743b", "< 5 %"),
+    ("High 181–250", "tar1_pct", "#f5c342", "< 25 %"),
+    ("In range 70–180", "tir_pct", "#4caf50", "> 70 %"),
+    ("Low 54–69", "tbr1_pct", "#e53935", "< 4 %"),
+    ("Very low < 54", "tbr2_pct", "#8e0000", "< 1 %"),
 )
 AGP_BIN_MIN = 20
-# ACC/AHA 2017 blood-pressure categories, most severe first: (label, sys >=, dia >=, colour).
+# ACC/AHA 2017 categories as edge_gateway.dsp.bp names them, most severe first:
+# (dsp name, label, colour).
 BP_CLASSES = (
-    ("Hypertensive crisis", 180, 120, "#8e0000"),
-    ("Stage 2 hypertension", 140, 90, "#e53935"),
-    ("Stage 1 hypertension", 130, 80, "#f57c00"),
-    ("Elevated", 120, 10_000, "#f5c342"),
-    ("Normal", 0, 0, "#4caf50"),
+    ("hypertensive_crisis", "Hypertensive crisis", "#8e0000"),
+    ("stage_2", "Stage 2 hypertension", "#e53935"),
+    ("stage_1", "Stage 1 hypertension", "#f57c00"),
+    ("elevated", "Elevated", "#f5c342"),
+    ("normal", "Normal", "#4caf50"),
 )
 #: A device with more readings than this per day is a stream (coverage in 5-minute slots);
 #: fewer, a spot-check device (readings per day).
@@ -54,13 +55,14 @@ STREAM_PER_DAY = 48
 
 
 def bp_class(sys: float, dia: float) -> tuple[str, str]:
-    """ACC/AHA 2017 category of one measurement (TODO(dsp): use dsp.bp once it lands)."""
-    for label, s_min, d_min, colour in BP_CLASSES[:3]:
-        if sys >= s_min or dia >= d_min:
+    """(label, colour) of one measurement's ACC/AHA 2017 category (from ``dsp.bp``)."""
+    from .dsp import bp
+
+    name = bp.classify(sys, dia, "acc-aha-2017")
+    for key, label, colour in BP_CLASSES:
+        if key == name:
             return label, colour
-    if sys >= 120:
-        return BP_CLASSES[3][0], BP_CLASSES[3][3]
-    return BP_CLASSES[4][0], BP_CLASSES[4][3]
+    return name, "#999999"
 
 
 @dataclass
@@ -187,22 +189,28 @@ def _load_devices(store: Store, patient: str, lo: str | None, hi: str | None,
 
 
 # --------------------------------------------------------------------------- metrics
-def glucose_metrics(values: Sequence[float]) -> dict[str, Any]:
-    """Consensus CGM metrics: mean, GMI, CV, and the share of readings in each range."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
+def glucose_metrics(times: Sequence[datetime], values: Sequence[float],
+                    window_s: float | None = None) -> dict[str, Any]:
+    """Consensus CGM metrics from ``dsp.glucose``, with the range shares keyed by label."""
+    from .dsp import glucose
+
+    if not values:
         return {}
-    mean = float(v.mean())
-    sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    bands = {label: 100.0 * float(np.count_nonzero((v >= lo) & (v < hi))) / v.size
-             for label, lo, hi, _, _ in TIR_BANDS}
-    return {"n": int(v.size), "mean": mean, "gmi": 3.31 + 0.02392 * mean,
-            "cv": 100.0 * sd / mean if mean else None, "bands": bands}
+    t = np.array([x.timestamp() for x in times], dtype=np.float64)
+    res = glucose.glucose_metrics(t, np.asarray(values, dtype=np.float64), window_s=window_s)
+    m = res.as_dict()
+    return {"n": res.n, "mean": res.mean_mg_dl, "gmi": res.gmi_pct, "cv": res.cv_pct,
+            "active": res.coverage_pct, "hypo_events": res.hypo_events,
+            "bands": {label: m[key] or 0.0 for label, key, _, _ in TIR_BANDS}}
 
 
 def agp_percentiles(times: Sequence[datetime], values: Sequence[float],
                     tz: ZoneInfo) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(bin centres in hours, percentiles 5/25/50/75/95 per bin) by local time of day."""
+    """(bin centres in hours, percentiles 5/25/50/75/95 per bin) by local time of day.
+
+    Finer than ``dsp.glucose.agp_profile``'s hourly rows (a smoother plot), and binned by each
+    reading's own local time, so a DST change inside the period does not shift an hour.
+    """
     nbins = 24 * 60 // AGP_BIN_MIN
     buckets: list[list[float]] = [[] for _ in range(nbins)]
     for t, v in zip(times, values, strict=True):
@@ -250,7 +258,7 @@ def fig_agp(d: ReportData, gm: dict[str, Any]) -> Any:
     ax.legend(loc="upper right", fontsize=8, ncols=3, frameon=False)
     ax.grid(axis="x", color="#eeeeee")
     bottom = 0.0
-    for label, _, _, colour, _ in reversed(TIR_BANDS):
+    for label, _, colour, _ in reversed(TIR_BANDS):
         share = gm["bands"][label]
         bar.bar(0, share, bottom=bottom, color=colour, width=0.6)
         if share >= 2:
@@ -349,7 +357,7 @@ th { background: #f3f3f3; } td.n { text-align: right; }
 
 def render_html(d: ReportData) -> str:
     tz = d.tz
-    gm = glucose_metrics(d.cgm_v)
+    gm = glucose_metrics(d.cgm_t, d.cgm_v, (d.end - d.start).total_seconds())
     days = d.days
     out: list[str] = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -365,7 +373,7 @@ def render_html(d: ReportData) -> str:
         tiles += [("Time in range 70–180", f"{gm['bands']['In range 70–180']:.0f} %",
                    "target > 70 %"),
                   ("Mean glucose", f"{gm['mean']:.0f} mg/dL", f"GMI {gm['gmi']:.1f} %"),
-                  ("Glucose variability", f"{gm['cv']:.0f} % CV", "target ≤ 36 %")]
+                  ("Glucose variability", f"{gm['cv'] or 0:.0f} % CV", "target ≤ 36 %")]
     if d.hr_minutes:
         hrs = np.array([v for _, v in d.hr_minutes])
         tiles.append(("Heart rate", f"{np.median(hrs):.0f} /min",
@@ -398,14 +406,16 @@ def _glucose_section(d: ReportData, gm: dict[str, Any]) -> list[str]:
         return [*out, "<p>No glucose readings in this period.</p></section>"]
     out.append(f"<div class='fig'>{_svg(fig_agp(d, gm))}</div>")
     out.append("<table><tr><th>Range</th><th>Share of readings</th><th>Target</th></tr>")
-    for label, _, _, colour, target in TIR_BANDS:
+    for label, _, colour, target in TIR_BANDS:
         out.append(f"<tr><td><span class='badge' style='background:{colour}'></span>"
                    f"{_e(label)} mg/dL</td><td class='n'>{gm['bands'][label]:.1f} %</td>"
                    f"<td>{_e(target)}</td></tr>")
-    out.append(f"</table><p class='note'>{gm['n']} readings; mean {gm['mean']:.0f} mg/dL "
-               f"({gm['mean'] / 18.016:.1f} mmol/L), GMI {gm['gmi']:.1f} %, CV "
-               f"{gm['cv']:.1f} %. Bands: 5th–95th and 25th–75th percentiles per "
-               f"{AGP_BIN_MIN}-minute slot of the day.</p></section>")
+    active = "–" if gm["active"] is None else f"{gm['active']:.0f} %"
+    out.append(f"</table><p class='note'>{gm['n']} readings, CGM active {active} of the "
+               f"period; mean {gm['mean']:.0f} mg/dL ({gm['mean'] / 18.016:.1f} mmol/L), GMI "
+               f"{gm['gmi']:.1f} %, CV {gm['cv'] or 0:.1f} %; {gm['hypo_events']} hypoglycaemic "
+               "events (below 70 for 15 min or more). Bands: 5th–95th and 25th–75th "
+               f"percentiles per {AGP_BIN_MIN}-minute slot of the day.</p></section>")
     return out
 
 
@@ -419,30 +429,61 @@ def _heart_section(d: ReportData) -> list[str]:
     return [*out, "</section>"]
 
 
+#: AF runs closer than this (a window boundary, a few sinus beats) are one episode in the table.
+AF_MERGE_GAP = timedelta(minutes=2)
+
+
+def af_episodes(rhythm: Sequence[tuple[datetime, datetime, dict[str, Any]]]
+                ) -> list[tuple[datetime, datetime, float | None]]:
+    """(start, end, burden % or None) of AF episodes, merged across summary windows.
+
+    Rhythm summaries list their episodes (``af_episodes``: start/end); a summary with only a
+    burden counts as one episode spanning its window.
+    """
+    runs: list[tuple[datetime, datetime, float | None]] = []
+    for ws, we, m in rhythm:
+        burden = _num(m.get("af_burden_pct"))
+        listed = m.get("af_episodes")
+        if isinstance(listed, list) and listed:
+            for ep in listed:
+                a, b = parse_iso(ep.get("start")), parse_iso(ep.get("end"))
+                if a is not None and b is not None:
+                    runs.append((a, b, None))
+        elif burden:
+            runs.append((ws, we, burden))
+    runs.sort(key=lambda r: r[0])
+    merged: list[tuple[datetime, datetime, float | None]] = []
+    for a, b, burden in runs:
+        if merged and a - merged[-1][1] <= AF_MERGE_GAP:
+            pa, pb, pburden = merged[-1]
+            both = None if pburden is None or burden is None else (pburden + burden) / 2
+            merged[-1] = (pa, max(pb, b), both)
+        else:
+            merged.append((a, b, burden))
+    return merged
+
+
 def _af_section(d: ReportData) -> list[str]:
     out = ["<section><h2>Atrial fibrillation</h2>"]
-    rows = []
-    for ws, we, m in d.rhythm:
-        burden = _num(m.get("af_burden_pct"))
-        if burden:
-            longest = _num(m.get("af_longest_episode_s", m.get("af_longest_s")))
-            rows.append((ws, we, burden, longest))
+    episodes = af_episodes(d.rhythm)
     af_alerts = [a for a in d.alerts if a["rule"] == "af"]
-    if not rows and not af_alerts:
-        analysed = len(d.rhythm)
-        return [*out, f"<p>No AF detected ({analysed} rhythm windows analysed).</p></section>"]
-    if rows:
-        total = sum((we - ws).total_seconds() * b / 100 for ws, we, b, _ in rows)
-        out.append(f"<p>{len(rows)} windows with AF; about {total / 60:.0f} minutes of AF "
-                   "in total.</p><table><tr><th>Window start</th><th>End</th>"
-                   "<th>AF burden</th><th>Longest episode</th></tr>")
-        for ws, we, b, longest in rows[:60]:
-            out.append(f"<tr><td>{_local(ws, d.tz)}</td><td>{_local(we, d.tz, '%H:%M')}</td>"
-                       f"<td class='n'>{b:.0f} %</td><td class='n'>"
-                       f"{'–' if longest is None else f'{longest / 60:.1f} min'}</td></tr>")
+    if not episodes and not af_alerts:
+        hours = sum((we - ws).total_seconds() for ws, we, _ in d.rhythm) / 3600
+        return [*out, f"<p>No AF detected ({hours:.0f} hours of rhythm analysed).</p></section>"]
+    if episodes:
+        # Episodes listed from a burden only span their whole window: weigh by the burden.
+        total = sum((b - a).total_seconds() * (1 if burden is None else burden / 100)
+                    for a, b, burden in episodes)
+        out.append(f"<p>{len(episodes)} AF episode(s); about {total / 60:.0f} minutes of AF "
+                   "in total.</p><table><tr><th>Start</th><th>End</th><th>Duration</th>"
+                   "<th>AF burden in the episode's windows</th></tr>")
+        for a, b, burden in episodes[:60]:
+            out.append(f"<tr><td>{_local(a, d.tz)}</td><td>{_local(b, d.tz)}</td>"
+                       f"<td class='n'>{(b - a).total_seconds() / 60:.1f} min</td><td "
+                       f"class='n'>{'–' if burden is None else f'{burden:.0f} %'}</td></tr>")
         out.append("</table>")
-        if len(rows) > 60:
-            out.append(f"<p class='note'>… and {len(rows) - 60} more windows.</p>")
+        if len(episodes) > 60:
+            out.append(f"<p class='note'>… and {len(episodes) - 60} more episodes.</p>")
     if af_alerts:
         out.append("<p>AF alerts: " + "; ".join(
             f"{_local(a['raised_at'], d.tz)} – {_local(a['resolved_at'], d.tz)}"
@@ -459,7 +500,7 @@ def _bp_section(d: ReportData) -> list[str]:
         counts[b["class"]] += 1
     out.append("<p>" + " · ".join(
         f"<span class='badge' style='background:{c}'></span>{_e(label)}: {counts[label]}"
-        for label, _, _, c in BP_CLASSES if counts[label]) + "</p>")
+        for _, label, c in BP_CLASSES if counts[label]) + "</p>")
     out.append("<table><tr><th>Date and time</th><th>Systolic</th><th>Diastolic</th>"
                "<th>Pulse</th><th>Class (ACC/AHA 2017)</th></tr>")
     for b in d.bp:
@@ -505,7 +546,7 @@ def write_pdf(d: ReportData, out: Path) -> None:
     """The same content through matplotlib's PDF backend: a summary page, then the plots."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    gm = glucose_metrics(d.cgm_v)
+    gm = glucose_metrics(d.cgm_t, d.cgm_v, (d.end - d.start).total_seconds())
     days = d.days
     with PdfPages(out, metadata={"Title": f"Health report {d.patient}",
                                  "Creator": f"edge-gateway {VERSION}"}) as pdf:
@@ -515,7 +556,7 @@ def write_pdf(d: ReportData, out: Path) -> None:
         if gm:
             lines += [f"Time in range 70–180 mg/dL: {gm['bands']['In range 70–180']:.0f} %",
                       f"Mean glucose {gm['mean']:.0f} mg/dL, GMI {gm['gmi']:.1f} %, "
-                      f"CV {gm['cv']:.0f} %", ""]
+                      f"CV {gm['cv'] or 0:.0f} %", ""]
         lines.append(f"Blood pressure: {len(d.bp)} measurements")
         lines += [f"  {_local(b['time'], d.tz)}  {b['sys']:.0f}/{b['dia']:.0f}  {b['class']}"
                   for b in d.bp[:40]]

@@ -17,7 +17,14 @@ from click.testing import CliRunner
 from edge_gateway.alerts import AlertEngine
 from edge_gateway.cli import main
 from edge_gateway.reading import Reading, iso
-from edge_gateway.report import bp_class, glucose_metrics, load, render_html, write_report
+from edge_gateway.report import (
+    af_episodes,
+    bp_class,
+    glucose_metrics,
+    load,
+    render_html,
+    write_report,
+)
 from edge_gateway.store import Store
 from edge_gateway.thresholds import ThresholdLoader
 
@@ -106,6 +113,22 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return simulate(tmp_path_factory.mktemp("report") / "gw.db")
 
 
+def test_af_episodes_merge_across_windows() -> None:
+    t = datetime(2026, 11, 12, 13, 0, tzinfo=UTC)
+    win = [(t + timedelta(minutes=5 * i), t + timedelta(minutes=5 * i + 5)) for i in range(4)]
+    rhythm = [
+        (win[0][0], win[0][1], {"af_burden_pct": 40.0, "af_episodes": [
+            {"start": iso(win[0][0] + timedelta(minutes=3)), "end": iso(win[0][1])}]}),
+        (win[1][0], win[1][1], {"af_burden_pct": 100.0, "af_episodes": [
+            {"start": iso(win[1][0]), "end": iso(win[1][1])}]}),
+        (win[2][0], win[2][1], {"af_burden_pct": 0.0, "af_episodes": []}),
+        (win[3][0], win[3][1], {"af_burden_pct": 20.0, "af_episodes": [
+            {"start": iso(win[3][0] + timedelta(minutes=4)), "end": iso(win[3][1])}]}),
+    ]
+    [(a1, b1, _), (a2, b2, _)] = af_episodes(rhythm)
+    assert (b1 - a1) == timedelta(minutes=7) and (b2 - a2) == timedelta(minutes=1)
+
+
 def test_bp_classes() -> None:
     assert bp_class(118, 76)[0] == "Normal"
     assert bp_class(124, 78)[0] == "Elevated"
@@ -138,7 +161,8 @@ def test_report_html_from_two_weeks(data: Dataset, tmp_path: Path) -> None:
     assert len(re.findall(r"<tr><td>2026-11-\d\d \d\d:\d\d</td><td class='n'>\d+</td>", page)) \
         == len(data.bp)
     # AF: the three AF hours of day 5 (12 Nov).
-    assert "3 windows with AF" in page and "2026-11-12 14:00" in page
+    assert "1 AF episode(s); about 63 minutes of AF" in page
+    assert "<td>2026-11-12 14:00</td><td>2026-11-12 17:00</td>" in page
     # Coverage: the CGM is complete; the strap lost 12 of 336 hours.
     assert "100 % of 5-min slots" in page
     assert f"{100 * (1 - 12 / 336):.0f} % of 5-min slots" in page
@@ -151,9 +175,11 @@ def test_report_glucose_metrics_match_consensus_formulae(data: Dataset) -> None:
     store = Store.open(data.db)
     d = load(store, "alice", end=END, days=14, tz=TZ)
     assert len(d.cgm_v) == 14 * 288 and len(d.hr_minutes) == 14 * 1440 - 12 * 60
-    gm = glucose_metrics(d.cgm_v)
+    gm = glucose_metrics(d.cgm_t, d.cgm_v, (END - START).total_seconds())
     assert gm["gmi"] == pytest.approx(3.31 + 0.02392 * np.mean(data.cgm))
     assert sum(gm["bands"].values()) == pytest.approx(100)
+    assert gm["active"] == pytest.approx(100)
+    assert gm["hypo_events"] == 2  # the two night lows
     assert "Health report: Alice Example" in render_html(d)
     store.close()
 
