@@ -593,11 +593,14 @@ def weights(
     trend_kg_per_week: float = -0.2,
     hour: float = 7.25,
     utc_offset: timedelta = timedelta(0),
+    trend_origin: datetime | None = None,
 ) -> list[Spot]:
-    """One morning weighing a day, with a slow trend and day-to-day water swings."""
+    """One morning weighing a day, with a slow trend (from ``trend_origin``, default
+    ``start``) and day-to-day water swings."""
+    origin = start if trend_origin is None else trend_origin
     out: list[Spot] = []
     for t in daily_times(start, duration, hour, rng, jitter_min=15.0, utc_offset=utc_offset):
-        weeks = (t - start).total_seconds() / (7 * 86400.0)
+        weeks = (t - origin).total_seconds() / (7 * 86400.0)
         kg = baseline_kg + trend_kg_per_week * weeks + rng.normal(0.0, 0.35)
         out.append(Spot(t, round(float(kg) * 20) / 20))  # 50 g resolution, like home scales
     return out

@@ -145,11 +145,14 @@ def test_meter_holds_two_weeks_and_reports_all_records() -> None:
     meter, link, _ = _meter()
     n = len(meter.stored)
     assert 14 * 3 <= n <= 14 * 4 + 2
+    # Numbered since the meter came into use: older records were overwritten in its memory.
+    first = meter.stored[0].sequence
+    assert first > 300
     write(meter, 0x2A52, Racp.report_all().to_bytes())
     ms = [GlucoseMeasurement.from_bytes(v) for v in sent(link, 0x2A18)]
     ctx = [GlucoseMeasurementContext.from_bytes(v) for v in sent(link, 0x2A34)]
-    assert [m.sequence_number for m in ms] == list(range(n))
-    assert [c.sequence_number for c in ctx] == list(range(n))
+    assert [m.sequence_number for m in ms] == list(range(first, first + n))
+    assert [c.sequence_number for c in ctx] == list(range(first, first + n))
     assert all(m.context_follows and 20 <= (m.glucose_mg_dl or 0) <= 600 for m in ms)
     times = [m.device_time() for m in ms]
     assert times == sorted(times) and times[-1] <= NOW.replace(tzinfo=None)
@@ -161,14 +164,16 @@ def test_meter_holds_two_weeks_and_reports_all_records() -> None:
 def test_meter_racp_filters_count_and_errors() -> None:
     meter, link, clock = _meter()
     n = len(meter.stored)
+    f = meter.stored[0].sequence
+    end = f + n  # the next sequence number
     write(meter, 0x2A52, Racp(4, 1).to_bytes())  # number of all records
-    write(meter, 0x2A52, Racp(4, 3, 1, 10).to_bytes())  # number with seq >= 10
-    write(meter, 0x2A52, Racp(4, 2, 1, 10).to_bytes())  # number with seq <= 10
-    write(meter, 0x2A52, Racp(4, 4, 1, 5, 9).to_bytes())  # within 5..9
+    write(meter, 0x2A52, Racp(4, 3, 1, f + 10).to_bytes())  # number with seq >= f+10
+    write(meter, 0x2A52, Racp(4, 2, 1, f + 10).to_bytes())  # number with seq <= f+10
+    write(meter, 0x2A52, Racp(4, 4, 1, f + 5, f + 9).to_bytes())  # within f+5..f+9
     write(meter, 0x2A52, Racp(4, 0).to_bytes())  # null operator: invalid
     write(meter, 0x2A52, Racp(4, 3, 3, 10).to_bytes())  # unknown filter type
     write(meter, 0x2A52, Racp(9, 1).to_bytes())  # unknown op code
-    write(meter, 0x2A52, Racp(1, 3, 1, n + 5).to_bytes())  # nothing that new
+    write(meter, 0x2A52, Racp(1, 3, 1, end + 5).to_bytes())  # nothing that new
     assert racp_responses(link) == [
         Racp.number_response(n), Racp.number_response(n - 10), Racp.number_response(11),
         Racp.number_response(5), Racp.response(4, 3), Racp.response(4, 9),
@@ -178,7 +183,7 @@ def test_meter_racp_filters_count_and_errors() -> None:
     link.sent.clear()
     write(meter, 0x2A52, Racp(1, 6).to_bytes())
     last = GlucoseMeasurement.from_bytes(sent(link, 0x2A18)[0])
-    assert last.sequence_number == n - 1
+    assert last.sequence_number == end - 1
     since = DateTime.of((NOW - timedelta(days=2)).replace(tzinfo=None))
     write(meter, 0x2A52, Racp(4, 3, 2, since).to_bytes())
     count = racp_responses(link)[-1].number_of_records
@@ -187,9 +192,9 @@ def test_meter_racp_filters_count_and_errors() -> None:
     clock.advance(days=1)
     meter.on_connect(link)
     link.sent.clear()
-    write(meter, 0x2A52, Racp.report_from_sequence(n).to_bytes())
+    write(meter, 0x2A52, Racp.report_from_sequence(end).to_bytes())
     new = [GlucoseMeasurement.from_bytes(v).sequence_number for v in sent(link, 0x2A18)]
-    assert new == list(range(n, len(meter.stored))) and 3 <= len(new) <= 4
+    assert new == list(range(end, f + len(meter.stored))) and 3 <= len(new) <= 4
 
 
 def test_meter_refuses_racp_without_indications_or_while_busy() -> None:
@@ -208,6 +213,7 @@ def test_meter_refuses_racp_without_indications_or_while_busy() -> None:
 def test_meter_abort_stops_a_report_and_delete_only_when_asked() -> None:
     meter, link, _ = _meter(pace_s=0.001)
     n = len(meter.stored)
+    f = meter.stored[0].sequence
 
     on_write = meter.characteristic(0x2A52).on_write
     assert on_write is not None
@@ -226,9 +232,9 @@ def test_meter_abort_stops_a_report_and_delete_only_when_asked() -> None:
     got = len(sent(link, 0x2A18))
     assert 0 < got < n
     assert racp_responses(link) == [Racp.response(3, 1)]  # the report itself gets no response
-    write(meter, 0x2A52, Racp(2, 2, 1, 9).to_bytes())  # delete seq <= 9
+    write(meter, 0x2A52, Racp(2, 2, 1, f + 9).to_bytes())  # delete the ten oldest
     assert racp_responses(link)[-1] == Racp.response(2, 1)
-    assert [r.sequence for r in meter.stored] == list(range(10, n))
+    assert [r.sequence for r in meter.stored] == list(range(f + 10, f + n))
 
 
 def test_meter_reboot_restarts_sequence_numbers() -> None:
@@ -293,9 +299,10 @@ def test_cgm_holds_its_session_with_crc_and_the_night_low() -> None:
     feature = CGMFeature.from_bytes(read(cgm, 0x2AA8))
     assert feature.e2e_crc_supported and feature.to_json()["crc_ok"]
     start = CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA))
-    assert start.crc_ok and start.utc_start() == NOW - timedelta(days=13, hours=12)
+    # 13.5 days before NOW, at the UTC midnight before (sessions are anchored to dates).
+    assert start.crc_ok and start.utc_start() == datetime(2026, 11, 12, tzinfo=UTC)
     status = CGMStatus.from_bytes(read(cgm, 0x2AA9))
-    assert status.crc_ok and status.time_offset == 13 * 1440 + 720
+    assert status.crc_ok and status.time_offset == 13 * 1440 + 1200
     write(cgm, 0x2A52, Racp.report_all().to_bytes())
     recs = _cgm_records(link)
     assert all(r.crc_ok for r in recs)
@@ -396,7 +403,7 @@ def test_cgm_clock_set_through_session_start_time_and_reboot_starts_a_session() 
     cgm, _, clock = _cgm(frame_faults=FrameFaults(clock_offset=timedelta(days=-400),
                                                   reboot_before_connect=2))
     shown = CGMSessionStartTime.from_bytes(read(cgm, 0x2AAA)).utc_start()
-    true_start = NOW - timedelta(days=13, hours=12)
+    true_start = datetime(2026, 11, 12, tzinfo=UTC)
     assert shown == true_start - timedelta(days=400)  # the drifted clock shows
     with pytest.raises(AttError):
         write(cgm, 0x2AAA, CGMSessionStartTime(DateTime.of(true_start), 0, 0).to_bytes())

@@ -40,7 +40,7 @@ def test_demo_has_one_of_each_with_history_and_scripted_events(tmp_path: Path) -
     cgm = sim.peripheral("CGM")
     assert isinstance(cgm, CgmSensor)
     assert cgm.cgm_profile.lows == (datetime(2026, 11, 25, 3, 10, tzinfo=UTC),)
-    assert START - cgm.session_start == timedelta(days=13, hours=12)
+    assert cgm.session_start == datetime(2026, 11, 12, tzinfo=UTC)  # midnight before 13.5 d
     meter = sim.peripheral("C0:FF:EE:00:00:03")
     assert isinstance(meter, GlucoseMeter) and meter.passkey == 246810
     assert meter.requires_pairing and len(meter.stored) >= 40
@@ -70,6 +70,27 @@ def test_same_seed_same_devices() -> None:
     ma, mb = a.peripheral("Glucose meter"), b.peripheral("Glucose meter")
     assert isinstance(ma, GlucoseMeter) and isinstance(mb, GlucoseMeter)
     assert ma.stored == mb.stored
+
+
+def test_a_run_a_day_later_meets_the_same_stored_records() -> None:
+    """Re-running the demo on the same database must continue, not clash: the devices' history
+    is tied to calendar days, so records overlap exactly (times, values, sequence numbers)."""
+    spec = load_scenario("demo")
+    later = START + timedelta(days=1, hours=3)
+    a = build_scenario(spec, start=START, clock=lambda: START)
+    b = build_scenario(spec, start=later, clock=lambda: later)
+    for name in ("Glucose meter", "BP cuff", "Thermometer"):
+        pa, pb = a.peripheral(name), b.peripheral(name)
+        sa = {(r.taken_at, repr(getattr(r, "item", r))): r for r in getattr(pa, "stored", [])}
+        sb = {(r.taken_at, repr(getattr(r, "item", r))): r for r in getattr(pb, "stored", [])}
+        overlap = set(sa) & set(sb)
+        assert len(overlap) >= 0.8 * len(sa), name
+        assert sa.keys() - sb.keys() == {k for k in sa if k[0] < later - timedelta(days=14)}
+    ma, mb = a.peripheral("Glucose meter"), b.peripheral("Glucose meter")
+    assert isinstance(ma, GlucoseMeter) and isinstance(mb, GlucoseMeter)
+    by_seq = {r.sequence: r for r in ma.stored}
+    assert all(by_seq[r.sequence] == r for r in mb.stored if r.sequence in by_seq)
+    assert mb.stored[-1].sequence > ma.stored[-1].sequence
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,11 @@ profile bytes by hand, so the simulator cannot drift from what the gateway decod
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+import numpy as np
 
 from edge_gateway.drivers.base import DateTime
 from edge_gateway.drivers.support import (
@@ -34,6 +36,7 @@ from edge_gateway.drivers.support import (
 )
 from edge_gateway.errors import MalformedPayload
 
+from ..generators import stream
 from ..peripheral import AttError, Faults, Flag, Link, Peripheral, Service, uuid128
 from ..peripheral import char as make_char
 from ..peripheral import service as make_service
@@ -134,6 +137,19 @@ class SimPeripheral(Peripheral):
     def elapsed(self) -> float:
         """Seconds of true time since the scenario ``start``."""
         return (self.now() - self.start).total_seconds()
+
+    def days(self, first: datetime, last: datetime, what: str
+             ) -> Iterator[tuple[datetime, np.random.Generator]]:
+        """(UTC midnight, random stream) for each calendar day from ``first`` to ``last``.
+
+        History is made day by day from streams named after the date, not after the run's
+        start: a demo started again the next day finds the same records at the same times
+        with the same sequence numbers, as a real device that kept its memory would show.
+        """
+        day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= last:
+            yield day, stream(self.seed, f"{self.name}:{what}:{day.date().isoformat()}")
+            day += timedelta(days=1)
 
     # -- faults ----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from edge_gateway.drivers.base import DateTime
 from edge_gateway.drivers.blood_pressure import BloodPressureFeature, BloodPressureMeasurement
 from edge_gateway.drivers.ieee11073 import SFloat
 
-from ..generators import DEFAULT_BP_USERS, BpMeasurement, BpUser, bp_measurements, stream
+from ..generators import DEFAULT_BP_USERS, BpMeasurement, BpUser, bp_measurements
 from ..peripheral import Flag, Service, char, service
 from .stored import Stored, StoringDevice
 
@@ -53,10 +53,10 @@ class BloodPressureCuff(StoringDevice[BpMeasurement]):
         )]
 
     def plan(self) -> list[tuple[datetime, BpMeasurement]]:
-        rng = stream(self.seed, f"{self.name}:bp")
-        ms = bp_measurements(self.start - self.history, self.history + _AHEAD,
-                             rng, self.users)
-        return [(m.time, m) for m in ms]
+        out: list[tuple[datetime, BpMeasurement]] = []
+        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "bp"):
+            out += [(m.time, m) for m in bp_measurements(day, timedelta(days=1), rng, self.users)]
+        return [(t, m) for t, m in out if t >= self.start - self.history]
 
     def encode(self, stored: Stored[BpMeasurement]) -> bytes:
         m = stored.item

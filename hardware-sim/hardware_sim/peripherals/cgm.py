@@ -1,7 +1,7 @@
 """A continuous glucose monitor: CGM service (CGMS 1.0.2) with E2E-CRC, RACP and SOCP.
 
-One sensor session started ``session_age`` before the scenario's start (13.5 days by default,
-so the device holds about two weeks); a record every 5 minutes from
+One sensor session started ``session_age`` before the scenario's start, at UTC midnight (13.5 to
+14.5 days by default, so the device holds about two weeks); a record every 5 minutes from
 :func:`~hardware_sim.generators.cgm_series` (meals, a scripted night-time low, AR(1) sensor
 noise, silence during warm-up), each with trend, quality and — past the alert levels — the
 Warning octet of the Sensor Status Annunciation (CGMS §3.1.1.5).
@@ -91,7 +91,10 @@ class CgmSensor(SimPeripheral):
         )
         kw.setdefault("model", "CGM-1")
         super().__init__(address, name, **kw)
-        self.new_session(self.start - session_age)
+        # Sessions start at a UTC midnight, so runs on the same day meet the same session
+        # (same start, same records); a run on another day meets a newer sensor.
+        at = (self.start - session_age).astimezone(UTC)
+        self.new_session(at.replace(hour=0, minute=0, second=0, microsecond=0))
 
     def profile_services(self) -> list[Service]:
         return [service(
@@ -125,7 +128,7 @@ class CgmSensor(SimPeripheral):
         self.stopped = False
         self._session_start = at
         self._deleted = set()
-        rng = stream(self.seed, f"{self.name}:session:{self.sessions}")
+        rng = stream(self.seed, f"{self.name}:session:{at.isoformat()}")
         self._series = cgm_series(at, self.session_length, rng, self.cgm_profile)
         self._live_offset = self._last_available_offset()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_gateway.drivers.base import DateTime
@@ -64,6 +64,8 @@ class StoredGlucose:
                                          tester=_SELF, health=0x0F)
 
 
+#: When the simulated meters came into use (their sequence numbers count from here).
+IN_USE_SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 #: How far ahead the user's measurements are planned (a run longer than this gets no more).
 _AHEAD = timedelta(days=60)
 
@@ -72,7 +74,7 @@ class GlucoseMeter(SimPeripheral):
     def __init__(self, address: str, name: str = "Glucose meter (sim)", *,
                  history: timedelta = timedelta(days=14), passkey: int | None = None,
                  new_record_every_s: float | None = None, pace_s: float = 0.0,
-                 **kw: Any) -> None:
+                 in_use_since: datetime = IN_USE_SINCE, **kw: Any) -> None:
         self.history = history
         self.new_record_every_s = new_record_every_s
         self.next_sequence = 0
@@ -87,8 +89,15 @@ class GlucoseMeter(SimPeripheral):
         kw.setdefault("model", "GLS-1")
         kw.setdefault("requires_pairing", True)
         super().__init__(address, name, passkey=passkey, **kw)
-        self._plan = glucose_spots(self.start - history, history + _AHEAD,
-                                   stream(self.seed, f"{self.name}:spots"))
+        # Sequence numbers count every record since the meter came into use; its memory
+        # holds the last ``history`` of them (older ones were overwritten, as in a ring).
+        for day, rng in self.days(min(in_use_since, self.start - history),
+                                  self.start + _AHEAD, "spots"):
+            self._plan += glucose_spots(day, timedelta(days=1), rng)
+        kept = self.start - history
+        while self._planned_until < len(self._plan) and self._plan[self._planned_until].time < kept:
+            self._planned_until += 1
+        self.next_sequence = self._planned_until & 0xFFFF
         self.catch_up()
 
     def profile_services(self) -> list[Service]:

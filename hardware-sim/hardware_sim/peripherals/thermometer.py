@@ -17,7 +17,7 @@ from edge_gateway.drivers.ieee11073 import Float32
 from edge_gateway.drivers.thermometer import TemperatureMeasurement, TemperatureType
 from edge_gateway.drivers.weight import WeightMeasurement, WeightScaleFeature
 
-from ..generators import Episode, Spot, stream, temperatures, weights
+from ..generators import Episode, Spot, temperatures, weights
 from ..peripheral import Flag, Service, char, service
 from .stored import Stored, StoringDevice
 
@@ -51,9 +51,11 @@ class Thermometer(StoringDevice[Spot]):
         )]
 
     def plan(self) -> list[tuple[datetime, Spot]]:
-        spots = temperatures(self.start - self.history, self.history + _AHEAD,
-                             stream(self.seed, f"{self.name}:temp"), episodes=self.episodes)
-        return [(s.time, s) for s in spots]
+        out: list[tuple[datetime, Spot]] = []
+        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "temp"):
+            out += [(s.time, s) for s in temperatures(day, timedelta(days=1), rng,
+                                                      episodes=self.episodes)]
+        return [(t, s) for t, s in out if t >= self.start - self.history]
 
     def encode(self, stored: Stored[Spot]) -> bytes:
         return TemperatureMeasurement(Float32.from_value(stored.item.value, 1),
@@ -80,9 +82,12 @@ class Scale(StoringDevice[Spot]):
         )]
 
     def plan(self) -> list[tuple[datetime, Spot]]:
-        spots = weights(self.start - self.history, self.history + _AHEAD,
-                        stream(self.seed, f"{self.name}:kg"), baseline_kg=self.baseline_kg)
-        return [(s.time, s) for s in spots]
+        out: list[tuple[datetime, Spot]] = []
+        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "kg"):
+            out += [(s.time, s) for s in weights(day, timedelta(days=1), rng,
+                                                 baseline_kg=self.baseline_kg,
+                                                 trend_origin=self.start)]
+        return [(t, s) for t, s in out if t >= self.start - self.history]
 
     def encode(self, stored: Stored[Spot]) -> bytes:
         return WeightMeasurement(round(stored.item.value / 0.005),
