@@ -122,6 +122,7 @@ class DaemonSection:
     log_level: str = "info"
     settings_poll_s: float = 2.0
     dsp_interval_s: float = 60.0
+    short_window_min: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,8 @@ _RULES: dict[str, tuple[Any, str]] = {
                          "must be one of debug, info, warning, error"),
     "daemon.settings_poll_s": (lambda v: 0.1 <= v <= 600, "must be 0.1..600"),
     "daemon.dsp_interval_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
+    "daemon.short_window_min": (lambda v: v in (1, 2, 5, 10, 15, 30, 60),
+                                "must be one of 1, 2, 5, 10, 15, 30, 60 (minutes)"),
 }
 
 

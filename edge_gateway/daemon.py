@@ -245,7 +245,7 @@ async def _dsp_task(d: Daemon) -> None:
                 LOG.exception("alerts.summary_failed")
 
     await run_scheduler(d.store, d.cfg.tz, d.cfg.daemon.dsp_interval_s, d.sleep,
-                        on_summary=on_summary)
+                        on_summary=on_summary, short_minutes=d.cfg.daemon.short_window_min)
 
 
 async def _sync_task(d: Daemon) -> None:

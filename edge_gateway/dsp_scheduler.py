@@ -7,10 +7,12 @@ is kept per job and patient in ``meta`` (``dsp.<job>.<patient>`` = end of the la
 so a restart resumes where it stopped and a window is never summarised twice (the summaries
 table is unique on patient, kind, window and algorithm as well).
 
-Windows: HRV and rhythm every 5 minutes (UTC-aligned) and per site-local day; glucose per
-site-local day and over the last 14 days (computed once a day); blood pressure per site-local
-week.  Readings are attributed to patients when stored; devices not assigned to a patient are
-kept but not summarised.
+Windows: HRV and rhythm every 5 minutes (UTC-aligned; ``daemon.short_window_min``) and per
+site-local day; CGM glucose per site-local day and over the last 14 days (computed once a day),
+meter glucose per day; blood pressure per site-local week.  Per-reading glucose checks (level 1
+and 2 lows, predicted low from the trend) are the alert engine's, on every committed batch.
+Readings are attributed to patients when stored; devices not assigned to a patient are kept
+but not summarised.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ class Series:
     times_s: np.ndarray
     values: np.ndarray
     extras: tuple[str | None, ...]
+    kinds: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    #: Site time zone offset from UTC at the window start (hour-of-day profiles).
+    utc_offset_s: float = 0.0
+    #: Readings before ``start`` loaded as context (``lead_s`` seconds), times negative.
+    lead_s: float = 0.0
 
 
 #: compute(series) -> (metrics, coverage 0..1, algorithm) or None when nothing can be said.
@@ -52,34 +60,37 @@ Compute = Callable[[Series], tuple[dict[str, Any], float, str] | None]
 class Job:
     name: str                      # summary kind
     reading_kinds: tuple[str, ...]
-    span: str                      # "5min", "day", "14day", "week"
+    span: str                      # "short" (5 min), "day", "14day", "week"
     compute: Compute
     backlog: timedelta             # how far back a first run goes
+    lead: timedelta = timedelta(0)  # context loaded before each window (detector warm-up)
 
 
-def _floor_5min(t: datetime) -> datetime:
-    return t.replace(minute=t.minute - t.minute % 5, second=0, microsecond=0)
+def _floor_minutes(t: datetime, minutes: int) -> datetime:
+    epoch = int(t.timestamp()) // (60 * minutes) * (60 * minutes)
+    return datetime.fromtimestamp(epoch, UTC)
 
 
-def windows(span: str, start: datetime, now: datetime, tz: ZoneInfo, lag: timedelta
-            ) -> list[tuple[datetime, datetime]]:
+def windows(span: str, start: datetime, now: datetime, tz: ZoneInfo, lag: timedelta,
+            short_minutes: int = 5) -> list[tuple[datetime, datetime]]:
     """Complete windows of ``span`` from ``start`` (a window boundary) until ``now - lag``."""
     limit = now - lag
     out: list[tuple[datetime, datetime]] = []
-    if span == "5min":
-        w = _floor_5min(start)
-        while w + timedelta(minutes=5) <= limit and len(out) < 2000:
-            out.append((w, w + timedelta(minutes=5)))
-            w += timedelta(minutes=5)
+    if span == "short":
+        step = timedelta(minutes=short_minutes)
+        w = _floor_minutes(start, short_minutes)
+        while w + step <= limit and len(out) < 2000:
+            out.append((w, w + step))
+            w += step
         return out
     # Calendar spans are aligned to local midnight in the site's time zone.
     local = start.astimezone(tz).date()
     if span == "week":
         local -= timedelta(days=local.weekday())
-    step = 7 if span == "week" else 1
+    days = 7 if span == "week" else 1
     while len(out) < 400:
         w_start = datetime.combine(local, time(0), tz).astimezone(UTC)
-        nxt = local + timedelta(days=step)
+        nxt = local + timedelta(days=days)
         w_end = datetime.combine(nxt, time(0), tz).astimezone(UTC)
         if w_end > limit:
             break
@@ -93,10 +104,11 @@ def windows(span: str, start: datetime, now: datetime, tz: ZoneInfo, lag: timede
 
 class DspScheduler:
     def __init__(self, store: Store, tz: ZoneInfo, jobs: Sequence[Job] | None = None, *,
-                 lag: timedelta = timedelta(seconds=30),
+                 lag: timedelta = timedelta(seconds=30), short_minutes: int = 5,
                  on_summary: Callable[[Summary, int], None] | None = None) -> None:
         self.store = store
         self.tz = tz
+        self.short_minutes = short_minutes
         self.jobs = list(jobs) if jobs is not None else default_jobs()
         self.lag = lag
         self.on_summary = on_summary
@@ -115,18 +127,21 @@ class DspScheduler:
             [patient, *kinds]).fetchone()
         return parse_iso(row[0]) if row and row[0] else None
 
-    def load(self, patient: str, kinds: Sequence[str], start: datetime, end: datetime
-             ) -> Series:
+    def load(self, patient: str, kinds: Sequence[str], start: datetime, end: datetime,
+             lead: timedelta = timedelta(0)) -> Series:
         q = ",".join("?" * len(kinds))
         rows = self.store.conn.execute(
-            f"SELECT time, value, extra FROM readings WHERE patient_id = ? AND kind IN ({q})"
-            f" AND time >= ? AND time < ? AND value IS NOT NULL ORDER BY time, id",
-            [patient, *kinds, iso(start), iso(end)]).fetchall()
+            f"SELECT time, value, extra, kind, record_key FROM readings WHERE patient_id = ?"
+            f" AND kind IN ({q}) AND time >= ? AND time < ? AND value IS NOT NULL"
+            f" ORDER BY time, id", [patient, *kinds, iso(start - lead), iso(end)]).fetchall()
         t0 = start.timestamp()
         times = np.fromiter(((parse_iso(r[0]) or start).timestamp() - t0 for r in rows),
                             dtype=np.float64, count=len(rows))
         values = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
-        return Series(start, end, times, values, tuple(r[2] for r in rows))
+        offset = start.astimezone(self.tz).utcoffset()
+        return Series(start, end, times, values, tuple(r[2] for r in rows),
+                      tuple(r[3] for r in rows), tuple(r[4] for r in rows),
+                      offset.total_seconds() if offset else 0.0, lead.total_seconds())
 
     async def run_once(self, now: datetime) -> int:
         """Summarise every complete window that is due; return how many summaries were made."""
@@ -140,10 +155,11 @@ class DspScheduler:
                     if first is None:
                         continue
                     done = max(first, now - job.backlog)
-                for w_start, w_end in windows(job.span, done, now, self.tz, self.lag):
-                    series = self.load(patient, job.reading_kinds, w_start, w_end)
+                for w_start, w_end in windows(job.span, done, now, self.tz, self.lag,
+                                              self.short_minutes):
+                    series = self.load(patient, job.reading_kinds, w_start, w_end, job.lead)
                     result = None
-                    if series.values.size:
+                    if np.any(series.times_s >= 0):
                         result = await asyncio.to_thread(job.compute, series)
                     if result is not None:
                         metrics, coverage, algorithm = result
@@ -187,54 +203,165 @@ def _json_default(o: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- jobs
-def beat_times(series: Series) -> np.ndarray:
-    """Beat times for RR intervals stored per notification.
+#: How far the receive clock may run ahead of the beats delivered before we call it a gap: a
+#: strap notifies about once a second, with the beats since the last notification, and the
+#: link adds latency.  More than this means notifications (and their beats) were lost.
+NOTIFY_SLACK_S = 1.5
 
-    RR intervals of one heart-rate notification share its receive time; the beats inside it
-    are spaced back from that time by the following intervals, so that lost notifications show
-    as the beat clock running ahead of the RR sum (which splits the series, see dsp.clean).
+
+def beat_times(series: Series) -> np.ndarray:
+    """Beat times (s from the window start) for RR intervals stored per notification.
+
+    Inside an unbroken stream the beats are placed by the RR intervals themselves (the strap
+    measured them; receive times jitter with the notification cadence).  When the receive
+    clock runs ahead of the beats delivered by more than ``NOTIFY_SLACK_S`` — notifications
+    were lost to link loss or contact loss — the series is re-anchored at the receive time,
+    and the jump splits it in ``dsp.clean`` instead of being interpolated across.
     """
     t = series.times_s
     rr_s = series.values / 1000.0
-    out = t.copy()
     n = t.size
-    i = n - 1
-    while i >= 0:
-        j = i
-        while j > 0 and t[j - 1] == t[i]:
-            j -= 1
-        # indices j..i share a receive time: the last beat is at t, earlier ones before it
-        acc = 0.0
-        for k in range(i, j - 1, -1):
-            out[k] = t[i] - acc
-            acc += rr_s[k]
-        i = j - 1
+    out = np.empty(n, dtype=np.float64)
+    clock: float | None = None
+    j = 0
+    while j < n:
+        i = j
+        while i + 1 < n and t[i + 1] == t[j]:
+            i += 1
+        total = float(rr_s[j:i + 1].sum())
+        if clock is None or float(t[j]) - (clock + total) > NOTIFY_SLACK_S:
+            clock = float(t[j]) - total
+        for k in range(j, i + 1):
+            clock += float(rr_s[k])
+            out[k] = clock
+        j = i + 1
     return out
+
+
+def _in_window(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    keep = series.times_s >= 0
+    return series.values[keep], series.times_s[keep]
 
 
 def _hrv(series: Series) -> tuple[dict[str, Any], float, str] | None:
     from .dsp import hrv as hrv_mod
 
-    if series.values.size < 10:
+    rr, _ = _in_window(series)
+    if rr.size < 10:
         return None
     window_s = (series.end - series.start).total_seconds()
-    res = hrv_mod.hrv(series.values, beat_times(series), window_s=window_s)
-    metrics = res.as_dict()
-    return metrics, float(res.coverage), hrv_mod.ALGORITHM
+    beats = beat_times(series)[series.times_s >= 0]
+    res = hrv_mod.hrv(rr, beats, window_s=window_s)
+    return res.as_dict(), float(res.coverage), hrv_mod.ALGORITHM
+
+
+def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
+    """AF, pauses, brady/tachycardia, ectopy.  The detector runs over the window plus its lead
+    (so the smoothing it needs is warm at the window's first beat); only beats inside the
+    window count."""
+    from .dsp import rhythm
+
+    rr_all = series.values
+    inside = series.times_s >= 0
+    if np.count_nonzero(inside) < 10:
+        return None
+    beats_all = beat_times(series)
+    af = rhythm.detect_af(rr_all)[inside]
+    rr, beats = rr_all[inside], beats_all[inside]
+    res = rhythm.analyze_rhythm(rr, beats, window_s=(series.end - series.start).total_seconds())
+    t0 = series.start
+    episodes = []
+    longest = 0.0
+    for a, b in _true_runs(af):
+        start_s = float(beats[a] - rr[a] / 1000.0)
+        end_s = float(beats[b])
+        longest = max(longest, end_s - start_s)
+        episodes.append({"start": iso(t0 + timedelta(seconds=start_s)),
+                         "end": iso(t0 + timedelta(seconds=end_s)),
+                         "beats": int(b - a + 1)})
+    pauses = [p.duration_ms for p in res.pauses]
+    metrics: dict[str, Any] = {
+        "n_beats": int(rr.size),
+        "mean_hr_bpm": res.mean_hr_bpm,
+        "af_burden_pct": round(100.0 * float(np.mean(af)), 2),
+        "af_episodes": episodes,
+        "af_longest_episode_s": round(longest, 1),
+        "pauses": len(pauses),
+        "severe_pauses": sum(1 for p in res.pauses if p.severe),
+        "longest_pause_ms": max(pauses) if pauses else None,
+        "bradycardia_pct": res.bradycardia_pct,
+        "tachycardia_pct": res.tachycardia_pct,
+        "ectopic_beats": res.ectopic_beats,
+    }
+    return metrics, float(res.coverage), rhythm.ALGORITHM
+
+
+def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    padded = np.concatenate(([False], mask.astype(bool), [False])).astype(np.int8)
+    edges = np.diff(padded)
+    return list(zip(np.flatnonzero(edges == 1).tolist(),
+                    (np.flatnonzero(edges == -1) - 1).tolist(), strict=True))
+
+
+def _glucose(series: Series) -> tuple[dict[str, Any], float, str] | None:
+    from .dsp import glucose
+
+    g, t = _in_window(series)
+    if g.size == 0:
+        return None
+    res = glucose.glucose_metrics(t + series.start.timestamp(), g,
+                                  window_s=(series.end - series.start).total_seconds(),
+                                  utc_offset_s=series.utc_offset_s)
+    cov = (res.coverage_pct or 0.0) / 100.0
+    return res.as_dict(), min(1.0, cov), glucose.ALGORITHM
+
+
+def _bp(series: Series) -> tuple[dict[str, Any], float, str] | None:
+    """Blood pressure: systolic, diastolic and pulse of one measurement share a record key."""
+    from dataclasses import asdict
+
+    from .dsp import bp
+
+    by_key: dict[str, dict[str, float]] = {}
+    when: dict[str, float] = {}
+    for t, v, kind, key in zip(series.times_s, series.values, series.kinds, series.keys,
+                               strict=True):
+        if t < 0:
+            continue
+        by_key.setdefault(key, {})[kind] = float(v)
+        when.setdefault(key, float(t))
+    keys = [k for k, m in by_key.items() if "bp_systolic" in m and "bp_diastolic" in m]
+    if not keys:
+        return None
+    t = np.array([when[k] for k in keys]) + series.start.timestamp()
+    sys_ = np.array([by_key[k]["bp_systolic"] for k in keys])
+    dia = np.array([by_key[k]["bp_diastolic"] for k in keys])
+    pulse = np.array([by_key[k].get("pulse_rate", np.nan) for k in keys])
+    res = bp.bp_summary(t, sys_, dia, pulse, utc_offset_s=series.utc_offset_s)
+    return asdict(res), 1.0, bp.ALGORITHM
 
 
 def default_jobs() -> list[Job]:
+    rr = ("rr_interval",)
     return [
-        Job("hrv_5min", ("rr_interval",), "5min", _hrv, timedelta(days=2)),
-        Job("hrv_daily", ("rr_interval",), "day", _hrv, timedelta(days=14)),
+        Job("hrv", rr, "short", _hrv, timedelta(days=2)),
+        Job("rhythm", rr, "short", _rhythm, timedelta(days=2), lead=timedelta(minutes=2)),
+        Job("hrv_daily", rr, "day", _hrv, timedelta(days=14)),
+        Job("rhythm_daily", rr, "day", _rhythm, timedelta(days=14)),
+        Job("glucose_daily", ("cgm_glucose",), "day", _glucose, timedelta(days=14)),
+        Job("glucose_14d", ("cgm_glucose",), "14day", _glucose, timedelta(days=1)),
+        Job("glucose_meter_daily", ("glucose",), "day", _glucose, timedelta(days=14)),
+        Job("bp_weekly", ("bp_systolic", "bp_diastolic", "pulse_rate"), "week", _bp,
+            timedelta(days=28)),
     ]
 
 
 async def run_scheduler(store: Store, tz: ZoneInfo, interval_s: float,
                         stopping: Callable[[float], Any],
-                        on_summary: Callable[[Summary, int], None] | None = None) -> None:
+                        on_summary: Callable[[Summary, int], None] | None = None,
+                        short_minutes: int = 5) -> None:
     """The daemon task: look for due windows every ``interval_s``."""
-    sched = DspScheduler(store, tz, on_summary=on_summary)
+    sched = DspScheduler(store, tz, on_summary=on_summary, short_minutes=short_minutes)
     while True:
         try:
             made = await sched.run_once(datetime.now(UTC))
