@@ -20,6 +20,7 @@ which the kernel may hand to another adapter after a replug.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -86,19 +87,46 @@ class SerialSession:
         #: How many times the port was opened (1 after the first success).
         self.connects = 0
         self.frames = 0
+        #: "idle", "waiting" (port absent, backing off), "connected", "disconnected", "stopped".
+        self.state = "idle"
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
 
     def _state(self, state: str) -> None:
+        self.state = state
         if self._on_state is not None:
             self._on_state(self.device_id, state)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to close the port and return (cancelling its task works too)."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once on :meth:`stop`."""
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _open(self) -> Any:
         # timeout=0: reads never block; the event loop tells us when bytes are waiting.
         return serial.Serial(self.port, self.baudrate, timeout=0)
 
     async def run(self) -> None:
-        """Open, read, and reopen after losing the port, until cancelled."""
+        """Open, read, and reopen after losing the port, until stopped or cancelled."""
+        self._wake = asyncio.Event()
+        if self._stopping:
+            self._wake.set()
+        try:
+            await self._supervise()
+        finally:
+            self._state("stopped")
+
+    async def _supervise(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 port = await asyncio.to_thread(self._open)
             except (serial.SerialException, OSError) as e:
@@ -108,7 +136,7 @@ class SerialSession:
                 log.debug("%s: cannot open %s (%s); retry in %.2f s", self.device_id,
                           self.port, e, delay)
                 self._state("waiting")
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 continue
             attempt = 0
             self.connected = True
@@ -124,7 +152,7 @@ class SerialSession:
                 port.close()
                 self._state("disconnected")
             # A port that vanishes keeps failing for a moment; start the backoff gently.
-            await asyncio.sleep(self._rng.uniform(0.0, self.backoff_initial))
+            await self._sleep(self._rng.uniform(0.0, self.backoff_initial))
 
     async def _pump(self, port: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -156,11 +184,20 @@ class SerialSession:
                 if line:
                     self._deliver(line, received_at)
 
+        assert self._wake is not None
+        stopped = loop.create_task(self._wake.wait())
+
+        def on_stop(_task: asyncio.Task[bool]) -> None:
+            if not failed.done():
+                failed.set_result(None)
+
+        stopped.add_done_callback(on_stop)
         loop.add_reader(fd, readable)
         try:
             await failed
         finally:
             loop.remove_reader(fd)
+            stopped.cancel()
 
     def _deliver(self, line: bytes, received_at: datetime) -> None:
         self.frames += 1

@@ -156,3 +156,23 @@ def test_a_stream_without_newlines_is_cut_at_max_line() -> None:
     assert [len(f[3]) for f in got.frames] == [64, 64, 64, 8]
     with pytest.raises(MalformedPayload):
         Rad8Record.from_bytes(got.frames[0][3])
+
+
+def test_stop_closes_the_port_and_returns() -> None:
+    async def main() -> tuple[SerialSession, Collector]:
+        sensor = SerialSensor(START, interval_s=0.02)
+        path = sensor.open()
+        got = Collector()
+        session = SerialSession("rad8-5", path, got.on_frame, on_state=got.on_state)
+        reader = await _run_session(session)
+        writer = asyncio.create_task(sensor.run())
+        await got.wait_for(3)
+        session.stop()
+        async with asyncio.timeout(2):
+            await reader  # returns by itself, no cancellation needed
+        await _stop(writer)
+        return session, got
+
+    session, got = asyncio.run(main())
+    assert session.state == "stopped" and not session.connected
+    assert got.states[-2:] == ["disconnected", "stopped"]
