@@ -272,7 +272,8 @@ def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
 
 @alerts.command("history")
 @click.option("--patient", default=None, help="Only this patient's alerts.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000),
+              help="At most this many alerts, newest first.")
 @_JSON
 @pass_ctx
 @handle_errors
@@ -300,7 +301,7 @@ def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool)
 @click.option("--since", required=True, help="First day (site time zone), e.g. 2026-11-01.")
 @click.option("--until", default=None, help="End, exclusive (site time zone).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "fhir", "json"]), default="csv",
-              show_default=True)
+              show_default=True, help="csv (documented header), json, or fhir (R4 Bundle).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")
 @click.option("--tz", default=None, help="Time zone for the dates (default: gateway.timezone).")
@@ -334,7 +335,8 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
 
 @main.command("report")
 @click.option("--patient", required=True, help="Patient id.")
-@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 90))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 90),
+              help="How many local days, ending before --until.")
 @click.option("--until", default=None,
               help="End day, exclusive (site time zone); default: tomorrow, so today is in.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
