@@ -368,7 +368,9 @@ def glucose_truth(
             g = g + p.rise_per_g * carbs * _meal_curve(minutes - at, p.meal_peak_min)
     for nadir in p.lows:
         at = (nadir - session_start).total_seconds() / 60.0
-        bump = np.exp(-0.5 * ((minutes - at) / (p.low_duration_min / 4.0)) ** 2)
+        # A flat-bottomed dip (super-Gaussian): real nocturnal lows linger near their nadir
+        # for half an hour or more, long enough to count as an event (≥ 15 min < 54 mg/dL).
+        bump = np.exp(-0.5 * ((minutes - at) / (p.low_duration_min / 3.0)) ** 4)
         depth = float(np.interp(at, minutes, g)) - p.low_nadir_mg_dl if minutes.size else 0.0
         g = g - max(depth, 0.0) * bump
     return np.asarray(g, dtype=np.float64)
@@ -390,7 +392,10 @@ def cgm_series(
     noise = np.zeros(n)
     for i in range(1, n):
         noise[i] = phi * noise[i - 1] + shocks[i]
-    measured = np.clip(np.round(truth + noise), 40.0, 400.0)  # the sensor's reportable range
+    # CGM error grows with the level (accuracy is quoted as a relative difference, MARD), so
+    # the noise is scaled by the glucose level around a reference of 120 mg/dL.
+    scaled = noise * np.clip(truth / 120.0, 0.5, 1.5)
+    measured = np.clip(np.round(truth + scaled), 40.0, 400.0)  # the sensor's reportable range
     # Trend over the last 15 minutes, as receivers show it (a least-squares slope).
     # With equally spaced samples the slope is a fixed weighted sum: a convolution.
     trend = np.zeros(n)
@@ -399,7 +404,7 @@ def cgm_series(
         x = np.arange(k + 1, dtype=np.float64) - k / 2.0
         w = x / (np.sum(x * x) * p.interval_min)
         trend[k:] = np.convolve(measured, w[::-1], mode="valid")
-    quality = np.clip(100.0 - 3.0 * np.abs(noise - np.roll(noise, 1)), 60.0, 100.0).round()
+    quality = np.clip(100.0 - 3.0 * np.abs(scaled - np.roll(scaled, 1)), 60.0, 100.0).round()
     keep = minutes >= p.warmup_min
     return CgmSeries(
         session_start=session_start,

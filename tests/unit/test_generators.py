@@ -99,12 +99,15 @@ def test_ectopic_beats_are_premature_then_compensated() -> None:
 def test_cgm_day_has_meals_a_night_low_and_a_silent_warm_up() -> None:
     session = datetime(2026, 11, 6, 9, 0, tzinfo=UTC)
     low = datetime(2026, 11, 19, 3, 10, tzinfo=UTC)
-    s = cgm_series(session, timedelta(days=14), stream(6, "cgm"), CgmProfile(lows=(low,)))
+    profile = CgmProfile(lows=(low,), low_nadir_mg_dl=46.0)
+    s = cgm_series(session, timedelta(days=14), stream(6, "cgm"), profile)
     assert s.offset_min[0] == 60  # nothing during the one-hour warm-up
     assert np.all(np.diff(s.offset_min) == 5)
     night = [(s.time_of(i) - low).total_seconds() for i in range(len(s.offset_min))]
     near = np.abs(np.asarray(night)) <= 30 * 60
-    assert s.glucose_mg_dl[near].min() < 54  # level 2 hypoglycaemia, at night
+    assert s.glucose_mg_dl[near].min() < 54  # level 2 hypoglycaemia, at night ...
+    below = "".join("1" if g < 54 else "0" for g in s.glucose_mg_dl[near])
+    assert "111" in below  # ... lasting an event's 15 minutes (three 5-minute samples)
     others = np.abs(np.asarray(night)) > 6 * 3600
     assert s.glucose_mg_dl[others].min() > 54  # ... and only there
     hours = np.asarray([s.time_of(i).hour for i in range(len(s.offset_min))])
