@@ -116,6 +116,8 @@ class BleFleet:
         on_settings: Callable[[], None] = lambda: None,
         transport_factory: Callable[[str, str], Transport] | None = None,
         flush: Callable[[], object] = lambda: None,
+        idle_disconnect_s: float | None = 20.0,
+        revisit_s: float = 60.0,
     ) -> None:
         self.store = store
         self.pipeline_on_frame = on_frame
@@ -124,6 +126,8 @@ class BleFleet:
         self.on_settings = on_settings
         self.transport_factory = transport_factory or self._ble_transport
         self.flush = flush
+        self.idle_disconnect_s = idle_disconnect_s
+        self.revisit_s = revisit_s
         self.limiter = asyncio.Semaphore(ble.max_connections)
         self.sessions: dict[str, DeviceSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -177,6 +181,7 @@ class BleFleet:
                 max_drift_s=self.ble.max_device_drift_s, set_clock=self.ble.set_device_clock,
                 backoff=Backoff(self.ble.backoff_initial_s, self.ble.backoff_max_s),
                 on_state=self.on_state, on_clock=self.on_clock,
+                idle_disconnect_s=self.idle_disconnect_s, revisit_s=self.revisit_s,
             )
             self.sessions[device_id] = session
             self._tasks[device_id] = tg.create_task(session.run(), name=f"ble:{device_id}")

@@ -66,6 +66,9 @@ SUBSCRIBE = (
     "2a9d",  # Weight Measurement (indicate)
 )
 
+#: Continuous streams: a device offering one of these is never disconnected for idleness.
+STREAMS = frozenset({"2a37", "2aa7", "2a5f", "2a36", "2a1e"})
+
 StateCallback = Callable[[str, str], None]
 ClockCallback = Callable[[str, float, bool], None]
 
@@ -127,6 +130,8 @@ class DeviceSession:
         backoff: Backoff | None = None,
         stable_after_s: float = 30.0,
         racp_idle_s: float = 10.0,
+        idle_disconnect_s: float | None = None,
+        revisit_s: float = 60.0,
         on_state: StateCallback | None = None,
         on_clock: ClockCallback | None = None,
         now: Callable[[], datetime] = utcnow,
@@ -141,6 +146,8 @@ class DeviceSession:
         self.set_clock = set_clock
         self.backoff = backoff or Backoff()
         self.stable_after_s = stable_after_s
+        self.idle_disconnect_s = idle_disconnect_s
+        self.revisit_s = revisit_s
         self.racp_idle_s = racp_idle_s
         self.on_state = on_state
         self.on_clock = on_clock
@@ -156,6 +163,8 @@ class DeviceSession:
         self._collect: _Collect | None = None
         self._backfilled = False
         self._fill_wanted = asyncio.Event()
+        self._went_idle = False
+        self._last_frame = 0.0
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -181,6 +190,7 @@ class DeviceSession:
                     try:
                         self._set_state("connecting")
                         self._lost.clear()
+                        self._went_idle = False
                         self.transport.set_disconnected_callback(self._lost.set)
                         await self.transport.connect()
                         connected_at = loop.time()
@@ -203,7 +213,11 @@ class DeviceSession:
                     break
                 if connected_at is not None and loop.time() - connected_at >= self.stable_after_s:
                     self.backoff.reset()
-                delay = self.backoff.next()
+                if self._went_idle:
+                    self.backoff.reset()
+                    delay = self.revisit_s
+                else:
+                    delay = self.backoff.next()
                 self._set_state("backoff")
                 log.debug("%s: reconnecting in %.1f s", self.device_id, delay)
                 with contextlib.suppress(TimeoutError):
@@ -232,6 +246,8 @@ class DeviceSession:
     async def _serve(self) -> None:
         t = self.transport
         self._backfilled = False
+        self._went_idle = False
+        self._last_frame = asyncio.get_running_loop().time()
         self._set_state("connected")
         for uuid in READ_ONCE:
             if t.has(uuid):
@@ -256,8 +272,16 @@ class DeviceSession:
                     log.info("%s: backfilled %d records", self.device_id, n)
         self._backfilled = True
         self._set_state("streaming")
+        # Devices that only hand over stored records (meters, cuffs, scales) usually switch
+        # off after a transfer; those that do not would hold a connection slot forever.
+        idle_after = None if set(subscribed) & STREAMS else self.idle_disconnect_s
         while not self._lost.is_set():
-            await self._wait_lost_or_fill()
+            if not await self._wait_lost_or_fill(idle_after):
+                log.info("%s: idle for %.0f s, disconnecting to free the slot (back in %.0f s)",
+                         self.device_id, idle_after or 0, self.revisit_s)
+                self._went_idle = True
+                self._set_state("idle")
+                return
             self._fill_wanted.clear()
             for char, chars in collect.items():
                 backfill = self.backfills[char]
@@ -268,11 +292,21 @@ class DeviceSession:
             self.stats.link_losses += 1
             self._set_state("disconnected")
 
-    async def _wait_lost_or_fill(self) -> None:
+    async def _wait_lost_or_fill(self, idle_after: float | None) -> bool:
+        """False when no frame came for ``idle_after`` seconds."""
+        loop = asyncio.get_running_loop()
         lost = asyncio.ensure_future(self._lost.wait())
         fill = asyncio.ensure_future(self._fill_wanted.wait())
         try:
-            await asyncio.wait([lost, fill], return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                timeout = None if idle_after is None else max(
+                    0.0, self._last_frame + idle_after - loop.time())
+                done, _ = await asyncio.wait([lost, fill], timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    return True
+                if idle_after is not None and loop.time() - self._last_frame >= idle_after:
+                    return False
         finally:
             lost.cancel()
             fill.cancel()
@@ -303,6 +337,7 @@ class DeviceSession:
 
     def _deliver_one(self, uuid: str, received_at: datetime, payload: bytes) -> None:
         self.stats.frames += 1
+        self._last_frame = asyncio.get_running_loop().time()
         try:
             self.on_frame(self.device_id, uuid, received_at, payload)
         except Exception:

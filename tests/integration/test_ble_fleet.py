@@ -96,3 +96,33 @@ def test_refused_connections_are_retried_with_backoff(
         assert "connection abort" in (session.stats.last_error or "")
 
     asyncio.run(main())
+
+
+def test_idle_record_devices_give_their_slot_back(
+    virtual_bluez: Callable[..., VirtualBlueZ],
+) -> None:
+    async def main() -> None:
+        # Meters that never switch off, one slot: the gateway leaves each after its transfer.
+        meters = [GlucoseMeter(f"E3:00:00:00:00:{i:02X}", f"meter {i}", records=3)
+                  for i in range(3)]
+        sink = Sink()
+        limiter = asyncio.Semaphore(1)
+        async with virtual_bluez(meters) as bluez:
+            await ble.scan(0.3, ["1808"])
+            sessions = [
+                DeviceSession(f"m{i}", ble.BleTransport(m.address), sink, limiter, ledger=sink,
+                              idle_disconnect_s=0.3, revisit_s=0.2)
+                for i, m in enumerate(meters)
+            ]
+            async with asyncio.TaskGroup() as tg:
+                for s in sessions:
+                    tg.create_task(s.run(), name=f"session-{s.device_id}")
+                await until(lambda: all(len(sink.of(GLM, f"m{i}")) >= 3 for i in range(3)))
+                meters[0].take(140)  # stored while the gateway is away; fetched on revisit
+                await until(lambda: len(sink.of(GLM, "m0")) >= 4)
+                for s in sessions:
+                    s.stop()
+            assert bluez.max_connected == 1
+        assert [m.key for m in sink.glucose[("m0", 0)]] == [0, 1, 2, 3]
+
+    asyncio.run(main())
