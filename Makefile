@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DB ?= var/demo.db
-DEMO_SECONDS ?= 60
+DEMO_SECONDS ?= 150
 
 .PHONY: demo test lint bench soak clean help
 
