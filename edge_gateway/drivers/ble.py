@@ -72,8 +72,9 @@ async def scan(
             seen = await BleakScanner.discover(
                 timeout=duration, return_adv=True, bluez={"adapter": adapter}
             )
-    except BleakError as err:
-        raise DeviceError(adapter, f"scan failed: {err}", retryable=True) from err
+    except (BleakError, OSError) as err:
+        raise DeviceError(adapter, f"scan failed: {err}", retryable=True,
+                          hint="is bluetoothd running and the adapter powered?") from err
     found = [_found(dev, adv) for dev, adv in seen.values()]
     return sorted(found, key=lambda f: (-f.rssi, f.address))
 
@@ -155,7 +156,8 @@ class BleTransport:
             )
         except DeviceError:
             raise
-        except (BleakError, TimeoutError, EOFError, BrokenPipeError) as err:
+        except (BleakError, TimeoutError, EOFError, OSError) as err:
+            # OSError: no D-Bus system bus or no bluetoothd (socket missing, refused).
             raise DeviceError(self._address, f"connect failed: {err}", retryable=True) from err
 
     async def disconnect(self) -> None:
@@ -238,26 +240,34 @@ async def pair(
     from .ble_agent import PairingAgent
 
     address = address.upper()
-    async with PairingAgent(passkey):
-        try:
-            async with asyncio.timeout(within):
-                device = await _locate(address, adapter, within)
-                client = BleakClient(device)
-                await client.connect()
-                try:
-                    await client.pair()
-                finally:
-                    await client.disconnect()
-        except TimeoutError as err:
-            raise DeviceError(address, "pairing timed out", retryable=True) from err
-        except BleakDBusError as err:
-            raise DeviceError(
-                address, f"pairing failed: {err.dbus_error_details or err.dbus_error}",
-                retryable=False,
-                hint="check the passkey shown on the device and put it in pairing mode",
-            ) from err
-        except BleakError as err:
-            raise DeviceError(address, f"pairing failed: {err}", retryable=True) from err
+    try:
+        async with PairingAgent(passkey):
+            await _pair(address, adapter, within)
+    except OSError as err:
+        raise DeviceError(address, f"pairing failed: {err}", retryable=True,
+                          hint="is bluetoothd running?") from err
+
+
+async def _pair(address: str, adapter: str, within: float) -> None:
+    try:
+        async with asyncio.timeout(within):
+            device = await _locate(address, adapter, within)
+            client = BleakClient(device)
+            await client.connect()
+            try:
+                await client.pair()
+            finally:
+                await client.disconnect()
+    except TimeoutError as err:
+        raise DeviceError(address, "pairing timed out", retryable=True) from err
+    except BleakDBusError as err:
+        raise DeviceError(
+            address, f"pairing failed: {err.dbus_error_details or err.dbus_error}",
+            retryable=False,
+            hint="check the passkey shown on the device and put it in pairing mode",
+        ) from err
+    except BleakError as err:
+        raise DeviceError(address, f"pairing failed: {err}", retryable=True) from err
 
 
 async def forget(address: str, *, adapter: str = "hci0") -> bool:
