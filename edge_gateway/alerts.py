@@ -130,12 +130,16 @@ class Lifecycle:
                     last_event_at=obs.at if obs.event else None, updated_at=obs.at,
                     event=obs.event, details=dict(obs.details))
                 return new, [AlertTransition("raised", obs.at, _snap(new))], True
+            # The row keeps the value that raised (or escalated) the alert; a stream that stays
+            # out of range changes nothing, so a 1 Hz heart rate costs no write per second.
+            changed = alert.clear_since is not None
             alert.clear_since = None
-            alert.value, alert.unit = obs.value, obs.unit
             if obs.event:
                 alert.last_event_at = obs.at
                 alert.details["events"] = int(alert.details.get("events", 1)) + 1
+                changed = True
             if obs.level > alert.level:
+                alert.value, alert.unit = obs.value, obs.unit
                 # Worse than what was raised (level 1 -> level 2): escalate even when it was
                 # acknowledged, because the caregiver acknowledged something milder.
                 alert.level, alert.message = obs.level, obs.message
@@ -144,7 +148,7 @@ class Lifecycle:
                 alert.last_notified_at, alert.updated_at = obs.at, obs.at
                 alert.notify_count += 1
                 return alert, [AlertTransition("escalated", obs.at, _snap(alert))], True
-            return alert, [], True
+            return alert, [], changed
         if alert is None:
             return None, [], False
         if obs.active is None:
@@ -290,9 +294,10 @@ class AlertEngine:
                 seen = self._last_seen.get(r.device_id)
                 if seen is None or r.received_at > seen:
                     self._last_seen[r.device_id] = r.received_at
+        th = _memo(self.thresholds)
         obs: list[Observation] = []
         for r in ordered:
-            obs.extend(self.rules.evaluate_reading(r, self.thresholds(r.patient_id)))
+            obs.extend(self.rules.evaluate_reading(r, th(r.patient_id)))
         return self._apply(obs)
 
     def on_summary(self, summary: Summary) -> list[AlertTransition]:
@@ -328,6 +333,7 @@ class AlertEngine:
     def _apply(self, observations: Sequence[Observation],
                now: datetime | None = None) -> list[AlertTransition]:
         out: list[AlertTransition] = []
+        thresholds = _memo(self.thresholds)
         with self.store.transaction() as conn:
             # Loaded inside the write transaction, so an acknowledgement the CLI committed a
             # moment ago is seen and cannot be overwritten.
@@ -352,7 +358,7 @@ class AlertEngine:
                     open_[key] = alert
 
             for o in observations:
-                th = self.thresholds(o.patient_id)
+                th = thresholds(o.patient_id)
                 alert, ts, changed = Lifecycle.observe(open_.get(o.key), o, th)
                 if alert is None:
                     continue
@@ -363,12 +369,25 @@ class AlertEngine:
             if now is not None:
                 for key, alert in list(open_.items()):
                     alert, ts, changed = Lifecycle.due(
-                        alert, now, self.thresholds(alert.patient_id))
+                        alert, now, thresholds(alert.patient_id))
                     step(key, alert, ts, changed)
             for alert, ts in dirty.values():
                 _save(self.store, conn, alert, ts)
         out.sort(key=lambda t: t.at)
         return out
+
+
+def _memo(load: ThresholdsFor) -> ThresholdsFor:
+    """Thresholds looked up once per patient per call (a batch holds thousands of beats)."""
+    seen: dict[str | None, Thresholds] = {}
+
+    def get(patient_id: str | None) -> Thresholds:
+        th = seen.get(patient_id)
+        if th is None:
+            th = seen[patient_id] = load(patient_id)
+        return th
+
+    return get
 
 
 def acknowledge(store: Store, conn: sqlite3.Connection, alert_id: int, by: str,

@@ -13,6 +13,7 @@ point; ``deliver`` is the awaitable one (tests, or a caller that wants the outco
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -46,6 +47,7 @@ class HookRunner:
         self.backoff_s = backoff_s
         self.env = env
         self._tasks: set[asyncio.Task[HookResult]] = set()
+        self._last: dict[str, asyncio.Task[HookResult]] = {}  # newest delivery per alert key
 
     @property
     def enabled(self) -> bool:
@@ -62,37 +64,49 @@ class HookRunner:
             rc, error = await self._run_once(alert_json)
             result = HookResult(rc == 0, attempts, rc, error)
             if result.ok:
-                LOG.info("alert hook delivered (attempt %d)", attempts)
+                LOG.info("alert hook delivered %s (attempt %d)", _key(alert_json), attempts)
                 return result
-            LOG.warning("alert hook failed (attempt %d of %d): %s", attempts,
-                        self.retries + 1, error)
+            LOG.warning("alert hook failed for %s (attempt %d of %d): %s", _key(alert_json),
+                        attempts, self.retries + 1, error)
             if attempts <= self.retries:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 60.0)
-        LOG.error("alert hook gave up after %d attempts: %s", attempts, result.error)
+        LOG.error("alert hook gave up on %s after %d attempts: %s", _key(alert_json), attempts,
+                  result.error)
         return result
 
     def submit(self, alert_jsons: Iterable[str]) -> list[asyncio.Task[HookResult]]:
-        """Start delivery of each alert as a background task and return at once.
+        """Start delivery of each alert in the background and return at once.
 
-        Tasks are kept referenced here until done (asyncio only keeps weak references).
-        Alerts are delivered one after another per call, in order, so a hook sees
-        ``raised`` before ``resolved``.
+        Transitions of one alert (same ``key``) are delivered in order, so a hook never sees
+        ``resolved`` before ``raised``; different alerts do not wait for each other, so a
+        hook retrying a battery notice never holds back a level 2 low.  Tasks are kept
+        referenced here until done (asyncio itself only keeps weak references).
         """
-        items = list(alert_jsons)
-        if not self.argv or not items:
+        if not self.argv:
             return []
+        loop = asyncio.get_running_loop()
+        started = []
+        for item in alert_jsons:
+            key = _key(item)
+            before = self._last.get(key)
+            task = loop.create_task(self._after(before, item), name=f"alert-hook:{key}")
+            self._last[key] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+            started.append(task)
+        return started
 
-        async def in_order() -> HookResult:
-            last = HookResult(True, 0, None)
-            for item in items:
-                last = await self.deliver(item)
-            return last
+    async def _after(self, before: asyncio.Task[HookResult] | None, item: str) -> HookResult:
+        if before is not None and not before.done():
+            await asyncio.wait({before})
+        return await self.deliver(item)
 
-        task = asyncio.get_running_loop().create_task(in_order(), name="alert-hook")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return [task]
+    def _done(self, task: asyncio.Task[HookResult]) -> None:
+        self._tasks.discard(task)
+        for key, last in list(self._last.items()):
+            if last is task:
+                del self._last[key]
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for deliveries in flight (at shutdown)."""
@@ -123,3 +137,14 @@ class HookRunner:
             return 0, None
         text = stderr.decode("utf-8", "replace").strip()[:_MAX_STDERR]
         return proc.returncode, f"exit status {proc.returncode}" + (f": {text}" if text else "")
+
+
+def _key(alert_json: str) -> str:
+    """The alert's de-duplication key, for logs and per-alert ordering ("?" if none)."""
+    try:
+        obj = json.loads(alert_json)
+    except ValueError:
+        return "?"
+    if not isinstance(obj, dict):
+        return "?"
+    return str(obj.get("key", "?"))

@@ -261,6 +261,30 @@ def test_hook_missing_command_is_logged_not_raised() -> None:
     assert not res.ok and "cannot start" in (res.error or "")
 
 
+def test_hook_keeps_order_per_alert_but_alerts_do_not_wait_for_each_other(
+        tmp_path: Path) -> None:
+    log, flag = tmp_path / "log", tmp_path / "flag"
+    cmd = _script(tmp_path, f"""
+import json, os, sys, time
+a = json.load(sys.stdin)
+if a["key"] == "a" and a["event"] == "raised" and not os.path.exists({str(flag)!r}):
+    open({str(flag)!r}, "w").close()
+    time.sleep(0.3)
+    sys.exit(1)
+open({str(log)!r}, "a").write(a["key"] + ":" + a["event"] + "\\n")
+""")
+    runner = HookRunner(cmd, timeout_s=10, retries=2, backoff_s=0.01)
+
+    async def go() -> None:
+        runner.submit([json.dumps({"key": "a", "event": "raised"}),
+                       json.dumps({"key": "b", "event": "raised"}),
+                       json.dumps({"key": "a", "event": "resolved"})])
+        await runner.drain(10)
+
+    asyncio.run(go())
+    assert log.read_text().splitlines() == ["b:raised", "a:raised", "a:resolved"]
+
+
 def test_offline_alert_delivered_locally_then_synced_first(
         tmp_path: Path, store: Store, engine: AlertEngine) -> None:
     """The broker is unreachable: the hook still rings at once; the alert waits in the outbox
