@@ -54,6 +54,13 @@ def audit_entries(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:
              "details": json.loads(d) if d else None} for at, actor, action, target, d in rows]
 
 
+def note_access(store: Store, action: str, patient: str, details: Mapping[str, Any],
+                *, actor: str | None = None) -> None:
+    """Audit a read of a patient's data leaving the gateway (an export, a report)."""
+    with store.transaction() as conn:
+        audit(conn, actor or os_actor(), action, patient, details)
+
+
 # --------------------------------------------------------------------------- patients
 def check_patient_id(patient_id: str) -> str:
     if not _PATIENT_ID.match(patient_id):

@@ -329,6 +329,10 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
         sink = sys.stdout if out is None else stack.enter_context(
             out.open("w", encoding="utf-8", newline=""))
         n = export(store, sink, patient=patient, w=w, fmt=fmt)
+    # Data leaving the gateway is audited like a change: who took what window, never values.
+    C.note_access(store, "data.export", patient, {
+        "format": fmt, "since": since, "until": until, "records": n,
+        "to": "stdout" if out is None else "file"})
     if out is not None:
         click.echo(f"wrote {n} records to {out}", err=True)
 
@@ -365,4 +369,6 @@ def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Pa
         today = datetime.now(UTC).astimezone(zi).date() + timedelta(days=1)
         end = parse_local(today.isoformat(), zi, "--until")
     write_report(store, patient, end=end, days=days, tz=zi, out=out)
+    C.note_access(store, "data.report", patient, {"days": days, "until": until,
+                                                  "format": out.suffix.lstrip(".")})
     click.echo(f"wrote {out}", err=True)

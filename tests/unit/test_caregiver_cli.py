@@ -166,5 +166,9 @@ def test_export_command_writes_a_file(db: Path, tmp_path: Path) -> None:
     assert lines[0].startswith("record,time_utc,time_local") and len(lines) == 3
     res = run(db, "export", "--patient", "alice", "--since", "2026-11-20", "--format", "json")
     assert json.loads(res.output)["records"][0]["kind"] == "cgm_glucose"
+    store = Store.open(db)
+    entry = audit_entries(store)[1]
+    assert entry["action"] == "data.export" and entry["details"]["records"] == 2
+    store.close()
     res = run(db, "export", "--patient", "alice", "--since", "20.11.2026")
     assert res.exit_code == 2 and "not a date" in res.output
