@@ -11,9 +11,8 @@ The life cycle in :mod:`edge_gateway.alerts` turns observations into alert trans
 Reading kinds understood (codecs emit these): ``glucose``, ``cgm_glucose`` (mg/dL or mmol/L),
 ``heart_rate`` (/min), ``rr_interval`` (ms), ``spo2`` (%), ``systolic``/``diastolic``
 (also ``bp_systolic``/``bp_diastolic``; mmHg or kPa), ``battery_pct``/``battery_level`` (%).
-Summary metrics understood (summaries of kind ``rhythm``): ``af_burden_pct``,
-``af_longest_episode_s`` (or
-``af_longest_s``), ``longest_pause_ms`` (rhythm summaries from :mod:`edge_gateway.dsp`).
+Summary metrics understood (the DSP scheduler's short ``rhythm`` summaries):
+``af_burden_pct``, ``af_longest_episode_s`` (or ``af_longest_s``), ``longest_pause_ms``.
 """
 
 from __future__ import annotations

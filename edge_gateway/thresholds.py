@@ -256,17 +256,17 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
     if s.gateway_only and patient_id is not None:
         raise UsageError(f"{key} is gateway-wide", hint=f"use {GATEWAY_TARGET} as the patient")
     q = parse_quantity(key, text) if text is not None else None
-    current = load(store, patient_id)
-    trial = dict(current.values)
-    if q is not None:
-        trial[key] = q.value
-    else:
-        upper = load(store, None) if patient_id is not None else Thresholds.defaults()
-        trial[key] = upper.values[key] if patient_id is not None else _DEFAULTS[key]
-    check_consistent(trial)
     stamp = iso(now or datetime.now(UTC))
     scope = scope_for(patient_id)
+    # Read, check and write in one IMMEDIATE transaction: a rejected value leaves no trace,
+    # and two caregivers cannot interleave into an inconsistent pair of thresholds.
     with store.transaction() as conn:
+        trial = _layer(conn, scope)
+        if q is None:
+            trial.pop(key, None)
+        else:
+            trial[key] = q.text
+        _validate(conn, patient_id, trial)
         if q is None:
             conn.execute("DELETE FROM settings WHERE scope = ? AND key = ?",
                          (scope, SETTING_PREFIX + key))
@@ -284,12 +284,32 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
 def reset_all(store: Store, patient_id: str | None, *, audit: Audit | None = None) -> int:
     """Drop every threshold override of one scope; returns how many there were."""
     with store.transaction() as conn:
+        _validate(conn, patient_id, {})
         n = conn.execute("DELETE FROM settings WHERE scope = ? AND key LIKE 'threshold.%'",
                          (scope_for(patient_id),)).rowcount
         bump_settings_version(conn)
         if audit is not None:
             audit(conn)
     return int(n)
+
+
+def _validate(conn: sqlite3.Connection, patient_id: str | None, trial: dict[str, str]) -> None:
+    """Check the effective values that ``trial`` (the new layer of one scope) would give.
+
+    A gateway-wide change is checked against every patient's own overrides too, since their
+    effective thresholds mix both layers.
+    """
+    if patient_id is not None:
+        check_consistent(Thresholds.resolve(patient_id, _layer(conn, GATEWAY_SCOPE),
+                                            trial).values)
+        return
+    check_consistent(Thresholds.resolve(None, trial, {}).values)
+    for (pid,) in conn.execute("SELECT id FROM patients ORDER BY id").fetchall():
+        try:
+            check_consistent(Thresholds.resolve(pid, trial, _layer(conn, scope_for(pid))).values)
+        except UsageError as err:
+            raise UsageError(f"patient {pid}: {err.reason}",
+                             hint=f"change {pid}'s own threshold first") from err
 
 
 def bump_settings_version(conn: sqlite3.Connection) -> None:

@@ -184,6 +184,15 @@ def test_report_glucose_metrics_match_consensus_formulae(data: Dataset) -> None:
     store.close()
 
 
+def test_report_for_a_patient_without_data(data: Dataset, tmp_path: Path) -> None:
+    store = Store.open(data.db)
+    store.add_patient("carl")
+    page = write_report(store, "carl", end=END, days=7, tz=TZ, out=tmp_path / "c.html")\
+        .read_text()
+    assert "No glucose readings in this period." in page and "<svg" not in page
+    store.close()
+
+
 def test_report_pdf_and_cli(data: Dataset, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, [
         "--db", str(data.db), "report", "--patient", "alice", "--days", "14",

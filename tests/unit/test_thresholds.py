@@ -90,6 +90,15 @@ def test_bad_input_changes_nothing(store: Store) -> None:
     assert store.meta("settings_version") == version
 
 
+def test_gateway_change_is_checked_against_each_patient(store: Store) -> None:
+    T.write(store, "alice", "glucose.low_l1", "60 mg/dL")
+    with pytest.raises(UsageError, match="patient alice: glucose thresholds"):
+        T.write(store, None, "glucose.low_l2", "62 mg/dL")
+    assert T.load(store, None)["glucose.low_l2"] == 54  # nothing changed
+    T.write(store, None, "glucose.low_l2", "3.0 mmol/L")  # 54.05 < 60: fine
+    assert T.load(store, "alice")["glucose.low_l2"] == pytest.approx(54.048)
+
+
 def test_loader_sees_changes_without_restart(store: Store) -> None:
     loader = T.ThresholdLoader(store)
     assert loader("alice")["spo2.low"] == 90
