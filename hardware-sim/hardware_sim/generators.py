@@ -544,7 +544,9 @@ def spo2_series(
             continue
         a, b = ep.seconds_from(start)
         nadir = ep.rate if ep.rate is not None else 86.0
-        w = np.clip(np.minimum(t - a, b - t) / max((b - a) / 3.0, 1.0), 0.0, 1.0)
+        # Saturation falls and recovers over ~30 s (circulation delay to the finger).
+        ramp = max(min((b - a) / 3.0, 30.0), 1.0)
+        w = np.clip(np.minimum(t - a, b - t) / ramp, 0.0, 1.0)
         spo2 = spo2 * (1.0 - w) + (nadir + rng.normal(0.0, 0.4, n)) * w
     pulse = pulse_bpm + 3.0 * np.sin(2 * np.pi * t / 300.0) + rng.normal(0.0, 1.0, n)
     pi = np.clip(rng.normal(2.5, 0.4, n), 0.2, 20.0)
