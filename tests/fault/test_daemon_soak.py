@@ -1,0 +1,83 @@
+"""Soak: the whole daemon (`edge-gateway run`) against six busy simulated straps, its memory
+sampled over time.  `make soak` runs it; SOAK_SECONDS sets the length (default 600 s).
+
+Memory must stay flat once warm: the growth of resident memory between the end of the warm-up
+(first 20 % of the run) and the end must stay under 5 MB, while the database grows steadily.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_gateway.store import Store
+
+DEVICES = 6
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.soak
+def test_daemon_memory_stays_flat(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    from hardware_sim.dbus_daemon import start_private_bus
+
+    seconds = float(os.environ.get("SOAK_SECONDS", "600"))
+    bus = start_private_bus(tmp_path / "bus")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "hardware_sim.run_bluez", "--bus", bus.address, "--straps",
+         str(DEVICES), "--period", "0.05", "--bonded"], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        assert sim.stdout is not None
+        assert sim.stdout.readline().startswith(b"READY")
+        db = tmp_path / "soak.db"
+        store = Store.open(db)
+        store.add_patient("p1")
+        for i in range(DEVICES):
+            addr = f"B0:00:00:00:00:{i:02X}"
+            store.upsert_device(f"strap-{i}", profile="heart_rate", address=addr,
+                                patient_id="p1", bonded=True)
+        store.close()
+        env = {**cli_env, "DBUS_SYSTEM_BUS_ADDRESS": bus.address}
+        with (tmp_path / "daemon.log").open("wb") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "edge_gateway", "--db", str(db), "run"], env=env,
+                stdout=subprocess.DEVNULL, stderr=log)
+        samples: list[tuple[float, float, int]] = []
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            time.sleep(min(10.0, seconds / 30))
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            n = sqlite3.connect(db).execute("SELECT count(*) FROM readings").fetchone()[0]
+            samples.append((elapsed, rss_mb(daemon.pid), n))
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        warm = [s for s in samples if s[0] >= 0.2 * seconds]
+        growth = warm[-1][1] - warm[0][1]
+        rate = (warm[-1][2] - warm[0][2]) / (warm[-1][0] - warm[0][0])
+        print(f"\nsoak: {seconds:.0f} s, {DEVICES} straps, {rate:.0f} readings/s stored, "
+              f"RSS {warm[0][1]:.1f} -> {warm[-1][1]:.1f} MB (max "
+              f"{max(s[1] for s in samples):.1f} MB)")
+        assert rate > 50
+        assert growth < 5.0, samples
+    finally:
+        for p in (daemon, sim):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        if sim.stdout is not None:
+            sim.stdout.close()
+        bus.stop()
