@@ -275,9 +275,16 @@ class Link:
             self._loop.remove_writer(sock)
 
     def _read(self) -> None:
-        rc = self._client.loop_read()
-        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            self._lost(f"read failed: {paho.error_string(rc)}")
+        while True:
+            rc = self._client.loop_read()
+            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+                self._lost(f"read failed: {paho.error_string(rc)}")
+                return
+            # TLS may hold decrypted bytes that the socket will never signal as readable
+            # again; paho's own loop checks pending() for the same reason.
+            sock = self._sock
+            if self.closed.is_set() or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+                return
 
     def _write(self) -> None:
         rc = self._client.loop_write()

@@ -72,6 +72,9 @@ class Broker:
             # Durable: save after every change (slow: the whole store is rewritten each time).
             *(["autosave_on_changes true", "autosave_interval 1"] if self.durable else []),
             "max_keepalive 65535",
+            # The default (1000) makes mosquitto drop QoS 1 messages for a subscriber that
+            # falls behind a fast drain: the test's reader, not the gateway, would lose them.
+            "max_queued_messages 0",
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",

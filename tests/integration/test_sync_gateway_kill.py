@@ -62,7 +62,13 @@ def kill_and_restart(tmp_path: Path, kills: int, items: int) -> None:
                 assert not set(ids) <= set(sub.item_ids()), "the kill must land mid-drain"
             gw = start_gateway(db, broker.url, log)
             try:
-                sub.wait_for(lambda: set(ids) <= set(sub.item_ids()), 60, "every item")
+                try:
+                    sub.wait_for(lambda: set(ids) <= set(sub.item_ids()), 60, "every item")
+                except AssertionError as err:
+                    missing = len(set(ids) - set(sub.item_ids()))
+                    raise AssertionError(f"{err}: {missing} missing; gateway log:\n"
+                                         f"{log.read_text()[-3000:]}\nbroker log:\n"
+                                         f"{broker.log_text()[-3000:]}") from None
                 check = Store.open(db)
                 try:
                     sub.wait_for(lambda: check.conn.execute(
