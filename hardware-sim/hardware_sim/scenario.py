@@ -410,3 +410,21 @@ def demo() -> list[SimPeripheral]:
 def faults() -> list[SimPeripheral]:
     """The faults scenario's BLE devices starting now (see :func:`demo`)."""
     return build_scenario(load_scenario("faults"), start=datetime.now(UTC)).peripherals
+
+
+def main() -> int:
+    """``python -m hardware_sim.scenario``: list the shipped scenarios and their devices."""
+    for name in scenario_names():
+        spec = load_scenario(name)
+        print(f"{name}: {spec.description}")
+        for t in spec.peripherals:
+            faults = ", ".join(f"{k}={v}" for k, v in t.get("faults", {}).items())
+            print(f"  {t['kind']:<15} {t['address']}  {t.get('name', '')}"
+                  + (f"  [faults: {faults}]" if faults else ""))
+        for s in spec.serial:
+            print(f"  serial          {s.get('protocol', 'masimo-rad8')}  {s.get('name', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
