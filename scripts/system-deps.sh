@@ -6,7 +6,10 @@ set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
-python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
+# Debian's python3 ships venv without ensurepip until python3-venv is installed: try one.
+probe=$(mktemp -d)
+python3 -m venv "$probe/v" >/dev/null 2>&1 || need="$need python3-venv"
+rm -rf "$probe"
 have mosquitto || need="$need mosquitto"
 have dbus-daemon || need="$need dbus-daemon"
 have systemd-analyze || need="$need systemd"
