@@ -29,37 +29,28 @@ def _template_starts(segment: IntArray, length: int) -> IntArray:
     return np.flatnonzero(ok).astype(np.int64)
 
 
-def _count_pairs_within(points: FloatArray, r: float) -> int:
-    """Ordered pairs (i ≠ j) whose Chebyshev distance is ≤ r.
+#: Diagonals of the recurrence matrix counted exactly (all offsets up to this many beats) ...
+SAMPEN_NEAR_DIAGONALS = 64
+#: ... and the stratified sample of the farther ones for long series.
+SAMPEN_FAR_DIAGONALS = 256
 
-    Exact and O(n) in memory: the points are sorted on their first coordinate and compared in
-    blocks against the candidates within ±r on it, so memory stays at block × candidates.
+
+def _diagonal_plan(n_starts: int) -> tuple[IntArray, FloatArray]:
+    """Template offsets k (j = i + k) to count, with the number of offsets each stands for.
+
+    Every offset is counted when there are at most NEAR + FAR of them, so windows up to a few
+    hundred beats are exact.  Beyond that the offsets up to NEAR are counted exactly (matches
+    are densest near the diagonal, where the rhythm has not drifted yet) and the rest are cut
+    into FAR equal strata, each represented by its middle offset weighted by its width.
     """
-    n, dim = points.shape
-    if n < 2:
-        return 0
-    order = np.argsort(points[:, 0], kind="stable")
-    pts = np.ascontiguousarray(points[order])
-    x0 = pts[:, 0]
-    lo = np.searchsorted(x0, x0 - r, side="left")
-    hi = np.searchsorted(x0, x0 + r, side="right")
-    total = 0
-    budget = 4_000_000  # comparisons per block: bounds the temporary arrays to ~32 MB
-    i = 0
-    while i < n:
-        # Grow the block while its candidate window stays within budget.
-        j = i + 1
-        while j < n and (j - i + 1) * (hi[j] - lo[i]) <= budget:
-            j += 1
-        a, b = int(lo[i]), int(hi[j - 1])
-        block = pts[i:j]
-        cand = pts[a:b]
-        close = np.abs(block[:, None, 0] - cand[None, :, 0]) <= r
-        for k in range(1, dim):
-            close &= np.abs(block[:, None, k] - cand[None, :, k]) <= r
-        total += int(np.count_nonzero(close))
-        i = j
-    return int(total) - int(n)  # each point matches itself once
+    last = n_starts - 1
+    if last <= SAMPEN_NEAR_DIAGONALS + SAMPEN_FAR_DIAGONALS:
+        offsets = np.arange(1, last + 1, dtype=np.int64)
+        return offsets, np.ones(offsets.size)
+    near = np.arange(1, SAMPEN_NEAR_DIAGONALS + 1, dtype=np.int64)
+    edges = np.linspace(SAMPEN_NEAR_DIAGONALS + 1, last + 1, SAMPEN_FAR_DIAGONALS + 1)
+    mids = np.floor((edges[:-1] + edges[1:]) / 2).astype(np.int64)
+    return np.concatenate((near, mids)), np.concatenate((np.ones(near.size), np.diff(edges)))
 
 
 def sample_entropy(
@@ -68,21 +59,43 @@ def sample_entropy(
     """Sample entropy SampEn(m, r) = −ln(A / B) with Chebyshev distance and tolerance ``r``.
 
     B counts pairs of length-m templates within ``r``, A pairs of length-(m+1) templates; as in
-    Richman & Moorman (2000) both use the same N − m template starts so the ratio is unbiased.
-    ``r`` is passed explicitly (ours: 0.2 × SDNN with ddof=1).  ``None`` when A or B is zero.
+    Richman & Moorman (2000) and neurokit2 both use the same N − m template starts.  ``r`` is
+    passed explicitly (ours: 0.2 × SDNN with ddof=1).  ``None`` when A or B is zero.
+
+    The pairs are counted along the diagonals of the recurrence matrix (pairs i, i + k): one
+    diagonal is a single vectorised pass, O(N) time and memory, and a pair matches at length m
+    and m + 1 when m resp. m + 1 successive elementwise matches line up.  Up to
+    NEAR + FAR + 1 templates every diagonal is counted, so the result is exact; longer series
+    count a fixed number of diagonals (:func:`_diagonal_plan`), which keeps the cost O(N)
+    instead of O(N²); on the 24-hour records the result is within 0.5 % of the exact value
+    (docs/dsp.md).
     """
     values = np.asarray(x, dtype=np.float64)
-    seg = np.zeros(values.size, dtype=np.int64) if segment is None else segment
-    starts = _template_starts(seg, m + 1)
-    if starts.size < 2 or not math.isfinite(r) or r <= 0:
+    n = values.size
+    seg = np.zeros(n, dtype=np.int64) if segment is None else segment
+    if n < m + 2 or not math.isfinite(r) or r <= 0:
         return None
-    emb_b = np.column_stack([values[starts + k] for k in range(m)])
-    emb_a = np.column_stack([values[starts + k] for k in range(m + 1)])
-    b = _count_pairs_within(emb_b, r)
-    a = _count_pairs_within(emb_a, r)
-    if a == 0 or b == 0:
+    n_starts = n - m
+    # A template start is usable when its m + 1 values lie inside one segment.
+    usable = np.zeros(n_starts, dtype=bool)
+    usable[_template_starts(seg, m + 1)] = True
+    if np.count_nonzero(usable) < 2:
         return None
-    return -math.log(a / b)
+    finite = np.where(seg >= 0, values, np.nan)
+    offsets, weights = _diagonal_plan(n_starts)
+    a_total = b_total = 0.0
+    for k, weight in zip(offsets.tolist(), weights.tolist(), strict=True):
+        with np.errstate(invalid="ignore"):
+            close = np.abs(finite[: n - k] - finite[k:]) <= r
+        length = n_starts - k
+        match = usable[:length] & usable[k : k + length] & close[:length]
+        for step in range(1, m):
+            match &= close[step : step + length]
+        b_total += weight * np.count_nonzero(match)
+        a_total += weight * np.count_nonzero(match & close[m : m + length])
+    if a_total == 0 or b_total == 0:
+        return None
+    return -math.log(a_total / b_total)
 
 
 def dfa_fluctuations(
