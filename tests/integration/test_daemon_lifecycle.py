@@ -79,7 +79,8 @@ def test_sighup_keeps_old_config_when_new_one_is_bad(tmp_path: Path, cli_env: di
         proc.send_signal(signal.SIGHUP)
         recv_until(notify_socket, "RELOADING=1")
         recv_until(notify_socket, "READY=1")
-        cfg.write_text(f'[storage]\ndb_path = "{tmp_path / "g.db"}"\n[daemon]\nlog_level = "debug"\n')
+        cfg.write_text(f'[storage]\ndb_path = "{tmp_path / "g.db"}"\n'
+                       '[daemon]\nlog_level = "debug"\n')
         proc.send_signal(signal.SIGHUP)
         recv_until(notify_socket, "READY=1")
         assert proc.poll() is None, "a bad config on reload must not stop the daemon"
@@ -110,7 +111,8 @@ def test_unit_file_exposure_is_at_most_2() -> None:
         assert needed in text
 
 
-def test_sigterm_right_after_start_with_a_new_database(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_sigterm_right_after_start_with_a_new_database(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = start(["--db", str(tmp_path / "x" / "g.db"), "run"], cli_env, tmp_path / "log")
     deadline = time.monotonic() + 15
     while "daemon.started" not in (tmp_path / "log").read_text():

@@ -46,7 +46,7 @@ def test_missing_default_file_means_builtin_defaults(tmp_path: Path) -> None:
 
 
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="absent.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"absent\.toml: file not found"):
         load_config(tmp_path / "absent.toml", required=True)
 
 
@@ -86,7 +86,7 @@ def test_world_readable_secret_is_refused(tmp_path: Path) -> None:
 
 def test_missing_secret_file_is_refused(tmp_path: Path) -> None:
     p = write(tmp_path, f'[mqtt]\nkey_file = "{tmp_path / "nope.key"}"\n')
-    with pytest.raises(ConfigError, match="mqtt.key_file: file not found"):
+    with pytest.raises(ConfigError, match=r"mqtt\.key_file: file not found"):
         load_config(p, required=True)
 
 
