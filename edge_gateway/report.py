@@ -283,25 +283,33 @@ def _daily(points: Iterable[tuple[datetime, float | None]], tz: ZoneInfo,
 
 
 def fig_heart(d: ReportData) -> Any:
-    fig = _figure(9.5, 3.2)
-    ax, ax2 = fig.subplots(1, 2)
+    """Heart rate by day and, when there are HRV summaries, HRV by day; an empty panel is
+    left out rather than drawn with a meaningless axis."""
+    panels = [p for p, has in (("hr", bool(d.hr_minutes)), ("hrv", bool(d.hrv))) if has]
+    fig = _figure(9.5, 3.2)  # one width for every figure: the same type size on paper
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     days = d.days
-    hr = _daily(d.hr_minutes, d.tz, days)
     xs = np.arange(len(days))
-    q = np.array([np.percentile(v, [10, 50, 90]) if v else [np.nan] * 3 for v in hr.values()])
-    ax.fill_between(xs, q[:, 0], q[:, 2], color="#ef9a9a", alpha=0.6, lw=0, label="10–90 %")
-    ax.plot(xs, q[:, 1], "o-", color="#c62828", ms=3, label="median")
-    ax.set_title("Heart rate by day (/min)", loc="left", fontsize=11)
-    sd = _daily(((t, s) for t, s, _ in d.hrv), d.tz, days)
-    rm = _daily(((t, r) for t, _, r in d.hrv), d.tz, days)
-    ax2.plot(xs, [np.median(v) if v else np.nan for v in sd.values()], "o-", ms=3,
-             color="#6a1b9a", label="SDNN")
-    ax2.plot(xs, [np.median(v) if v else np.nan for v in rm.values()], "s--", ms=3,
-             color="#00897b", label="RMSSD")
-    ax2.set_title("HRV by day, median of 5-min windows (ms)", loc="left", fontsize=11)
-    for a in (ax, ax2):
+    for a, panel in zip(axes, panels, strict=True):
+        if panel == "hr":
+            hr = _daily(d.hr_minutes, d.tz, days)
+            q = np.array([np.percentile(v, [10, 50, 90]) if v else [np.nan] * 3
+                          for v in hr.values()])
+            a.fill_between(xs, q[:, 0], q[:, 2], color="#ef9a9a", alpha=0.6, lw=0,
+                           label="10–90 %")
+            a.plot(xs, q[:, 1], "o-", color="#c62828", ms=3, label="median")
+            a.set_title("Heart rate by day (/min)", loc="left", fontsize=11)
+        else:
+            sd = _daily(((t, v) for t, v, _ in d.hrv), d.tz, days)
+            rm = _daily(((t, v) for t, _, v in d.hrv), d.tz, days)
+            a.plot(xs, [np.median(v) if v else np.nan for v in sd.values()], "o-", ms=3,
+                   color="#6a1b9a", label="SDNN")
+            a.plot(xs, [np.median(v) if v else np.nan for v in rm.values()], "s--", ms=3,
+                   color="#00897b", label="RMSSD")
+            a.set_title("HRV by day, median of 5-min windows (ms)", loc="left", fontsize=11)
         step = max(1, len(days) // 7)
         a.set_xticks(xs[::step], [day.strftime("%d %b") for day in days[::step]], fontsize=8)
+        a.set_xlim(-0.5, len(days) - 0.5)
         a.legend(fontsize=8, frameon=False)
         a.grid(color="#eeeeee")
     return fig
