@@ -74,7 +74,8 @@ class Broker:
             "max_keepalive 65535",
             # The default (1000) makes mosquitto drop QoS 1 messages for a subscriber that
             # falls behind a fast drain: the test's reader, not the gateway, would lose them.
-            "max_queued_messages 0",
+            # (0, documented as "no maximum", made mosquitto 2.0.11 drop our connections.)
+            "max_queued_messages 1000000",
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",
