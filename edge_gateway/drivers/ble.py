@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bleak import BleakClient, BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern, OrPatternLike
+from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -55,28 +58,62 @@ class Found:
 
 
 async def scan(
-    duration: float = 5.0, service_uuids: Sequence[str] = (), *, adapter: str = "hci0"
+    duration: float = 5.0, service_uuids: Sequence[str] = (), *, adapter: str = "hci0",
+    passive: bool = True,
 ) -> list[Found]:
     """Scan for ``duration`` seconds; only devices advertising one of ``service_uuids`` if given.
 
-    Active scanning: BlueZ's passive mode needs an AdvertisementMonitor and kernel support that
-    many adapters lack, and health devices put their name in the scan response anyway.
+    With service UUIDs and ``passive``, scan passively (no scan requests: less radio time, and
+    devices are not woken for a scan response) through a BlueZ advertisement monitor matching
+    the UUIDs in the advertising data; BlueZ without monitor support (older than 5.56, or
+    without --experimental) falls back to active scanning.  Passive results may lack names
+    that a device only puts in its scan response.
     """
     uuids = [full_uuid(u) for u in service_uuids]
+    seen: dict[str, tuple[BLEDevice, AdvertisementData]] | None = None
     try:
-        if uuids:
+        if uuids and passive:
+            args: BlueZScannerArgs = {"adapter": adapter, "or_patterns": _patterns(uuids)}
+            try:
+                seen = await BleakScanner.discover(
+                    timeout=duration, return_adv=True, scanning_mode="passive", bluez=args)
+            except BleakError as err:
+                if "passive" not in str(err):
+                    raise
+                log.info("passive scanning unavailable (%s); scanning actively", err)
+        if seen is None and uuids:
             seen = await BleakScanner.discover(
                 timeout=duration, return_adv=True, service_uuids=uuids, bluez={"adapter": adapter}
             )
-        else:
+        elif seen is None:
             seen = await BleakScanner.discover(
                 timeout=duration, return_adv=True, bluez={"adapter": adapter}
             )
     except (BleakError, OSError) as err:
         raise DeviceError(adapter, f"scan failed: {err}", retryable=True,
                           hint="is bluetoothd running and the adapter powered?") from err
-    found = [_found(dev, adv) for dev, adv in seen.values()]
+    wanted = set(uuids)
+    found = [_found(dev, adv) for dev, adv in seen.values()
+             if not wanted or wanted & {u.lower() for u in adv.service_uuids}]
     return sorted(found, key=lambda f: (-f.rssi, f.address))
+
+
+def _patterns(uuids: Sequence[str]) -> list[OrPatternLike]:
+    """Advertising-data patterns matching any of ``uuids`` in a (complete or incomplete)
+    service UUID list; 16-bit SIG UUIDs as their two little-endian bytes."""
+    out: list[OrPatternLike] = []
+    for u in uuids:
+        short = short_uuid(u)
+        if len(short) == 4:
+            data = int(short, 16).to_bytes(2, "little")
+            kinds = (AdvertisementDataType.COMPLETE_LIST_SERVICE_UUID16,
+                     AdvertisementDataType.INCOMPLETE_LIST_SERVICE_UUID16)
+        else:
+            data = uuid.UUID(u).bytes[::-1]
+            kinds = (AdvertisementDataType.COMPLETE_LIST_SERVICE_UUID128,
+                     AdvertisementDataType.INCOMPLETE_LIST_SERVICE_UUID128)
+        out += [OrPattern(0, kind, data) for kind in kinds]
+    return out
 
 
 def _found(dev: BLEDevice, adv: AdvertisementData) -> Found:

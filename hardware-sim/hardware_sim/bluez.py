@@ -42,6 +42,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from .bluez_adapter import Adapter, AgentManager
 from .bluez_gatt import GattCharacteristic, GattDescriptor, GattService
+from .bluez_monitor import MonitorManager
 from .dbus_types import I16, Bool, MfrData, ObjPath, Str, Strs, SvcData, Void
 from .peripheral import CCCD_UUID, Descriptor, Flag, Peripheral, uuid128
 
@@ -345,6 +346,7 @@ class VirtualBlueZ:
         advertising_interval: float = 0.1,
         temporary_timeout: float | None = 30.0,
         bonded: bool = False,
+        monitors: bool = True,
     ) -> None:
         self.bus_address = bus_address
         self.adapter_path = f"{ROOT}/{adapter}"
@@ -352,6 +354,7 @@ class VirtualBlueZ:
         self.advertising_interval = advertising_interval
         self.temporary_timeout = temporary_timeout
         self.bonded = bonded  # the initial peripherals are already paired (a set-up gateway)
+        self.monitors = monitors  # False: a BlueZ without advertisement monitors (no passive)
         self.devices: dict[str, DeviceObject] = {}
         self.current_sender = ""
         self.connected_now = 0
@@ -363,6 +366,7 @@ class VirtualBlueZ:
         self._agents: AgentManager | None = None
         self._advertiser: asyncio.Task[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self._monitors: MonitorManager | None = None
 
     @property
     def bus(self) -> MessageBus:
@@ -381,6 +385,9 @@ class VirtualBlueZ:
         self._adapter = Adapter(self)
         bus.export(ROOT, self._agents)
         bus.export(self.adapter_path, self._adapter)
+        if self.monitors:
+            self._monitors = MonitorManager(self)
+            bus.export(self.adapter_path, self._monitors)
         for peripheral in self._pending:
             self.add(peripheral, paired=self.bonded)
         self._pending.clear()
@@ -429,6 +436,12 @@ class VirtualBlueZ:
             self._announce(dev)
         return dev
 
+    @property
+    def adapter(self) -> Adapter:
+        if self._adapter is None:
+            raise RuntimeError("VirtualBlueZ is not started")
+        return self._adapter
+
     def device(self, address: str) -> DeviceObject:
         return self.devices[device_path(self.adapter_path, address)]
 
@@ -469,6 +482,20 @@ class VirtualBlueZ:
 
     # -- discovery ----------------------------------------------------------------------------
 
+    def discovery_changed(self) -> None:
+        """A discovery session or an advertisement monitor came or went."""
+        adapter, monitors = self._adapter, self._monitors
+        scanning = bool(adapter and adapter.sessions) or bool(
+            monitors and any(m.active for m in monitors.monitors.values()))
+        if scanning:
+            self.start_advertising()
+        else:
+            self.stop_advertising()
+
+    def _wanted(self, p: Peripheral) -> bool:
+        adapter, monitors = self._adapter, self._monitors
+        return bool(adapter and adapter.wanted(p)) or bool(monitors and monitors.wanted(p))
+
     def start_advertising(self) -> None:
         if self._advertiser is None or self._advertiser.done():
             self._advertiser = asyncio.get_running_loop().create_task(
@@ -487,7 +514,7 @@ class VirtualBlueZ:
         assert adapter is not None
         while True:
             for dev in list(self.devices.values()):
-                if dev.connected or not adapter.wanted(dev.peripheral):
+                if dev.connected or not self._wanted(dev.peripheral):
                     continue
                 if dev.exported:
                     dev.advertise()

@@ -28,6 +28,7 @@ class Adapter(ServiceInterface):
         self.host = host
         self.filters: dict[str, list[str]] = {}  # sender -> UUID filter ([] = all)
         self.sessions: set[str] = set()
+        self.starts = 0  # StartDiscovery calls (active scans)
 
     @dbus_method()
     def SetDiscoveryFilter(self, properties: Options) -> Void:
@@ -42,9 +43,10 @@ class Adapter(ServiceInterface):
             raise DBusError("org.bluez.Error.InProgress", "Operation already in progress")
         was = bool(self.sessions)
         self.sessions.add(sender)
+        self.starts += 1
         if not was:
             self.emit_properties_changed({"Discovering": True})
-        self.host.start_advertising()
+        self.host.discovery_changed()
 
     @dbus_method()
     def StopDiscovery(self) -> Void:
@@ -54,7 +56,7 @@ class Adapter(ServiceInterface):
         self.sessions.discard(sender)
         if not self.sessions:
             self.emit_properties_changed({"Discovering": False})
-            self.host.stop_advertising()
+            self.host.discovery_changed()
 
     @dbus_method()
     def RemoveDevice(self, device: ObjPath) -> Void:

@@ -93,3 +93,19 @@ def test_device_forgotten_by_bluez_is_found_again_by_scanning(
         assert session.stats.failures == 0
 
     asyncio.run(main())
+
+
+def test_passive_scan_through_an_advertisement_monitor(
+    virtual_bluez: Callable[..., VirtualBlueZ],
+) -> None:
+    async def main(monitors: bool) -> tuple[list[str], int]:
+        straps = [HeartRateStrap("C0:00:00:00:00:06"),
+                  HeartRateStrap("C0:00:00:00:00:07", service_uuids=["1808"])]
+        async with virtual_bluez(straps, monitors=monitors) as bluez:
+            found = await ble.scan(0.5, ["180d"])
+            return [f.address for f in found], bluez.adapter.starts
+
+    # With monitors: passive, no StartDiscovery at all; the pattern matched the UUID list.
+    assert asyncio.run(main(monitors=True)) == (["C0:00:00:00:00:06"], 0)
+    # A BlueZ without them: the same scan falls back to active scanning.
+    assert asyncio.run(main(monitors=False)) == (["C0:00:00:00:00:06"], 1)
