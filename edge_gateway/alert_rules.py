@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from statistics import median
 from typing import Any
 
 from .reading import Reading, Summary
@@ -112,13 +113,13 @@ def minutes_to_level(points: Sequence[tuple[datetime, float]], level: float) -> 
 class Rules:
     """Evaluate readings and summaries in time order.
 
-    Holds the little memory some rules need (when a heart rate left its range, the recent CGM
-    trend, the last systolic/diastolic verdicts); all of it is driven by the readings' times.
+    Holds the little memory some rules need (the last minutes of heart rate and SpO2, the
+    recent CGM trend, the last systolic/diastolic verdicts); all of it is driven by the
+    readings' times.
     """
 
     def __init__(self) -> None:
-        self._since: dict[str, datetime] = {}  # key -> first out-of-range time (sustain)
-        self._last: dict[str, datetime] = {}  # key -> last reading time (continuity)
+        self._win: dict[str, deque[tuple[datetime, float]]] = {}  # key -> recent readings
         self._trend: dict[str, deque[tuple[datetime, float]]] = {}
         self._bp: dict[str, dict[str, bool | None]] = {}
 
@@ -197,44 +198,56 @@ class Rules:
             return minutes
         return None
 
-    def _sustained(self, key: str, out_of_range: bool, at: datetime, need_s: float,
-                   *, spot_ok: bool = False) -> bool:
-        """True once ``out_of_range`` has held continuously for ``need_s`` seconds.
+    def _window_median(self, key: str, at: datetime, v: float, need_s: float,
+                       *, spot_ok: bool = False) -> float | None:
+        """The median of the readings of the last ``need_s`` seconds, once they span it.
 
-        ``spot_ok``: a reading with no predecessor within ``need_s`` is a spot check (an
-        oximeter clipped on for one measurement), which already averages; it counts at once.
+        A median, not "every reading": a heart rate in AF jumps 70 → 120 → 90 from beat to
+        beat, and one low beat must not restart a ten-minute count.  None while the window is
+        not yet covered.  ``spot_ok``: a reading with no predecessor within ``need_s`` is a
+        spot check (an oximeter clipped on for one measurement, which already averages) and
+        counts alone.
         """
-        last = self._last.get(key)
-        self._last[key] = at
-        if last is not None and at - last > CONTINUITY_GAP:
-            self._since.pop(key, None)
-        if not out_of_range:
-            self._since.pop(key, None)
-            return False
-        if spot_ok and (last is None or (at - last).total_seconds() > need_s):
-            return True
-        since = self._since.setdefault(key, at)
-        return (at - since).total_seconds() >= need_s
+        win = self._win.setdefault(key, deque())
+        if win and (at - win[-1][0] > CONTINUITY_GAP or at < win[-1][0]):
+            win.clear()  # the strap was off, or time went back: start over
+        spot = spot_ok and (not win or (at - win[-1][0]).total_seconds() > need_s)
+        win.append((at, v))
+        if spot:
+            win.clear()
+            win.append((at, v))
+            return v
+        edge = at - timedelta(seconds=need_s)
+        while len(win) > 1 and win[1][0] <= edge:
+            win.popleft()  # keep one reading at or before the edge: the span is then known
+        if (at - win[0][0]).total_seconds() < need_s:
+            return None
+        return float(median(x for _, x in win))
 
     def _heart_rate(self, r: Reading, th: Thresholds) -> list[Observation]:
         assert r.value is not None
-        v, owner = r.value, _owner(r)
+        owner = _owner(r)
         lo, hi, hyst = th["hr.low_rest"], th["hr.high_rest"], th["hr.hysteresis"]
         sustain = th["hr.sustain"]
+        med = self._window_median(f"hr:{owner}", r.time, r.value, sustain)
         common: dict[str, Any] = {
-            "at": r.time, "value": v, "unit": "/min", "patient_id": r.patient_id,
-            "device_id": r.device_id, "details": {"sustained_s": sustain}}
+            "at": r.time, "value": r.value if med is None else round(med, 1), "unit": "/min",
+            "patient_id": r.patient_id, "device_id": r.device_id,
+            "details": {"median_over_s": sustain}}
         out = []
         for rule, bad, clear, text in (
-            ("hr_low", v < lo, v >= lo + hyst, f"below {lo:g}"),
-            ("hr_high", v > hi, v <= hi - hyst, f"above {hi:g}"),
+            ("hr_low", med is not None and med < lo, med is not None and med >= lo + hyst,
+             f"below {lo:g}"),
+            ("hr_high", med is not None and med > hi, med is not None and med <= hi - hyst,
+             f"above {hi:g}"),
         ):
             key = f"{rule}:{owner}"
-            if self._sustained(key, bad, r.time, sustain):
+            if bad:
+                assert med is not None
                 out.append(Observation(
                     key, rule, active=True, severity="warning",
-                    message=f"Heart rate {v:.0f} /min {text} for {sustain / 60:g} min",
-                    **common))
+                    message=f"Heart rate {med:.0f} /min (median over {sustain / 60:g} min) "
+                            f"{text}", **common))
             else:
                 out.append(Observation(key, rule, active=False if clear else None, **common))
         return out
@@ -251,14 +264,15 @@ class Rules:
 
     def _spo2(self, r: Reading, th: Thresholds) -> list[Observation]:
         assert r.value is not None
-        v, key = r.value, f"spo2_low:{_owner(r)}"
-        low = th["spo2.low"]
-        common: dict[str, Any] = {"at": r.time, "value": v, "unit": "%", "patient_id": r.patient_id,
-                  "device_id": r.device_id}
-        if self._sustained(key, v < low, r.time, th["spo2.sustain"], spot_ok=True):
+        key, low = f"spo2_low:{_owner(r)}", th["spo2.low"]
+        med = self._window_median(key, r.time, r.value, th["spo2.sustain"], spot_ok=True)
+        common: dict[str, Any] = {
+            "at": r.time, "value": r.value if med is None else round(med, 1), "unit": "%",
+            "patient_id": r.patient_id, "device_id": r.device_id}
+        if med is not None and med < low:
             return [Observation(key, "spo2_low", active=True, severity="urgent",
-                                message=f"SpO2 {v:.0f} % (< {low:g} %)", **common)]
-        clear = v >= low + th["spo2.hysteresis"]
+                                message=f"SpO2 {med:.0f} % (< {low:g} %)", **common)]
+        clear = med is not None and med >= low + th["spo2.hysteresis"]
         return [Observation(key, "spo2_low", active=False if clear else None, **common)]
 
     def _bp_reading(self, r: Reading, th: Thresholds) -> list[Observation]:

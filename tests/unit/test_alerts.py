@@ -144,6 +144,22 @@ def test_heart_rate_must_be_sustained(engine: AlertEngine) -> None:
     assert events(ts) == ["raised"] and ts[0].at == T0 + timedelta(minutes=10)
 
 
+def test_heart_rate_in_af_jumps_but_its_median_counts(engine: AlertEngine) -> None:
+    jumpy = [130, 85, 125, 140, 95, 135, 128, 90, 150]  # median 128: high, though not every beat
+    beats = [rd("heart_rate", jumpy[i % len(jumpy)], T0 + timedelta(seconds=2 * i), "/min",
+                device="strap") for i in range(12 * 30)]
+    ts = feed(engine, beats)
+    assert events(ts) == ["raised"] and ts[0].alert.rule == "hr_high"
+    assert ts[0].at == T0 + timedelta(minutes=10)
+    assert "median over 10 min" in ts[0].alert.message
+
+
+def test_heart_rate_spikes_do_not_alert(engine: AlertEngine) -> None:
+    beats = [rd("heart_rate", 150 if i % 5 == 0 else 80, T0 + timedelta(seconds=2 * i),
+                "/min", device="strap") for i in range(15 * 30)]
+    assert feed(engine, beats) == []
+
+
 def test_pauses_are_one_event_alert_resolved_after_quiet(engine: AlertEngine) -> None:
     rr = [rd("rr_interval", ms, T0 + timedelta(seconds=i * 10), "ms", device="strap")
           for i, ms in enumerate([800, 3400, 820, 4100, 790])]
