@@ -53,6 +53,30 @@ def _diagonal_plan(n_starts: int) -> tuple[IntArray, FloatArray]:
     return np.concatenate((near, mids)), np.concatenate((np.ones(near.size), np.diff(edges)))
 
 
+#: Up to this many values every pair is compared at once (a 4 MB boolean matrix): the
+#: per-diagonal loop's call overhead would dominate a 5-minute window.
+SAMPEN_MATRIX_MAX = 2048
+
+
+def _sample_entropy_matrix(
+    finite: FloatArray, usable: NDArray[np.bool_], r: float, m: int
+) -> float | None:
+    """Exact SampEn for a short series from the full recurrence matrix."""
+    n_starts = usable.size
+    with np.errstate(invalid="ignore"):
+        close = np.abs(finite[:, None] - finite[None, :]) <= r
+    match = close[:n_starts, :n_starts] & usable[:, None] & usable[None, :]
+    for step in range(1, m):
+        match &= close[step : step + n_starts, step : step + n_starts]
+    longer = match & close[m : m + n_starts, m : m + n_starts]
+    # Ordered pairs i ≠ j: the diagonal (self-matches) is excluded.
+    b = int(np.count_nonzero(match)) - int(np.count_nonzero(np.diagonal(match)))
+    a = int(np.count_nonzero(longer)) - int(np.count_nonzero(np.diagonal(longer)))
+    if a == 0 or b == 0:
+        return None
+    return -math.log(a / b)
+
+
 def sample_entropy(
     x: FloatArray, r: float, *, m: int = 2, segment: IntArray | None = None
 ) -> float | None:
@@ -82,6 +106,8 @@ def sample_entropy(
     if np.count_nonzero(usable) < 2:
         return None
     finite = np.where(seg >= 0, values, np.nan)
+    if n <= SAMPEN_MATRIX_MAX:
+        return _sample_entropy_matrix(finite, usable, r, m)
     offsets, weights = _diagonal_plan(n_starts)
     a_total = b_total = 0.0
     for k, weight in zip(offsets.tolist(), weights.tolist(), strict=True):
@@ -125,11 +151,13 @@ def dfa_fluctuations(
         starts = starts[same]
         if starts.size == 0:
             continue
-        boxes = np.lib.stride_tricks.sliding_window_view(profile, size)[starts]
+        boxes = profile[starts[:, None] + np.arange(size)]
         t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-        centred = boxes - boxes.mean(axis=1, keepdims=True)
-        slope = centred @ t / float(t @ t)
-        resid_var = np.mean(centred**2, axis=1) - slope**2 * float(t @ t) / size
+        tt = float(t @ t)
+        # Centring each box first keeps the sums small: no cancellation on long records.
+        centred = boxes - (boxes.sum(axis=1) / size)[:, None]
+        slope = centred @ t / tt
+        resid_var = np.einsum("ij,ij->i", centred, centred) / size - slope**2 * tt / size
         resid_var = resid_var[resid_var > 1e-8]
         if resid_var.size:
             out[k] = math.sqrt(float(resid_var.mean()))

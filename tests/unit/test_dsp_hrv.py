@@ -140,3 +140,30 @@ def test_coverage_counts_only_valid_beats() -> None:
     result = hrv(rr, t)
     assert result.coverage == pytest.approx(0.5, abs=0.01)
     assert hrv(rr, t, window_s=400.0).coverage == pytest.approx(0.25, abs=0.01)
+
+
+def _brute_sampen(x: np.ndarray, r: float, m: int = 2) -> float:
+    n_starts = x.size - m
+    short = np.column_stack([x[k : k + n_starts] for k in range(m)])
+    long_ = np.column_stack([x[k : k + n_starts] for k in range(m + 1)])
+    b = a = 0
+    for i in range(n_starts):
+        b += int(np.count_nonzero(np.max(np.abs(short - short[i]), axis=1) <= r)) - 1
+        a += int(np.count_nonzero(np.max(np.abs(long_ - long_[i]), axis=1) <= r)) - 1
+    return -math.log(a / b)
+
+
+def test_sample_entropy_long_series_close_to_exact() -> None:
+    # Above SAMPEN_MATRIX_MAX the diagonals are sampled: within 0.5 % of the exact count here.
+    rng = np.random.default_rng(11)
+    beats = np.arange(4000)
+    x = 800 + 40 * np.sin(beats / 3.0) + 30 * np.sin(beats / 400.0) + rng.normal(0, 15, 4000)
+    r = 0.2 * float(np.std(x, ddof=1))
+    assert sample_entropy(x, r) == pytest.approx(_brute_sampen(x, r), rel=0.005)
+
+
+def test_sample_entropy_matrix_path_is_exact() -> None:
+    rng = np.random.default_rng(5)
+    x = np.round(800 + rng.normal(0, 30, 700))
+    r = 0.2 * float(np.std(x, ddof=1))
+    assert sample_entropy(x, r) == pytest.approx(_brute_sampen(x, r), rel=1e-12)
