@@ -140,7 +140,7 @@ def _extirpolated_sums(t: FloatArray, w: FloatArray, freqs: FloatArray) -> NDArr
     """
     step = 1.0 / LOMB_GRID_RATE_HZ
     span = float(t[-1] - t[0]) if t.size else 0.0
-    size = int(math.ceil((span + 4 * step) / 1000.0)) * int(1000 * LOMB_GRID_RATE_HZ)
+    size = math.ceil((span + 4 * step) / 1000.0) * int(1000 * LOMB_GRID_RATE_HZ)
     u = (t - t[0]) / step + 1.0  # grid position; +1 leaves room for the leftmost node
     base = np.floor(u).astype(np.int64) - 1
     frac = u - base  # in [1, 2): nodes at 0, 1, 2, 3 relative to base
