@@ -392,6 +392,11 @@ class VirtualBlueZ:
             self.add(peripheral, paired=self.bonded)
         self._pending.clear()
         await bus.request_name("org.bluez")
+        await bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+            body=["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'"],
+        ))
         if self.temporary_timeout is not None:
             self._janitor = asyncio.get_running_loop().create_task(
                 self._forget_unseen(self.temporary_timeout), name="virtual-bluez-janitor"
@@ -420,7 +425,35 @@ class VirtualBlueZ:
     def _note_sender(self, message: Message) -> bool | None:
         if message.message_type == MessageType.METHOD_CALL and message.sender:
             self.current_sender = message.sender
+        elif (message.message_type == MessageType.SIGNAL
+              and message.member == "NameOwnerChanged" and message.body
+              and str(message.body[0]).startswith(":") and message.body[2] == ""):
+            self._client_gone(str(message.body[0]))
         return None  # not handled: dispatch continues
+
+    def _client_gone(self, sender: str) -> None:
+        """A D-Bus client left (closed its connection, crashed).  Like bluetoothd: its notify
+        sessions, discovery session, agent and monitors end, but its *connections stay up*
+        (bluez/bluez#89), which a restarted collector finds already connected."""
+        for dev in self.devices.values():
+            if dev.conn is not None:
+                for gatt in dev.conn.chars.values():
+                    gatt.client_gone(sender)
+        if self._adapter is not None:
+            adapter = self._adapter
+            if sender in adapter.sessions:
+                adapter.sessions.discard(sender)
+                if not adapter.sessions:
+                    adapter.emit_properties_changed({"Discovering": False})
+            adapter.filters.pop(sender, None)
+        if self._agents is not None:
+            self._agents.agents.pop(sender, None)
+            if self._agents.default == sender:
+                self._agents.default = None
+        if self._monitors is not None:
+            for key in [k for k in self._monitors.monitors if k[0] == sender]:
+                del self._monitors.monitors[key]
+        self.discovery_changed()
 
     # -- peripherals ---------------------------------------------------------------------------
 

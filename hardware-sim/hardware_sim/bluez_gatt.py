@@ -88,7 +88,8 @@ class GattCharacteristic(ServiceInterface):
         self._service = service_path
         self._handle = handle
         self.value = b""
-        self.notifying = False
+        # BlueZ keeps one notify session per D-Bus client; the CCCD stays on while any is left.
+        self.notify_clients: set[str] = set()
 
     # -- what the peripheral's Link uses -------------------------------------------------------
 
@@ -165,19 +166,30 @@ class GattCharacteristic(ServiceInterface):
         if self.char.secured and not self.conn.encrypted:
             # The CCCD of a secured characteristic needs an encrypted link too.
             raise DBusError("org.bluez.Error.NotPermitted", "Not paired")
-        if self.notifying:
-            return
-        self.notifying = True
-        self.emit_properties_changed({"Notifying": True})
-        self.conn.peripheral.on_subscribe(self.char.uuid)
+        was = self.notifying
+        self.notify_clients.add(self.conn.host.current_sender)
+        if not was:
+            self.emit_properties_changed({"Notifying": True})
+            self.conn.peripheral.on_subscribe(self.char.uuid)
 
     @dbus_method()
     def StopNotify(self) -> Void:
-        if not self.notifying:
+        if self.conn.host.current_sender not in self.notify_clients:
             raise DBusError("org.bluez.Error.Failed", "No notify session started")
-        self.notifying = False
-        self.emit_properties_changed({"Notifying": False})
-        self.conn.peripheral.on_unsubscribe(self.char.uuid)
+        self.client_gone(self.conn.host.current_sender)
+
+    @property
+    def notifying(self) -> bool:
+        return bool(self.notify_clients)
+
+    def client_gone(self, sender: str) -> None:
+        """A client stopped notifications or left the bus: end its notify session."""
+        if sender not in self.notify_clients:
+            return
+        self.notify_clients.discard(sender)
+        if not self.notify_clients:
+            self.emit_properties_changed({"Notifying": False})
+            self.conn.peripheral.on_unsubscribe(self.char.uuid)
 
     @dbus_method()
     def AcquireNotify(self, options: Options) -> Void:
