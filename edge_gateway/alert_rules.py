@@ -80,6 +80,17 @@ class DeviceFacts:
     enabled: bool = True
 
 
+def duration(seconds: float) -> str:
+    """Seconds as a caregiver reads them: ``45 s``, ``20 min``, ``2.5 h``, ``3 d``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    return f"{seconds / 86400:.1f} d".replace(".0 d", " d")
+
+
 def _owner(r: Reading) -> str:
     return r.patient_id or f"device:{r.device_id}"
 
@@ -246,7 +257,7 @@ class Rules:
                 assert med is not None
                 out.append(Observation(
                     key, rule, active=True, severity="warning",
-                    message=f"Heart rate {med:.0f} /min (median over {sustain / 60:g} min) "
+                    message=f"Heart rate {med:.0f} /min (median over {duration(sustain)}) "
                             f"{text}", **common))
             else:
                 out.append(Observation(key, rule, active=False if clear else None, **common))
@@ -326,7 +337,7 @@ class Rules:
             if burden is not None:
                 parts.append(f"burden {burden:.0f} %")
             if longest is not None:
-                parts.append(f"longest episode {longest / 60:.1f} min")
+                parts.append(f"longest episode {duration(longest)}")
             out.append(Observation(
                 f"af:{owner}", "af", active=True, severity="warning",
                 value=burden, unit="%" if burden is not None else None,
@@ -361,7 +372,7 @@ class Rules:
                 out.append(Observation(
                     key, "device_silent", at=now, active=True, severity="warning",
                     patient_id=d.patient_id, device_id=d.device_id, value=round(age / 60),
-                    unit="min", message=f"Device {d.device_id} silent for {age / 3600:.1f} h"))
+                    unit="min", message=f"Device {d.device_id} silent for {duration(age)}"))
             else:
                 out.append(Observation(key, "device_silent", at=now, active=False,
                                        patient_id=d.patient_id, device_id=d.device_id))
@@ -374,7 +385,7 @@ class Rules:
             out.append(Observation(
                 key, "outbox_unsynced", at=now, active=True, severity="warning",
                 value=round(age / 60), unit="min",
-                message=f"Nothing synced for {age / 3600:.1f} h (broker unreachable?)"))
+                message=f"Nothing synced for {duration(age)} (broker unreachable?)"))
         else:
             out.append(Observation(key, "outbox_unsynced", at=now, active=False))
         return out

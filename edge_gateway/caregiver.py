@@ -202,14 +202,21 @@ def list_alerts(store: Store, *, patient: str | None = None, include_resolved: b
         store.conn, patient_id=patient, include_resolved=include_resolved, limit=limit)]
 
 
-def ack_alert(store: Store, alert_id: int, *, actor: str | None = None,
-              at: datetime | None = None) -> dict[str, Any]:
+def acknowledge(store: Store, alert_id: int, *, actor: str | None = None,
+                at: datetime | None = None) -> tuple[dict[str, Any], A.AlertTransition | None]:
+    """Acknowledge (stored, audited, queued for the broker); returns the alert and the
+    transition, None when it already was acknowledged, for the caller's local hook."""
     who = actor or os_actor()
     when = at or datetime.now(UTC)
     with store.transaction() as conn:
         t = A.acknowledge(store, conn, alert_id, who, when)
         audit(conn, who, "alert.ack", str(alert_id), {"already": t is None}, at=when)
-    return A.alert_dict(A.load_alert(store.conn, alert_id))
+    return A.alert_dict(A.load_alert(store.conn, alert_id)), t
+
+
+def ack_alert(store: Store, alert_id: int, *, actor: str | None = None,
+              at: datetime | None = None) -> dict[str, Any]:
+    return acknowledge(store, alert_id, actor=actor, at=at)[0]
 
 
 def alert_history(store: Store, *, patient: str | None = None,

@@ -262,11 +262,25 @@ def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
 def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
     """Acknowledge alert ALERT_ID: no more re-notify or escalation (it still resolves).
 
+    The alert hook (alerts.hook) is told too, once, so a buzzer or LED can be silenced.
+
     Example:
 
         edge-gateway alerts ack 17
     """
-    a = C.ack_alert(_store(ctx), alert_id)
+    a, t = C.acknowledge(_store(ctx), alert_id)
+    cfg = ctx.load_config()
+    if t is not None and cfg.alerts.hook:
+        import asyncio
+
+        from ..hooks import HookRunner
+
+        # One attempt: the acknowledgement is stored and synced whatever the hook does, and
+        # the caregiver should not wait through retries.
+        runner = HookRunner(cfg.alerts.hook, cfg.alerts.hook_timeout_s, retries=0)
+        res = asyncio.run(runner.deliver(t.to_json()))
+        if not res.ok:
+            click.echo(f"warning: alert hook failed: {res.error}", err=True)
     echo_json(a) if as_json else click.echo(_alert_line(a))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -128,6 +129,22 @@ def test_alerts_list_ack_history(db: Path) -> None:
     assert res.exit_code == 2 and "no alert '999'" in res.output
     text = run(db, "alerts", "history").output
     assert "acknowledged by" in text
+
+
+def test_ack_tells_the_hook(db: Path, tmp_path: Path) -> None:
+    got = tmp_path / "hook.json"
+    script = tmp_path / "hook.py"
+    script.write_text(f"import sys; open({str(got)!r}, 'w').write(sys.stdin.read())")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[alerts]\nhook = "{sys.executable} {script}"\n')
+    run(db, "patients", "add", "alice")
+    alert_id = _low_alert(db)
+    res = CliRunner().invoke(main, ["-c", str(cfg), "--db", str(db), "alerts", "ack",
+                                    str(alert_id)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    sent = json.loads(got.read_text())
+    assert (sent["event"], sent["alert_id"]) == ("acknowledged", alert_id)
+    assert sent["acknowledged_by"] == os_actor()
 
 
 def test_remove_purge_deletes_the_patients_data(db: Path) -> None:
