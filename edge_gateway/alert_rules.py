@@ -10,7 +10,7 @@ The life cycle in :mod:`edge_gateway.alerts` turns observations into alert trans
 
 Reading kinds understood (codecs emit these): ``glucose``, ``cgm_glucose`` (mg/dL or mmol/L),
 ``heart_rate`` (/min), ``rr_interval`` (ms), ``spo2`` (%), ``systolic``/``diastolic``
-(also ``bp_systolic``/``bp_diastolic``; mmHg or kPa), ``battery_pct``/``battery_level`` (%).
+(also ``bp_systolic``/``bp_diastolic``; mmHg or kPa), ``battery`` (%).
 Summary metrics understood (the DSP scheduler's short ``rhythm`` summaries):
 ``af_burden_pct``, ``af_longest_episode_s`` (or ``af_longest_s``), ``longest_pause_ms``.
 """
@@ -32,7 +32,7 @@ SEVERITIES = ("info", "warning", "urgent", "critical")
 GLUCOSE_KINDS = frozenset({"glucose", "cgm_glucose"})
 SYSTOLIC_KINDS = frozenset({"systolic", "bp_systolic"})
 DIASTOLIC_KINDS = frozenset({"diastolic", "bp_diastolic"})
-BATTERY_KINDS = frozenset({"battery_pct", "battery_level"})
+BATTERY_KINDS = frozenset({"battery", "battery_pct", "battery_level"})
 #: Summary kinds the AF and pause rules read (the DSP scheduler's short rhythm windows).
 RHYTHM_KINDS = frozenset({"rhythm"})
 

@@ -58,22 +58,27 @@ OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 #: A namespace for deterministic resource ids: exporting twice gives the same ids.
 _NS = uuid.UUID("6f1b7c52-6a0e-4d0b-9a65-0f3c4f1e2a10")
 
-#: kind -> (LOINC code, display, UCUM unit the value is given in, category)
-LOINC_CODES: dict[str, tuple[str, str, str, str]] = {
-    "heart_rate": ("8867-4", "Heart rate", "/min", "vital-signs"),
-    "pulse_rate": ("8867-4", "Heart rate", "/min", "vital-signs"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%",
+#: kind -> (LOINC code, display, UCUM units the code takes, category)
+LOINC_CODES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "heart_rate": ("8867-4", "Heart rate", ("/min",), "vital-signs"),
+    "pulse_rate": ("8867-4", "Heart rate", ("/min",), "vital-signs"),
+    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", ("%",),
              "vital-signs"),
-    "glucose": ("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer", "mg/dL",
-                "laboratory"),
-    "cgm_glucose": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid", "mg/dL",
+    "glucose": ("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer",
+                ("mg/dL",), "laboratory"),
+    "cgm_glucose": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid", ("mg/dL",),
                     "laboratory"),
-    "body_temperature": ("8310-5", "Body temperature", "Cel", "vital-signs"),
-    "weight": ("29463-7", "Body weight", "kg", "vital-signs"),
+    "temperature": ("8310-5", "Body temperature", ("Cel", "[degF]"), "vital-signs"),
+    "body_temperature": ("8310-5", "Body temperature", ("Cel", "[degF]"), "vital-signs"),
+    "weight": ("29463-7", "Body weight", ("kg", "[lb_av]"), "vital-signs"),
 }
+#: Display units for UCUM codes whose code is not what a person reads.
+_UNIT_TEXT = {"Cel": "°C", "[degF]": "°F", "[lb_av]": "lb"}
 BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
 BP_SYS = ("8480-6", "Systolic blood pressure")
 BP_DIA = ("8462-4", "Diastolic blood pressure")
+BP_MEAN = ("8478-0", "Mean blood pressure")
+MAP_KINDS = frozenset({"bp_map", "mean_arterial_pressure"})
 SDNN = ("80404-7", "R-R interval.standard deviation (Heart rate variability)")
 
 
@@ -249,31 +254,42 @@ def _obs(rid: str, patient: str, when: str, code: tuple[str, str], category: str
 
 
 def _reading_resources(group: list[Row], patient: str, tz: ZoneInfo) -> Iterator[dict[str, Any]]:
-    """Observations from readings that share one record (a BP pair becomes one panel)."""
-    bp = {("sys" if f["kind"] in SYSTOLIC_KINDS else "dia"): f for _, _, _, f in group
-          if f["kind"] in SYSTOLIC_KINDS | DIASTOLIC_KINDS and f["value"] is not None}
-    if bp:
+    """Observations from readings that share one record (a BP measurement becomes one panel
+    with systolic, diastolic and mean components)."""
+    bp: dict[str, dict[str, Any]] = {}
+    for _, _, _, f in group:
+        if f["value"] is None:
+            continue
+        if f["kind"] in SYSTOLIC_KINDS:
+            bp["sys"] = f
+        elif f["kind"] in DIASTOLIC_KINDS:
+            bp["dia"] = f
+        elif f["kind"] in MAP_KINDS:
+            bp["map"] = f
+    if "sys" in bp or "dia" in bp:
         first = next(iter(bp.values()))
         o = _obs(_rid("bp", first["id"]), patient, group[0][0], BP_PANEL, "vital-signs",
                  first["device"], tz)
+        codes = {"sys": BP_SYS, "dia": BP_DIA, "map": BP_MEAN}
         o["component"] = [
-            {"code": _coding(BP_SYS if part == "sys" else BP_DIA),
-             "valueQuantity": _quantity(_mmhg(f["value"], f["unit"]), "mmHg", "mm[Hg]")}
-            for part, f in sorted(bp.items(), reverse=True)]
+            {"code": _coding(codes[part]),
+             "valueQuantity": _quantity(_mmhg(bp[part]["value"], bp[part]["unit"]), "mmHg",
+                                        "mm[Hg]")}
+            for part in ("sys", "dia", "map") if part in bp]
         yield o
     for t, _, _, f in group:
         spec = LOINC_CODES.get(f["kind"])
         if spec is None or f["value"] is None:
             continue
-        code, display, unit, category = spec
-        value = f["value"]
-        if f["kind"] in ("glucose", "cgm_glucose") and f["unit"] == "mmol/L":
-            value *= MGDL_PER_MMOLL  # the LOINC code is mass/volume
-        elif f["unit"] != unit:
+        code, display, units, category = spec
+        value, unit = f["value"], f["unit"]
+        if f["kind"] in ("glucose", "cgm_glucose") and unit == "mmol/L":
+            value, unit = value * MGDL_PER_MMOLL, "mg/dL"  # the LOINC code is mass/volume
+        elif unit not in units:
             continue  # a unit this code does not take; the CSV/JSON export still has it
         o = _obs(_rid("reading", f["id"]), patient, t, (code, display), category,
                  f["device"], tz)
-        o["valueQuantity"] = _quantity(value, unit)
+        o["valueQuantity"] = _quantity(value, _UNIT_TEXT.get(unit) or unit, unit)
         yield o
 
 

@@ -45,6 +45,8 @@ def store(tmp_path: Path) -> Store:
         r("systolic", 128, t + timedelta(minutes=7), "mmHg", "seq:4", device="cuff"),
         r("diastolic", 82, t + timedelta(minutes=7), "mmHg", "seq:4", device="cuff"),
         r("pulse_rate", 66, t + timedelta(minutes=7), "/min", "seq:4", device="cuff"),
+        r("bp_map", 97, t + timedelta(minutes=7), "mmHg", "seq:4", device="cuff"),
+        r("temperature", 98.6, t + timedelta(minutes=8), "[degF]", "t1", device="thermo"),
         r("spo2", None, t + timedelta(minutes=8), "%", "o1", device="ox", special="nan"),
         r("spo2", 97, t + timedelta(minutes=9), "%", "o2", device="ox"),
         # At the window's edges: 23:59:59 local is in, 00:00 local the next day is out.
@@ -104,7 +106,7 @@ def test_csv_round_trip(store: Store) -> None:
 def test_json_is_one_document(store: Store) -> None:
     doc = json.loads(export_text(store, patient="alice", w=window(*day()), fmt="json"))
     assert doc["timezone"] == TZ and doc["until_exclusive"] is True
-    assert len(doc["records"]) == 13
+    assert len(doc["records"]) == 15
     assert doc["records"][0]["record"] == "reading"
 
 
@@ -124,14 +126,17 @@ def test_fhir_bundle_is_valid_r4(store: Store) -> None:
     obs = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
     codes = sorted(o["code"]["coding"][0]["code"] for o in obs)
     # 2 CGM, 3 HR (strap 2 + cuff pulse), BP panel, SpO2 (the NaN one is left out), SDNN,
-    # meter glucose.
+    # meter glucose, temperature.
     assert codes == sorted(["99504-3", "99504-3", "8867-4", "8867-4", "8867-4", "85354-9",
-                            "59408-5", "80404-7", "41653-7"])
+                            "59408-5", "80404-7", "41653-7", "8310-5"])
     assert all(o["code"]["coding"][0]["system"] == "http://loinc.org" for o in obs)
     panel = next(o for o in obs if o["code"]["coding"][0]["code"] == "85354-9")
     assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"],
              c["valueQuantity"]["code"]) for c in panel["component"]] == [
-        ("8480-6", 128, "mm[Hg]"), ("8462-4", 82, "mm[Hg]")]
+        ("8480-6", 128, "mm[Hg]"), ("8462-4", 82, "mm[Hg]"), ("8478-0", 97, "mm[Hg]")]
+    temp = next(o for o in obs if o["code"]["coding"][0]["code"] == "8310-5")
+    assert temp["valueQuantity"] == {"value": 98.6, "unit": "°F",
+                                     "system": "http://unitsofmeasure.org", "code": "[degF]"}
     mmol = [o for o in obs if o["code"]["coding"][0]["code"] == "99504-3"]
     assert mmol[1]["valueQuantity"] == {"value": pytest.approx(93.683), "unit": "mg/dL",
                                         "system": "http://unitsofmeasure.org", "code": "mg/dL"}
