@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..reading import Alert, Summary, iso
+from ..reading import Alert, Reading, Summary, iso
 from ..store.db import Store
 from . import payload
 from .payload import PRIORITY_ALERT, PRIORITY_BULK, PRIORITY_NAMES, PRIORITY_SUMMARY, Item
@@ -227,3 +227,15 @@ def enqueue_reading(store: Store, reading_id: int | None, body: Mapping[str, Any
         "reading", body, priority=PRIORITY_BULK, created_at=created_at, patient_id=patient_id,
         ref_table="readings", ref_id=reading_id,
     )
+
+
+def enqueue_readings(store: Store, readings: Iterable[Reading]) -> int:
+    """Queue committed readings for bulk sync (``sync.bulk = true``), in one transaction."""
+    ob = Outbox(store)
+    n = 0
+    with _write(store):
+        for r in readings:
+            ob.add("reading", payload.reading_body(None, r), priority=PRIORITY_BULK,
+                   created_at=r.received_at, patient_id=r.patient_id, ref_table="readings")
+            n += 1
+    return n

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import SyncError
-from ..reading import Alert, Summary, iso
+from ..reading import Alert, Reading, Summary, iso
 
 #: Envelope schema.  Bump the number only for changes a consumer must know about.
 SCHEMA = "edge-gateway/1"
@@ -183,6 +183,16 @@ def alert_body(alert_id: int | None, a: Alert) -> dict[str, Any]:
         "message": a.message, "raised_at": iso(a.raised_at), "key": a.key, "value": a.value,
         "unit": a.unit, "patient": a.patient_id, "device": a.device_id,
         "details": dict(a.details),
+    }
+
+
+def reading_body(reading_id: int | None, r: Reading) -> dict[str, Any]:
+    """What the outbox keeps for a raw reading (bulk sync)."""
+    return {
+        "reading_id": reading_id, "kind": r.kind, "value": r.value, "unit": r.unit,
+        "special": r.special, "time": iso(r.time), "received_at": iso(r.received_at),
+        "device_time": r.device_time, "patient": r.patient_id, "device": r.device_id,
+        "characteristic": r.characteristic, "record_key": r.record_key,
     }
 
 

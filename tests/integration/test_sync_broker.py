@@ -161,3 +161,39 @@ def test_acl_forbidden_topic_is_a_counted_failure(tmp_path: Path) -> None:
         assert not set(summaries) & set(sub.item_ids())
         store.close()
     broker.stop()
+
+
+def test_new_alert_overtakes_a_backlog_being_drained(tmp_path: Path) -> None:
+    """The daemon sets ``wake`` when it queues an alert: the prefetched backlog steps aside."""
+    need_mosquitto()
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        with subscriber(broker) as sub:
+            store = Store.open(tmp_path / "g.db")
+            summaries = fill(store, 4000)
+            svc = service(store, broker)
+            alert_ids: list[str] = []
+            sent_then = 0
+
+            async def scenario() -> None:
+                nonlocal sent_then
+                stop, wake = asyncio.Event(), asyncio.Event()
+                task = asyncio.create_task(svc.run(stop, wake), name="sync")
+                await until(lambda: svc.outbox.status()["sent"] >= 500, 30, "500 sent")
+                sent_then = svc.outbox.status()["sent"]
+                alert_ids.extend(fill(store, 0, 1))
+                wake.set()
+                await until(lambda: svc.outbox.pending() == 0, 60, "the outbox to drain")
+                stop.set()
+                await task
+
+            asyncio.run(scenario())
+            sub.wait_for(lambda: set(summaries + alert_ids) <= set(sub.item_ids()), 10, "all")
+            order = sub.item_ids()
+            # Before it: what was settled, plus at most one window in flight and one window
+            # acknowledged but not yet settled -- nothing of the prefetched backlog.
+            assert order.index(alert_ids[0]) <= sent_then + 2 * 20, (order.index(alert_ids[0]),
+                                                                     sent_then)
+            store.close()
+    finally:
+        broker.stop()

@@ -107,3 +107,17 @@ def test_full_jitter_backoff_is_bounded_and_capped_at_five_minutes() -> None:
         assert all(0.0 <= d <= bound for d in draws)
     late = [full_jitter(30, 1.0, 300.0, rng) for _ in range(200)]
     assert max(late) > 150 and min(late) < 150  # spread over the whole range, not clustered
+
+
+def test_bulk_readings_queue_last(tmp_path: Path) -> None:
+    from edge_gateway.reading import Reading
+    from edge_gateway.sync.outbox import enqueue_readings
+
+    store = Store.open(tmp_path / "g.db")
+    ob = Outbox(store, "gw1")
+    r = Reading("strap", "2a37", "heart_rate", 61.0, "/min", T0, T0, "rx:1", patient_id="p1")
+    assert enqueue_readings(store, [r, r]) == 2
+    enqueue_alert(store, 1, alert(1), T0)
+    items = ob.batch(5)
+    assert [i.kind for i in items] == ["alert", "reading", "reading"]
+    assert items[1].body["value"] == 61.0 and items[1].body["unit"] == "/min"
