@@ -120,14 +120,8 @@ class Outbox:
             return 0
         when = iso(at)
         with _write(self.store) as conn:
-            n = 0
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                n += conn.execute(
-                    f"UPDATE outbox SET sent_at = ?, attempts = attempts + 1,"
-                    f" last_attempt_at = ?, last_error = NULL"
-                    f" WHERE sent_at IS NULL AND id IN ({marks})", (when, when, *chunk),
-                ).rowcount
+            n = _update_pending(conn, "sent_at = ?, attempts = attempts + 1, last_attempt_at = ?,"
+                                " last_error = NULL", (when, when), ids)
             if n:
                 self.store.bump(SENT_COUNTER, n, conn)
             _set_meta(conn, META_LAST_SUCCESS, when)
@@ -140,14 +134,8 @@ class Outbox:
         when = iso(at)
         error = error[:_MAX_ERROR]
         with _write(self.store) as conn:
-            n = 0
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                n += conn.execute(
-                    f"UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
-                    f" last_error = ? WHERE sent_at IS NULL AND id IN ({marks})",
-                    (when, error, *chunk),
-                ).rowcount
+            n = _update_pending(conn, "attempts = attempts + 1, last_attempt_at = ?,"
+                                " last_error = ?", (when, error), ids)
             if n:
                 self.store.bump(FAILED_COUNTER, n, conn)
             _set_meta(conn, META_LAST_ERROR, error)
@@ -197,9 +185,16 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
                  " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value or ""))
 
 
-def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
+def _update_pending(conn: sqlite3.Connection, assignments: str, params: tuple[Any, ...],
+                    ids: Sequence[int]) -> int:
+    """``UPDATE outbox SET <assignments>`` on the still-pending rows among ``ids``."""
+    n = 0
+    for i in range(0, len(ids), 500):  # stay well under SQLite's bound-parameter limit
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        n += conn.execute(f"UPDATE outbox SET {assignments}"
+                          f" WHERE sent_at IS NULL AND id IN ({marks})", (*params, *chunk)).rowcount
+    return n
 
 
 # ---------------------------------------------------------------------- producers' entry points
