@@ -55,6 +55,9 @@ FORMATS = ("csv", "json", "fhir")
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+#: One encoder for every row: json.dumps with arguments builds a new encoder per call, which
+#: was a third of the CSV export's time.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 #: A namespace for deterministic resource ids: exporting twice gives the same ids.
 _NS = uuid.UUID("6f1b7c52-6a0e-4d0b-9a65-0f3c4f1e2a10")
 
@@ -209,7 +212,7 @@ def _csv(store: Store, out: TextIO, patient: str, w: Window) -> int:
                        "resolved_at": f["resolved_at"], "acknowledged_by": f["acknowledged_by"]}
             row = (f["kind"], _num(f["value"]), f["unit"] or "", f["state"])
         writer.writerow((rec, t, _local(t, w.tz), patient, f["device"] or "", *row,
-                         json.dumps(details, separators=(",", ":"))))
+                         _compact(details)))
         n += 1
     return n
 
@@ -221,7 +224,7 @@ def _json(store: Store, out: TextIO, patient: str, w: Window) -> int:
     n = 0
     for t, rec, _, f in records(store, patient, w):
         item = {"record": rec, "time": t, "time_local": _local(t, w.tz), **f}
-        out.write(("\n" if n == 0 else ",\n") + json.dumps(item, separators=(",", ":")))
+        out.write(("\n" if n == 0 else ",\n") + _compact(item))
         n += 1
     out.write("\n]}\n")
     return n
@@ -307,7 +310,7 @@ def _fhir(store: Store, out: TextIO, patient: str, w: Window) -> int:
         entry = {"fullUrl": f"urn:uuid:{res['id']}", "resource": res}
         # FHIR JSON forbids empty arrays: "entry" opens with the first entry.
         out.write((', "entry": [\n' if n == 0 else ",\n")
-                  + json.dumps(entry, separators=(",", ":")))
+                  + _compact(entry))
         n += 1
 
     group: list[Row] = []
