@@ -184,6 +184,7 @@ class DeviceSession:
             while not self._stopping:
                 self._set_state("waiting")
                 connected_at: float | None = None
+                needs_pairing = False
                 async with self.limiter:
                     if self._stopping:
                         break
@@ -201,7 +202,7 @@ class DeviceSession:
                         self.stats.last_error = str(err)
                         log.info("%s: %s", self.device_id, err)
                         if isinstance(err, GattError) and err.needs_pairing:
-                            self._set_state("needs-pairing")
+                            needs_pairing = True
                             self.backoff.attempt = 64  # straight to the cap: retrying won't help
                     except Exception:
                         # A bug must not take the other sessions down: log, back off, retry.
@@ -218,7 +219,9 @@ class DeviceSession:
                     delay = self.revisit_s
                 else:
                     delay = self.backoff.next()
-                self._set_state("backoff")
+                # "idle": left on purpose; "needs-pairing": says what a caregiver must do.
+                self._set_state("needs-pairing" if needs_pairing else
+                                "idle" if self._went_idle else "backoff")
                 log.debug("%s: reconnecting in %.1f s", self.device_id, delay)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -280,7 +283,6 @@ class DeviceSession:
                 log.info("%s: idle for %.0f s, disconnecting to free the slot (back in %.0f s)",
                          self.device_id, idle_after or 0, self.revisit_s)
                 self._went_idle = True
-                self._set_state("idle")
                 return
             self._fill_wanted.clear()
             for char, chars in collect.items():

@@ -37,13 +37,16 @@ def test_pairing_with_passkey_unlocks_the_records(
         async with virtual_bluez([meter]) as bluez:
             await ble.scan(0.3, ["1808"])
             # Not paired yet: the session says so and waits at the backoff cap.
+            states: list[str] = []
             session = DeviceSession("meter", ble.BleTransport(ADDR), sink, asyncio.Semaphore(1),
-                                    ledger=sink, backoff=Backoff(0.05, 0.2))
+                                    ledger=sink, backoff=Backoff(0.05, 0.2),
+                                    on_state=lambda _d, st: states.append(st))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(session.run(), name="session-meter")
                 await until(lambda: session.stats.failures >= 1)
                 session.stop()
             assert "pair" in (session.stats.last_error or "").lower()
+            assert "needs-pairing" in states
             assert sink.of(GLM) == []
 
             with pytest.raises(DeviceError) as err:
