@@ -17,8 +17,12 @@ import json
 import logging
 import os
 import shlex
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
 
 LOG = logging.getLogger("edge_gateway.hooks")
 #: Keep only this much of a hook's stderr in the log: a chatty script must not flood it.
@@ -41,7 +45,10 @@ class HookRunner:
 
     def __init__(self, cmd: str | list[str], timeout_s: float = 10.0, retries: int = 3,
                  *, backoff_s: float = 1.0, env: dict[str, str] | None = None) -> None:
-        self.argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        try:
+            self.argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        except ValueError as err:  # an unbalanced quote: say so at start, not at 3 a.m.
+            raise ConfigError("<config>", "alerts.hook", f"cannot split {cmd!r}: {err}") from err
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -114,7 +121,8 @@ class HookRunner:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def _run_once(self, alert_json: str) -> tuple[int | None, str | None]:
-        env = None if self.env is None else {**os.environ, **self.env}
+        # The main fields as variables too, so a two-line shell hook needs no JSON parser.
+        env = {**os.environ, **(self.env or {}), **_variables(alert_json)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
@@ -128,7 +136,7 @@ class HookRunner:
             # start_new_session put the hook in its own process group: kill the whole group,
             # so a shell script's children (a stuck `curl`) die with it.
             try:
-                os.killpg(proc.pid, 9)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             await proc.wait()
@@ -148,3 +156,19 @@ def _key(alert_json: str) -> str:
     if not isinstance(obj, dict):
         return "?"
     return str(obj.get("key", "?"))
+
+
+#: JSON field -> environment variable given to the hook.
+ENV_FIELDS = {"event": "ALERT_EVENT", "severity": "ALERT_SEVERITY", "rule": "ALERT_RULE",
+              "patient": "ALERT_PATIENT", "device": "ALERT_DEVICE", "message": "ALERT_MESSAGE",
+              "alert_id": "ALERT_ID", "state": "ALERT_STATE"}
+
+
+def _variables(alert_json: str) -> dict[str, str]:
+    try:
+        obj: Any = json.loads(alert_json)
+    except ValueError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    return {var: "" if obj.get(k) is None else str(obj[k]) for k, var in ENV_FIELDS.items()}

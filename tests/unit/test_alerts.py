@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_gateway.alerts import AlertEngine, AlertTransition, list_alerts
+from edge_gateway.errors import ConfigError
 from edge_gateway.hooks import HookRunner
 from edge_gateway.reading import Reading, Summary, iso
 from edge_gateway.store import Store
@@ -243,6 +244,21 @@ def test_hook_success_gets_the_json_on_stdin(tmp_path: Path) -> None:
     res = asyncio.run(HookRunner(cmd, timeout_s=10, retries=0).deliver('{"a": 1}'))
     assert res.ok and res.attempts == 1
     assert json.loads(out.read_text()) == {"a": 1}
+
+
+def test_hook_gets_the_main_fields_as_variables(tmp_path: Path) -> None:
+    out = tmp_path / "env"
+    cmd = _script(tmp_path, "import os\n"
+                            f"open({str(out)!r}, 'w').write(os.environ['ALERT_EVENT'] + ' ' + "
+                            "os.environ['ALERT_SEVERITY'] + ' ' + os.environ['ALERT_MESSAGE'])")
+    alert = {"event": "raised", "severity": "critical", "message": "Glucose 48 mg/dL"}
+    assert asyncio.run(HookRunner(cmd, retries=0).deliver(json.dumps(alert))).ok
+    assert out.read_text() == "raised critical Glucose 48 mg/dL"
+
+
+def test_hook_command_that_cannot_be_split_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"alerts\.hook"):
+        HookRunner("/usr/bin/notify 'unbalanced")
 
 
 def test_hook_failure_is_retried_then_given_up(tmp_path: Path,
