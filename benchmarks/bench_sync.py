@@ -124,15 +124,8 @@ def one_day(start: datetime) -> tuple[list[Summary], list[Alert]]:
 
 
 def publish_packet_bytes(msg: payload.Message) -> int:
-    """Size of the MQTT 5 PUBLISH packet for ``msg`` (QoS 1, the properties we send)."""
-    props = 0
-    for k, v in msg.user_properties:
-        props += 1 + 2 + len(k.encode()) + 2 + len(v.encode())
-    props += 1 + 2 + len(msg.content_type) + 2  # content type + payload format indicator
-    props_len = props + (1 if props < 128 else 2)
-    remaining = 2 + len(msg.topic.encode()) + 2 + props_len + len(msg.payload)
-    header = 1 + (1 if remaining < 128 else 2 if remaining < 16384 else 3)
-    return header + remaining + 4  # + the PUBACK coming back
+    """The PUBLISH packet for ``msg`` plus the 4-byte PUBACK coming back."""
+    return payload.packet_size(msg) + 4
 
 
 def bytes_per_day(workdir: Path) -> dict[str, int]:

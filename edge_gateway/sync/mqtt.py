@@ -147,6 +147,8 @@ class Link:
         self.close_reason = "not connected"
         #: The broker's Receive Maximum (MQTT 5 CONNACK); 65535 when it names none.
         self.receive_maximum = 65535
+        #: The broker's Maximum Packet Size (MQTT 5 CONNACK); None when it names none.
+        self.maximum_packet_size: int | None = None
 
     # ------------------------------------------------------------------ set-up
     def _make_client(self) -> paho.Client:
@@ -313,6 +315,9 @@ class Link:
         rm = getattr(properties, "ReceiveMaximum", None)
         if isinstance(rm, int) and rm > 0:
             self.receive_maximum = rm
+        mps = getattr(properties, "MaximumPacketSize", None)
+        if isinstance(mps, int) and mps > 0:
+            self.maximum_packet_size = mps
         self._connack.set_result(None)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any,

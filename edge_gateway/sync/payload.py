@@ -260,6 +260,44 @@ def build(items: Sequence[Item], opts: Options, now: datetime | str) -> Message:
     )
 
 
+def packet_size(msg: Message) -> int:
+    """Bytes of the MQTT 5 QoS 1 PUBLISH packet carrying ``msg`` (with the properties the
+    gateway sends: user properties, content type, payload format indicator)."""
+    props = sum(1 + 2 + len(k.encode()) + 2 + len(v.encode()) for k, v in msg.user_properties)
+    props += 1 + 2 + len(msg.content_type.encode()) + 2
+    remaining = 2 + len(msg.topic.encode()) + 2 + _varint_len(props) + props + len(msg.payload)
+    return 1 + _varint_len(remaining) + remaining
+
+
+def _varint_len(n: int) -> int:
+    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
+
+
+def fit(items: Sequence[Item], opts: Options, now: datetime,
+        limit: int | None) -> tuple[list[Message], list[Message]]:
+    """``build_all``, then split any batch over ``limit`` bytes into single-item messages.
+
+    Returns (messages to send, single items too large to send at all).  A broker that
+    announces a Maximum Packet Size drops the connection on a larger packet; sending it
+    again and again would block the outbox behind one message for ever.
+    """
+    messages = build_all(items, opts, now)
+    if limit is None:
+        return messages, []
+    by_seq = {it.seq: it for it in items}
+    ok: list[Message] = []
+    too_big: list[Message] = []
+    for msg in messages:
+        if packet_size(msg) <= limit:
+            ok.append(msg)
+            continue
+        singles = [msg] if len(msg.seqs) == 1 else [build([by_seq[s]], opts, now)
+                                                    for s in msg.seqs]
+        for single in singles:
+            (ok if packet_size(single) <= limit else too_big).append(single)
+    return ok, too_big
+
+
 def _data(it: Item, opts: Options) -> bytes:
     if opts.format == "fhir":
         return _dumps(fhir_resource(it))

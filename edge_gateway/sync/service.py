@@ -267,7 +267,11 @@ class SyncService:
                     del self._held[seq]
             items = self.outbox.batch(max(free * self.sync.batch_size, self.PREFETCH),
                                       exclude=fl.seqs | self._held.keys())
-            fl.ready.extend(payload.build_all(items, self.opts, self.clock()))
+            ready, too_big = payload.fit(items, self.opts, self.clock(),
+                                         link.maximum_packet_size)
+            fl.ready.extend(ready)
+            if too_big:
+                self._refuse_too_big(too_big, link.maximum_packet_size or 0)
         n = 0
         while fl.ready and n < free:
             msg = fl.ready.popleft()
@@ -279,6 +283,20 @@ class SyncService:
             fut.add_done_callback(functools.partial(self._on_done, fl, msg=msg))
             n += 1
         return n
+
+    def _refuse_too_big(self, msgs: list[payload.Message], limit: int) -> None:
+        """Items that cannot fit the broker's packet limit even alone: counted failures."""
+        now = self.clock()
+        loop_now = asyncio.get_running_loop().time()
+        with self.store.transaction():
+            for msg in msgs:
+                log.error("sync: item %s is %d bytes, over the broker's maximum packet size"
+                          " %d; held back", msg.id, payload.packet_size(msg), limit)
+                self.outbox.reject(msg.seqs, f"{payload.packet_size(msg)} bytes: over the"
+                                   f" broker's maximum packet size ({limit})", now)
+                for seq in msg.seqs:
+                    # Tried again after the longest backoff: the broker may allow more by then.
+                    self._held[seq] = loop_now + self.sync.backoff_max_s
 
     @staticmethod
     def _on_done(fl: _Flight, fut: asyncio.Future[None], *, msg: payload.Message) -> None:

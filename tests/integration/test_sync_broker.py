@@ -197,3 +197,34 @@ def test_new_alert_overtakes_a_backlog_being_drained(tmp_path: Path) -> None:
             store.close()
     finally:
         broker.stop()
+
+
+def test_batches_over_the_brokers_packet_limit_are_split_and_oversize_items_held(
+        tmp_path: Path) -> None:
+    need_mosquitto()
+    broker = Broker(tmp_path / "broker", extra=["max_packet_size 3000"]).start()
+    try:
+        with subscriber(broker) as sub:
+            store = Store.open(tmp_path / "g.db")
+            small = fill(store, 120)
+            from datetime import UTC, datetime
+
+            from edge_gateway.reading import Summary
+            from edge_gateway.sync.outbox import enqueue_summary
+
+            t = datetime(2026, 11, 25, tzinfo=UTC)
+            huge = enqueue_summary(store, 999, Summary(
+                "p1", "hrv", t, t, {"notes": "x" * 5000}, 1.0, "hrv/1", t))
+            svc = service(store, broker, SyncSettings(batch_size=50, backoff_initial_s=0.2,
+                                                      backoff_max_s=1.0))
+            left = asyncio.run(svc.drain(5.0))
+            st = svc.status()
+            assert left == 1 and st["failed"] == 1
+            assert "maximum packet size" in st["last_error"]
+            sub.wait_for(lambda: set(small) <= set(sub.item_ids()), 5, "the small items")
+            assert huge not in sub.item_ids()
+            assert len(sub.data()) == 120  # every batch of ~50 x 250 B was split
+            assert "disconnected" not in (st["last_error"] or "")
+            store.close()
+    finally:
+        broker.stop()

@@ -157,3 +157,40 @@ def test_fhir_resources_validate_against_the_r4b_models() -> None:
                                       json.dumps(payload.alert_body(1, a))))
     assert flag["status"] == "inactive"
     Flag.model_validate(flag)
+
+
+def test_fit_splits_oversize_batches_and_sets_aside_oversize_items() -> None:
+    items = [item(i, body={"pad": "x" * 100}) for i in range(1, 11)]
+    items.append(item(11, body={"pad": "x" * 5000}))
+    opts = Options(gateway="gw1", batch_size=50)
+    assert len(payload.build_all(items, opts, NOW)) == 1
+    ok, too_big = payload.fit(items, opts, NOW, 1000)
+    assert [m.seqs for m in ok] == [(i,) for i in range(1, 11)]
+    assert [m.seqs for m in too_big] == [(11,)]
+    assert all(payload.packet_size(m) <= 1000 for m in ok)
+    ok, too_big = payload.fit(items, opts, NOW, None)
+    assert len(ok) == 1 and not too_big
+
+
+def test_packet_size_matches_paho() -> None:
+    # The packet paho would write for the message, measured with paho's own encoder (its
+    # private send path, with the socket write replaced by a list).
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    msg = payload.build([item(1), item(2)], Options(gateway="gw1", compression="gzip"), NOW)
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    sent: list[bytes] = []
+    c._packet_queue = lambda cmd, packet, mid, qos, info=None: sent.append(bytes(packet))  # type: ignore[method-assign]
+    c._sock = object()  # type: ignore[assignment]
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = list(msg.user_properties)
+    props.ContentType = msg.content_type
+    props.PayloadFormatIndicator = 0
+    try:
+        c._send_publish(1, msg.topic.encode(), msg.payload, 1, False, False, None, props)
+    finally:
+        c._sock = None
+    assert len(sent[0]) == payload.packet_size(msg)
