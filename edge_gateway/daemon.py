@@ -208,7 +208,7 @@ async def _alerts_task(d: Daemon) -> None:
             return
         for t in transitions:
             a = t.to_alert()
-            log(LOG, logging.WARNING, "alert." + a.state, rule=a.rule, severity=a.severity,
+            log(LOG, logging.WARNING, "alert." + t.event, rule=a.rule, severity=a.severity,
                 patient=a.patient_id or "-", message=a.message)
         hooks.submit(t.to_json() for t in transitions)
         d.outbox_wake.set()
