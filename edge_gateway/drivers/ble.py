@@ -31,6 +31,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
 
 from ..errors import DeviceError
 from .transport import GattError, NotifyCallback, full_uuid, short_uuid
@@ -305,6 +307,38 @@ async def _pair(address: str, adapter: str, within: float) -> None:
         ) from err
     except BleakError as err:
         raise DeviceError(address, f"pairing failed: {err}", retryable=True) from err
+
+
+async def bluez_gone() -> str:
+    """Wait until bluetoothd (``org.bluez``) leaves the system bus or is replaced.
+
+    bleak keeps its view of BlueZ's objects for the life of the event loop and does not notice
+    a restarted bluetoothd: it would go on "connecting" to devices it believes are still linked.
+    The daemon treats this as fatal and lets systemd restart it with a fresh view.
+    """
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_message(msg: Message) -> None:
+            if (msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged"
+                    and msg.body and msg.body[0] == "org.bluez" and msg.body[1]
+                    and not gone.done()):
+                gone.set_result("bluetoothd stopped" if not msg.body[2]
+                                else "bluetoothd restarted")
+
+        bus.add_message_handler(on_message)
+        reply = await bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+            body=["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                  "arg0='org.bluez'"],
+        ))
+        if reply is None or reply.message_type == MessageType.ERROR:
+            raise DeviceError("bluez", "cannot watch org.bluez on the system bus")
+        return await gone
+    finally:
+        bus.disconnect()
 
 
 async def forget(address: str, *, adapter: str = "hci0") -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import MalformedPayload
+from ..errors import DeviceError, MalformedPayload
 from ..store import Store
 from .backfill import (
     CGM_MEASUREMENT,
@@ -186,17 +186,43 @@ class BleFleet:
             self.sessions[device_id] = session
             self._tasks[device_id] = tg.create_task(session.run(), name=f"ble:{device_id}")
 
-    async def run(self, sleep: Callable[[float], Any], poll_s: float = 2.0) -> None:
-        """Until ``await sleep(poll_s)`` returns True (the daemon stopping)."""
-        async with asyncio.TaskGroup() as tg:
-            try:
-                while True:
-                    self.reconcile(tg)
-                    if await sleep(poll_s):
-                        break
-            finally:
-                for session in self.sessions.values():
-                    session.stop()
+    async def run(self, sleep: Callable[[float], Any], poll_s: float = 2.0,
+                  watch_bluez: bool = True) -> None:
+        """Until ``await sleep(poll_s)`` returns True (the daemon stopping).
+
+        Raises ``DeviceError`` when bluetoothd stops or restarts (see ``ble.bluez_gone``)."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(self._watch_bluez(), name="ble:bluez-watch") \
+                    if watch_bluez else None
+                try:
+                    while True:
+                        self.reconcile(tg)
+                        if await sleep(poll_s):
+                            break
+                finally:
+                    for session in self.sessions.values():
+                        session.stop()
+                    if watcher is not None:
+                        watcher.cancel()
+        except ExceptionGroup as group:
+            # The one error worth a message (bluetoothd gone), not a group of one.
+            errors = [e for e in group.exceptions if isinstance(e, DeviceError)]
+            if errors and len(errors) == len(group.exceptions):
+                raise errors[0] from None
+            raise
+
+    async def _watch_bluez(self) -> None:
+        from .ble import bluez_gone
+
+        try:
+            reason = await bluez_gone()
+        except (OSError, DeviceError) as err:
+            log.warning("not watching bluetoothd: %s", err)
+            return
+        raise DeviceError("bluetoothd", f"{reason}: every link is gone and bleak's view of "
+                          "BlueZ is stale", retryable=True,
+                          hint="the daemon exits so that systemd restarts it")
 
 
 async def ble_component(d: Daemon) -> None:

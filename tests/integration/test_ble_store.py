@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from ble_sim import GlucoseMeter, HeartRateStrap, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import BleFleet
+from edge_gateway.errors import DeviceError
 from edge_gateway.pipeline import FramePipeline
 from edge_gateway.store import BatchWriter, Store
 
@@ -91,4 +93,33 @@ def test_frames_into_sqlite_with_rejects_backfill_and_reset(
     assert count(store, "SELECT connected FROM devices WHERE id = ?", METER) == 0
     assert count(store, "SELECT count(*) FROM readings WHERE device_id = ? AND kind = 'glucose'",
                  METER) == 14 + 3
+    store.close()
+
+
+def test_bluetoothd_going_away_is_fatal_for_the_fleet(
+    virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "g.db")
+    store.upsert_device(STRAP, profile="heart_rate", address=STRAP)
+    writer = BatchWriter(store, max_delay_s=0.1)
+    pipeline = FramePipeline(store, writer)
+
+    async def sleep(seconds: float) -> bool:
+        await asyncio.sleep(seconds)
+        return False
+
+    async def main() -> None:
+        strap = HeartRateStrap(STRAP)
+        async with virtual_bluez([strap]) as bluez:
+            await ble.scan(0.3)
+            fleet = BleFleet(store, pipeline.on_frame, BleSection(), clock_trusted=lambda: False)
+            run = asyncio.create_task(fleet.run(sleep, poll_s=0.1), name="ble")
+            await until(lambda: STRAP in fleet.sessions
+                        and fleet.sessions[STRAP].state == "streaming")
+            bluez.bus.disconnect()  # bluetoothd crashes: no signals, its name just goes away
+            async with asyncio.timeout(10):
+                with pytest.raises(DeviceError, match="bluetoothd stopped"):
+                    await run
+
+    asyncio.run(main())
     store.close()
