@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from ..drivers import ble
 from ..drivers import devices as D
 from ..errors import DeviceError, UsageError
 from .base import Context, echo_json, handle_errors, main, pass_ctx
@@ -19,6 +18,12 @@ from .core import open_store
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 HEALTH_SERVICES = ("180d", "1810", "1808", "181f", "1822", "1809", "181d")
+
+
+def _ble() -> Any:
+    from ..drivers import ble  # bleak only for the commands that use the radio
+
+    return ble
 
 
 def _adapter(ctx: Context) -> str:
@@ -48,7 +53,7 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 
         edge-gateway devices scan --seconds 10
     """
-    found = asyncio.run(ble.scan(seconds, () if everything else HEALTH_SERVICES,
+    found = asyncio.run(_ble().scan(seconds, () if everything else HEALTH_SERVICES,
                                  adapter=_adapter(ctx)))
     rows = [{"address": f.address, "name": f.name, "rssi": f.rssi,
              "profile": D.profile_of(f.services), "services": list(f.services)} for f in found]
@@ -81,12 +86,12 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
     """
     addr = D.check_address(address)
     if profile is None:
-        found = {f.address: f for f in asyncio.run(ble.scan(5.0, adapter=_adapter(ctx)))}
-        if addr not in found:
-            raise DeviceError(addr, "not seen in a 5 s scan", retryable=True,
+        seen = asyncio.run(_ble().find(addr, 10.0, adapter=_adapter(ctx)))
+        if seen is None:
+            raise DeviceError(addr, "not seen in a 10 s scan", retryable=True,
                               hint="wake the device, or give --profile")
-        profile = D.profile_of(found[addr].services)
-        name = name or found[addr].name
+        profile = D.profile_of(seen.services)
+        name = name or seen.name
         if profile is None:
             raise UsageError(f"{addr} advertises no health service this gateway knows",
                              hint="give --profile")
@@ -121,7 +126,7 @@ def devices_pair(ctx: Context, address: str, passkey: int | None) -> None:
             click.prompt, f"Passkey shown on {addr}", type=int)
         return int(value)
 
-    asyncio.run(ble.pair(addr, ask, adapter=_adapter(ctx)))
+    asyncio.run(_ble().pair(addr, ask, adapter=_adapter(ctx)))
     D.mark_bonded(open_store(ctx), addr)  # no-op for a device not added yet
     click.echo(f"paired with {addr}")
 
@@ -188,5 +193,5 @@ def devices_remove(ctx: Context, address: str, forget: bool) -> None:
     addr = D.check_address(address)
     D.remove_device(open_store(ctx), addr)
     if forget:
-        asyncio.run(ble.forget(addr, adapter=_adapter(ctx)))
+        asyncio.run(_ble().forget(addr, adapter=_adapter(ctx)))
     click.echo(f"removed {addr}")

@@ -100,6 +100,26 @@ async def scan(
     return sorted(found, key=lambda f: (-f.rssi, f.address))
 
 
+async def find(address: str, within: float = 10.0, *, adapter: str = "hci0") -> Found | None:
+    """Scan until ``address`` advertises (at most ``within`` seconds); None if it does not."""
+    address = address.upper()
+    seen: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
+
+    def on_advertisement(dev: BLEDevice, adv: AdvertisementData) -> None:
+        if dev.address.upper() == address and not seen.done():
+            seen.set_result(_found(dev, adv))
+
+    try:
+        async with BleakScanner(on_advertisement, bluez={"adapter": adapter}):
+            async with asyncio.timeout(within):
+                return await seen
+    except TimeoutError:
+        return None
+    except (BleakError, OSError) as err:
+        raise DeviceError(adapter, f"scan failed: {err}", retryable=True,
+                          hint="is bluetoothd running and the adapter powered?") from err
+
+
 def _patterns(uuids: Sequence[str]) -> list[OrPatternLike]:
     """Advertising-data patterns matching any of ``uuids`` in a (complete or incomplete)
     service UUID list; 16-bit SIG UUIDs as their two little-endian bytes."""
