@@ -11,6 +11,9 @@ measured by bench_store.py; the daemon adds it).
    (decode, raw frame + readings, batched commits) as the daemon does.
 2. Resident memory (VmRSS, and its peak VmHWM) of this process holding the six sessions and
    the store.  Target <= 80 MB.
+3. The real daemon (``edge-gateway run`` in its own process, every component: writer, alerts,
+   DSP, sync without a broker, the BLE fleet) holding the same six devices: its RSS and its CPU
+   per 1,000 notifications stored, read from /proc/<pid>.
 """
 
 from __future__ import annotations
@@ -82,6 +85,51 @@ async def gateway(db: Path | None) -> tuple[int, float, float]:
     return n1 - n0, c1 - c0, rss
 
 
+def daemon_figures(address: str, tmp: Path) -> tuple[float, float, int]:
+    """(RSS MB, CPU ms per 1,000 frames, frames) of ``edge-gateway run`` over MEASURE_S."""
+    db = tmp / "daemon.db"
+    store = Store.open(db)
+    for i in range(DEVICES):
+        addr = f"B0:00:00:00:00:{i:02X}"
+        store.upsert_device(addr, profile="heart_rate", address=addr)
+    store.close()
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(f'[storage]\ndb_path = "{db}"\n[ble]\nmax_connections = 7\n'
+                   '[daemon]\nlog_level = "warning"\n')
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address, EDGE_GATEWAY_CONFIG=str(cfg))
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "edge-gateway"), "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reader = Store.open(db, readonly=True)
+
+    def frames() -> int:
+        return int(reader.conn.execute("SELECT count(*) FROM raw_frames").fetchone()[0])
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and reader.conn.execute(
+                "SELECT count(*) FROM devices WHERE connected = 1").fetchone()[0] < DEVICES:
+            time.sleep(0.2)
+        time.sleep(2.0)
+        f0, c0 = frames(), cpu_s()
+        time.sleep(MEASURE_S)
+        f1, c1 = frames(), cpu_s()
+        rss = 0.0
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        reader.close()
+    n = max(f1 - f0, 1)
+    return rss, (c1 - c0) / n * 1e6, n
+
+
 def main() -> None:
     bus = start_private_bus()
     os.environ[ENV_VAR] = bus.address
@@ -97,6 +145,7 @@ def main() -> None:
         frames, cpu, rss = asyncio.run(gateway(None))
         with tempfile.TemporaryDirectory() as tmp:
             frames_db, cpu_db, rss_db = asyncio.run(gateway(Path(tmp) / "bench.db"))
+            d_rss, d_cpu, d_frames = daemon_figures(bus.address, Path(tmp))
     finally:
         sim.terminate()
         sim.wait(timeout=10)
@@ -110,6 +159,10 @@ def main() -> None:
           f"({frames_db} notifications; decode + raw frame + readings, batched commits)")
     print(f"ble.rss_six_sessions: {rss_db:.1f} MB with the store ({rss:.1f} MB without; "
           f"peak {proc_status('VmHWM'):.1f} MB; ratio {rss_db / 80:.2f} vs 80 MB target)")
+    print(f"ble.daemon_rss_six_devices: {d_rss:.1f} MB (edge-gateway run, all components; "
+          f"ratio {d_rss / 80:.2f} vs 80 MB target)")
+    print(f"ble.daemon_cpu_ms_per_1000_frames_stored: {d_cpu:.0f} ms ({d_frames} frames in "
+          f"{MEASURE_S:.0f} s)")
 
 
 if __name__ == "__main__":
