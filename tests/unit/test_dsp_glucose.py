@@ -162,3 +162,28 @@ def test_against_iglu_on_its_example_data() -> None:
             inr = iglu.in_range_percent(frame.copy(), target_ranges=[[70, 180]])
             assert ours.tir_pct == pytest.approx(inr["in_range_70_180"].iloc[0])
             assert not math.isnan(ours.sd_mg_dl or math.nan)
+
+
+@needs_shared
+@pytest.mark.soak
+def test_mage_against_iglu_on_hall_2018() -> None:
+    """Every subject of the Hall 2018 data set (gaps, several devices' cadences)."""
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import iglu_python as iglu
+
+        frame = pd.read_csv(SHARED / "cgm" / "iglu" / "example_data_hall.csv.gz", index_col=0)
+        frame["time"] = pd.to_datetime(frame["time"])
+        for _, sub in frame.groupby("id"):
+            sub = sub[["id", "time", "gl"]].dropna()
+            t = (sub["time"].astype("int64") // 10**9).to_numpy().astype(float)
+            ours = glucose_metrics(t, sub["gl"].to_numpy(float)).mage_mg_dl
+            ref = iglu.mage(sub.copy(), tz="UTC")["MAGE"].iloc[0]
+            if math.isnan(ref):
+                assert ours is None
+            else:
+                assert ours == pytest.approx(ref, rel=1e-9)

@@ -97,7 +97,10 @@ def test_af_detector_per_beat_on_afdb() -> None:
 
 
 @needs_shared
-@pytest.mark.parametrize("record", ["nsr2db/nsr001", "nsr2db/nsr002"])
+@pytest.mark.parametrize(
+    "record",
+    ["nsr2db/nsr001", "nsr2db/nsr002", "chf2db/chf201", "rr-healthy/000", "rr-healthy/007"],
+)
 def test_false_af_burden_on_sinus_records(record: str) -> None:
     with gzip.open(SHARED / "rr" / f"{record}_rr.csv.gz", "rt") as fh:
         rr = np.array([float(r["rr_ms"]) for r in csv.DictReader(fh)])
