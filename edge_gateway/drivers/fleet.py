@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Device Information characteristics -> key in ``devices.details``.
+_DEVICE_INFO = {"2a29": "manufacturer", "2a24": "model", "2a25": "serial", "2a26": "firmware"}
 #: How many recent frames of a characteristic the ledger looks at for the newest record.
 _RECENT = 2000
 
@@ -132,6 +134,7 @@ class BleFleet:
         self.sessions: dict[str, DeviceSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session_start: dict[str, datetime | None] = {}
+        self._info: dict[str, dict[str, str]] = {}
         self.ledger = StoreLedger(store, on_reset=lambda _d: self._changed())
 
     def _ble_transport(self, device_id: str, address: str) -> Transport:
@@ -147,8 +150,20 @@ class BleFleet:
     def on_frame(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
         if char == CGM_SESSION_START:
             self._session_start[device_id] = session_start_of(payload)
+        elif char == "2a19" and len(payload) == 1 and payload[0] <= 100:
+            self._device_state(device_id, battery_pct=payload[0])
+        elif char in _DEVICE_INFO:
+            info = self._info.setdefault(device_id, {})
+            info[_DEVICE_INFO[char]] = payload.decode("utf-8", "replace").rstrip("\x00").strip()
+            self._device_state(device_id, details=dict(info))
         self.pipeline_on_frame(device_id, char, received_at, payload,
                                session_start=self._session_start.get(device_id))
+
+    def _device_state(self, device_id: str, **fields: Any) -> None:
+        try:
+            self.store.update_device_state(device_id, **fields)
+        except Exception:  # a busy database must not stop a session
+            log.exception("%s: could not record %s", device_id, ", ".join(fields))
 
     def on_state(self, device_id: str, state: str) -> None:
         if state in ("streaming", "disconnected", "stopped"):

@@ -50,7 +50,11 @@ from .transport import FrameCallback, GattError, Transport
 log = logging.getLogger(__name__)
 
 #: Characteristics whose value is read once per connection and handed on as a frame.
-READ_ONCE = ("2a38", "2a49", "2a51", "2aa8", "2aaa", "2a5d", "2a5c", "2a1d", "2a9e")
+#: (sensor location, BP/glucose/CGM/PLX/weight features, CGM session start, temperature type,
+#: battery level)
+READ_ONCE = ("2a38", "2a49", "2a51", "2aa8", "2aaa", "2a60", "2a1d", "2a9e", "2a19")
+#: Device Information (manufacturer, model, serial, firmware): read on the first connection only.
+READ_FIRST = ("2a29", "2a24", "2a25", "2a26")
 #: Measurement (and related) characteristics subscribed to when present, in this order.
 SUBSCRIBE = (
     "2a37",  # Heart Rate Measurement (notify)
@@ -252,7 +256,7 @@ class DeviceSession:
         self._went_idle = False
         self._last_frame = asyncio.get_running_loop().time()
         self._set_state("connected")
-        for uuid in READ_ONCE:
+        for uuid in READ_ONCE + (READ_FIRST if self.stats.connects == 1 else ()):
             if t.has(uuid):
                 self._deliver_one(uuid, self.now(), await t.read(uuid))
         if t.has("2a2b"):

@@ -4,6 +4,7 @@ SQLite: every device delivers, the stored histories are backfilled on first conn
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,4 +74,8 @@ def test_demo_scenario_devices_all_deliver_into_sqlite(
     rejected = store.conn.execute("SELECT count(*) FROM raw_frames WHERE status = 'rejected'"
                                   ).fetchone()[0]
     assert rejected == 0
+    # Battery level and Device Information reached the devices table.
+    for battery, details in store.conn.execute("SELECT battery_pct, details FROM devices"):
+        assert battery is not None and 0 <= battery <= 100
+        assert details is not None and "model" in json.loads(details)
     store.close()
