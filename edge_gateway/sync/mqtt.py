@@ -195,6 +195,9 @@ class Link:
                 except PublishRefused as err:
                     # A status topic the ACL forbids must not stop the data from flowing.
                     log.warning("mqtt %s: %s", settings.url, err)
+                except TimeoutError:
+                    raise SyncError(f"{settings.url}: no PUBACK for the status message within"
+                                    f" {settings.connect_timeout_s:g} s") from None
             yield link
         finally:
             await link.close(offline)
