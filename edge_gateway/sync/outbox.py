@@ -30,7 +30,8 @@ SEQ_COUNTER = "outbox.seq"
 SENT_COUNTER = "sync.sent"
 FAILED_COUNTER = "sync.failed_attempts"
 META_GATEWAY = "gateway_id"
-META_LAST_SUCCESS = "sync.last_success_at"
+# The key `edge-gateway status` reads for its last_sync_at: one fact, one place.
+META_LAST_SUCCESS = "last_sync_at"
 META_LAST_ERROR = "sync.last_error"
 META_LAST_ERROR_AT = "sync.last_error_at"
 #: Keep error texts short: they are stored per row and shown in `sync status`.
