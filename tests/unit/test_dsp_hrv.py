@@ -167,3 +167,17 @@ def test_sample_entropy_matrix_path_is_exact() -> None:
     x = np.round(800 + rng.normal(0, 30, 700))
     r = 0.2 * float(np.std(x, ddof=1))
     assert sample_entropy(x, r) == pytest.approx(_brute_sampen(x, r), rel=1e-12)
+
+
+@pytest.mark.parametrize(("n", "nperseg"), [(1200, 1024), (5000, 1024), (999, 256)])
+def test_welch_density_equals_scipy(n: int, nperseg: int) -> None:
+    from scipy.signal import welch
+
+    from edge_gateway.dsp.spectral import welch_density
+
+    x = np.random.default_rng(n).normal(size=n)
+    freqs, psd = welch_density(x, 4.0, nperseg)
+    ref_f, ref_p = welch(x, fs=4.0, window="hann", nperseg=nperseg, noverlap=nperseg // 2,
+                         detrend=False, scaling="density")
+    np.testing.assert_allclose(freqs, ref_f)
+    np.testing.assert_allclose(psd, ref_p, rtol=1e-10, atol=1e-15)
