@@ -64,6 +64,7 @@ class Connection:
         self.dev = dev
         self.peripheral = dev.peripheral
         self.connected = True
+        self.resolved = False
         self.mtu = 247
         self.chars: dict[str, GattCharacteristic] = {}
         self.paths: list[str] = []
@@ -207,6 +208,7 @@ class DeviceObject(ServiceInterface):
         # BlueZ reports ServicesResolved after discovery, a moment after the Connect reply.
         await asyncio.sleep(0.005)
         if conn.connected:
+            conn.resolved = True
             self.emit_properties_changed({"ServicesResolved": True})
 
     async def _link_loss(self, conn: Connection, after: float) -> None:
@@ -282,7 +284,7 @@ class DeviceObject(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def ServicesResolved(self) -> Bool:
-        return self.connected
+        return self.conn is not None and self.conn.connected and self.conn.resolved
 
     @dbus_property(access=PropertyAccess.READ)
     def Paired(self) -> Bool:
