@@ -168,6 +168,9 @@ def status(store: Store) -> dict[str, Any]:
     failed, oldest = conn.execute(
         "SELECT count(last_error), min(created_at) FROM outbox WHERE sent_at IS NULL"
     ).fetchone()
+    last_success = store.meta(META_LAST_SUCCESS)
+    if last_success is None:  # a database from before the meta key: the rows still know
+        last_success = conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
     return {
         "pending": sum(by_priority.values()),
         "pending_by_priority": by_priority,
@@ -175,7 +178,7 @@ def status(store: Store) -> dict[str, Any]:
         "failed": int(failed),
         "failed_attempts": store.counter(FAILED_COUNTER),
         "oldest_pending_at": oldest,
-        "last_success_at": store.meta(META_LAST_SUCCESS),
+        "last_success_at": last_success,
         "last_error": store.meta(META_LAST_ERROR),
         "last_error_at": store.meta(META_LAST_ERROR_AT),
     }
