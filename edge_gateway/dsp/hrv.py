@@ -115,8 +115,8 @@ def time_domain(rr_ms: FloatArray, segment: IntArray) -> TimeDomain:
     if diff.size:
         rmssd: float | None = math.sqrt(float(np.mean(diff**2)))
         absdiff = np.abs(diff)
-        pnn50: float | None = 100.0 * np.count_nonzero(absdiff > 50.0) / diff.size
-        pnn20: float | None = 100.0 * np.count_nonzero(absdiff > 20.0) / diff.size
+        pnn50: float | None = 100.0 * float(np.count_nonzero(absdiff > 50.0)) / diff.size
+        pnn20: float | None = 100.0 * float(np.count_nonzero(absdiff > 20.0)) / diff.size
     else:
         rmssd = pnn50 = pnn20 = None
     return TimeDomain(
