@@ -36,7 +36,9 @@ soak: $(STAMP)
 	$(BIN)/pytest -q -m soak
 
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@status=0; for b in benchmarks/bench_*.py; do echo "== $$b"; \
+		$(BIN)/python $$b || { echo "!! $$b missed a target or failed"; status=1; }; done; \
+		exit $$status
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
