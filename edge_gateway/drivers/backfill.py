@@ -13,6 +13,9 @@ Resets are detected, never mistaken for "nothing new":
   differs from ours, the meter's counter restarted (reboot, battery change, memory cleared):
   the reset is reported to the ledger (which bumps the device's reset epoch, so old and new
   ``seq:N`` never collide) and *all* records are fetched.
+* Blood-pressure cuffs with Blood Pressure Records (0x2B36, BLS 1.1): as glucose, the recorded
+  measurement bytes being the record's identity.  Older cuffs indicate their stored
+  measurements on connect; subscribing is all they need.
 * CGM: the Session Start Time identifies a sensor session; a new one restarts the time offsets.
   A different start time is a reset; all records are fetched.
 
@@ -34,6 +37,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..errors import DeviceError, MalformedPayload
+from .blood_pressure import BloodPressureMeasurement
 from .cgm import CGMMeasurement
 from .glucose import GlucoseMeasurement
 from .racp import RecordAccessControlPoint
@@ -42,6 +46,7 @@ GLUCOSE_MEASUREMENT = "2a18"
 GLUCOSE_CONTEXT = "2a34"
 CGM_MEASUREMENT = "2aa7"
 CGM_SESSION_START = "2aaa"
+BP_RECORD = "2b36"
 RACP = "2a52"
 
 # RACP op codes / operators / filter types / response codes (GLS 1.0 Table 3.2, 3.3, 3.6).
@@ -276,8 +281,53 @@ class RacpBackfill:
         return n  # holes still open are asked for again after the next (re)connect
 
 
-class GlucoseBackfill(RacpBackfill):
-    """Backfill of a glucose meter by sequence number."""
+class SequenceBackfill(RacpBackfill):
+    """Backfill by sequence number, with the ">= the newest held" reset check (see above)."""
+
+    def mark_of(self, payload: bytes) -> RecordMark | None:
+        keys = self.keys(payload)
+        return None if keys is None else RecordMark(keys[0], self.identity(payload, keys[0]))
+
+    def _start_mark(self, device_id: str) -> RecordMark | None:
+        # What this process saw is never older than what the store has committed (the batch
+        # writer lags); the ledger is for the first connection after a start.
+        if self.mark is not None:
+            return self.mark
+        return self.ledger.last_record(device_id, self.characteristic) if self.ledger else None
+
+    async def run(self, port: RacpPort, chars: Sequence[str]) -> int:
+        """Fetch what is missing (and refill holes); returns the number of records handed on."""
+        mark = self._start_mark(port.device_id)
+        if mark is None:
+            _code, frames = await port.racp(report_all(), chars)
+            return self._take(port, frames, None) + await self.fill(port, chars)
+        code, frames = await port.racp(report_from(mark.key), chars)
+        # Judge by the first record that decodes: a damaged frame must not look like a reset.
+        first = next((m for c, _, p in frames
+                      if c == self.characteristic and (m := self.mark_of(p)) is not None), None)
+        if first is not None and first.key > mark.key:
+            # Our newest record is gone from the device (or came damaged) but the counter went
+            # on: no reset.
+            return self._take(port, frames, mark.key) + await self.fill(port, chars)
+        if first is not None and first == mark:
+            return self._take(port, frames, mark.key, skip=mark.key) + await self.fill(
+                port, chars)
+        if first is None and any(c == self.characteristic for c, _, _ in frames):
+            port.deliver(frames)  # only damaged records: no verdict, ask again next time
+            raise DeviceError(port.device_id, "RACP: every record came damaged")
+        reason = (
+            f"sequence reset: device has no record {mark.key} (RACP code {code})"
+            if first is None else f"sequence reset: record {mark.key} is another record now"
+        )
+        if self.ledger is not None:
+            self.ledger.reset_detected(port.device_id, self.characteristic, reason)
+        self.mark, self.holes = None, []
+        _code, frames = await port.racp(report_all(), chars)
+        return self._take(port, frames, None) + await self.fill(port, chars)
+
+
+class GlucoseBackfill(SequenceBackfill):
+    """Backfill of a glucose meter by sequence number (identity: the record's base time)."""
 
     characteristic = GLUCOSE_MEASUREMENT
 
@@ -291,43 +341,35 @@ class GlucoseBackfill(RacpBackfill):
         mark = glucose_mark(payload)
         return mark.identity if mark is not None else b""
 
-    def _start_mark(self, device_id: str) -> RecordMark | None:
-        held = self.ledger.last_record(device_id, self.characteristic) if self.ledger else None
-        if self.mark is None:
-            return held
-        if held is None or self.mark.key >= held.key:
-            return self.mark
-        return held
 
-    async def run(self, port: RacpPort, chars: Sequence[str]) -> int:
-        """Fetch what is missing (and refill holes); returns the number of records handed on."""
-        mark = self._start_mark(port.device_id)
+def bp_record_mark(payload: bytes) -> RecordMark | None:
+    """A Blood Pressure Record (0x2B36, BLS 1.1): segmentation header (uint8, bit 0 first
+    segment, bit 1 last), sequence number (uint16), UUID of the recorded characteristic
+    (uint16, 0x2A35), the recorded value.  Only whole (single-segment) records of a Blood
+    Pressure Measurement count; the recorded value itself is the record's identity."""
+    if len(payload) < 6 or payload[0] & 0x03 != 0x03 or payload[3:5] != b"\x35\x2a":
+        return None
+    return RecordMark(payload[1] | (payload[2] << 8), bytes(payload[5:]))
+
+
+class BpRecordBackfill(SequenceBackfill):
+    """Backfill of a BLS 1.1 cuff's Blood Pressure Records by sequence number."""
+
+    characteristic = BP_RECORD
+
+    def keys(self, payload: bytes) -> list[int] | None:
+        mark = bp_record_mark(payload)
         if mark is None:
-            _code, frames = await port.racp(report_all(), chars)
-            return self._take(port, frames, None) + await self.fill(port, chars)
-        code, frames = await port.racp(report_from(mark.key), chars)
-        # Judge by the first record that decodes: a damaged frame must not look like a reset.
-        first = next((glucose_mark(p) for c, _, p in frames
-                      if c == GLUCOSE_MEASUREMENT and self.keys(p) is not None), None)
-        if first is not None and first.key > mark.key:
-            # Our newest record is gone from the meter (or came damaged) but the counter went
-            # on: no reset.
-            return self._take(port, frames, mark.key) + await self.fill(port, chars)
-        if first is not None and first == mark:
-            return self._take(port, frames, mark.key, skip=mark.key) + await self.fill(
-                port, chars)
-        if first is None and any(c == GLUCOSE_MEASUREMENT for c, _, _ in frames):
-            port.deliver(frames)  # only damaged records: no verdict, ask again next time
-            raise DeviceError(port.device_id, "RACP: every record came damaged")
-        reason = (
-            f"sequence reset: meter has no record {mark.key} (RACP code {code})"
-            if first is None else f"sequence reset: record {mark.key} now has another time"
-        )
-        if self.ledger is not None:
-            self.ledger.reset_detected(port.device_id, self.characteristic, reason)
-        self.mark, self.holes = None, []
-        _code, frames = await port.racp(report_all(), chars)
-        return self._take(port, frames, None) + await self.fill(port, chars)
+            return None
+        try:
+            BloodPressureMeasurement.from_bytes(mark.identity)
+        except MalformedPayload:
+            return None
+        return [mark.key]
+
+    def identity(self, payload: bytes, key: int) -> bytes:
+        mark = bp_record_mark(payload)
+        return mark.identity if mark is not None else b""
 
 
 class CgmBackfill(RacpBackfill):
@@ -374,4 +416,4 @@ class CgmBackfill(RacpBackfill):
             port, chars)
 
 
-Backfill = GlucoseBackfill | CgmBackfill
+Backfill = GlucoseBackfill | CgmBackfill | BpRecordBackfill

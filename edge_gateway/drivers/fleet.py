@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import DeviceError, MalformedPayload
 from ..store import Store
 from .backfill import (
+    BP_RECORD,
     CGM_MEASUREMENT,
     CGM_SESSION_START,
     GLUCOSE_MEASUREMENT,
     RecordMark,
+    bp_record_mark,
     cgm_offsets,
     glucose_mark,
 )
@@ -95,6 +97,15 @@ class StoreLedger:
             if row is None or row[0] is None or not offsets:
                 return None
             return RecordMark(max(offsets), bytes(row[0]))
+        if characteristic == BP_RECORD:
+            # Records are kept raw until a codec turns them into readings: the newest one
+            # received (backfills hand records on in ascending order) is the mark.
+            for (payload,) in self.store.conn.execute(
+                    "SELECT payload FROM raw_frames WHERE device_id = ? AND characteristic = ?"
+                    " AND status = 'ok' AND payload IS NOT NULL ORDER BY id DESC LIMIT 50",
+                    (device_id, characteristic)):
+                if (mark := bp_record_mark(bytes(payload))) is not None:
+                    return mark
         return None
 
     def reset_detected(self, device_id: str, characteristic: str, reason: str) -> None:

@@ -33,11 +33,13 @@ from typing import Any
 
 from ..errors import DeviceError
 from .backfill import (
+    BP_RECORD,
     CGM_MEASUREMENT,
     GLUCOSE_CONTEXT,
     GLUCOSE_MEASUREMENT,
     RACP,
     Backfill,
+    BpRecordBackfill,
     CgmBackfill,
     Frame,
     GlucoseBackfill,
@@ -60,6 +62,7 @@ SUBSCRIBE = (
     "2a37",  # Heart Rate Measurement (notify)
     "2a35",  # Blood Pressure Measurement (indicate; stored ones arrive on connect)
     "2a36",  # Intermediate Cuff Pressure (notify)
+    "2b36",  # Blood Pressure Record (BLS 1.1, with RACP)
     "2a18",  # Glucose Measurement (notify)
     "2a34",  # Glucose Measurement Context (notify)
     "2aa7",  # CGM Measurement (notify)
@@ -161,6 +164,7 @@ class DeviceSession:
         self.backfills: dict[str, Backfill] = {
             GLUCOSE_MEASUREMENT: GlucoseBackfill(ledger),
             CGM_MEASUREMENT: CgmBackfill(ledger),
+            BP_RECORD: BpRecordBackfill(ledger),
         }
         self._lost = asyncio.Event()
         self._stopping = False

@@ -15,6 +15,7 @@ from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, serv
 
 from edge_gateway.drivers.backfill import RecordMark, glucose_mark
 from edge_gateway.drivers.base import DateTime
+from edge_gateway.drivers.blood_pressure import BloodPressureMeasurement
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
 from edge_gateway.drivers.glucose import GlucoseMeasurement
 from edge_gateway.drivers.heart_rate import HeartRateMeasurement
@@ -176,6 +177,74 @@ def decodes(payload: bytes) -> bool:
     except MalformedPayload:
         return False
     return True
+
+
+class RecordCuff(Peripheral):
+    """A BLS 1.1 cuff: Blood Pressure Records (0x2B36, notify) with a RACP by sequence."""
+
+    def __init__(self, address: str, name: str = "Cuff", records: int = 10, **kw: object) -> None:
+        super().__init__(address, name, services=[service(
+            0x1810,
+            char(0x2A35, Flag.INDICATE),
+            char(0x2A49, Flag.READ, on_read=lambda: b"\x00\x00"),
+            char(0x2B36, Flag.NOTIFY),
+            char(0x2A52, Flag.WRITE, Flag.INDICATE, on_write=self._racp),
+        )], **kw)  # type: ignore[arg-type]
+        self.start = datetime(2026, 11, 10, 8, 0)
+        self.records: list[tuple[int, bytes]] = []
+        self.next_seq = 0
+        self.link: Link | None = None
+        for _ in range(records):
+            self.take()
+
+    def take(self, systolic: int = 128) -> int:
+        when = self.start + timedelta(hours=12 * len(self.records))
+        m = BloodPressureMeasurement(
+            SFloat(systolic, 0), SFloat(82, 0), SFloat(97, 0),
+            timestamp=DateTime(when.year, when.month, when.day, when.hour, when.minute, 0),
+            pulse_rate=SFloat(70, 0))
+        seq = self.next_seq
+        self.next_seq += 1
+        record = bytes((0x03, seq & 0xFF, seq >> 8, 0x35, 0x2A)) + m.to_bytes()
+        self.records.append((seq, record))
+        return seq
+
+    def reboot(self, records: int) -> None:
+        self.records.clear()
+        self.next_seq = 0
+        self.start += timedelta(days=30)
+        for _ in range(records):
+            self.take(140)
+
+    def on_connect(self, link: Link) -> None:
+        self.link = link
+
+    def on_disconnect(self) -> None:
+        self.link = None
+
+    def _racp(self, value: bytes) -> object:
+        link = self.link
+        assert link is not None
+        if not link.is_subscribed(RACP):
+            raise AttError(AttError.CCCD_IMPROPERLY_CONFIGURED)
+        req = Racp.from_bytes(value)
+        if req.operator == 1:
+            chosen = list(self.records)
+        elif req.operator == 3 and isinstance(req.filter_min, int):
+            chosen = [r for r in self.records if r[0] >= req.filter_min]
+        elif req.operator == 4 and isinstance(req.filter_min, int) and isinstance(
+                req.filter_max, int):
+            lo, hi = req.filter_min, req.filter_max
+            chosen = [r for r in self.records if lo <= r[0] <= hi]
+        else:
+            chosen = []
+        return self._report(link, chosen)
+
+    async def _report(self, link: Link, chosen: list[tuple[int, bytes]]) -> None:
+        for _seq, record in chosen:
+            link.notify("2b36", record)
+            await asyncio.sleep(0)
+        await link.indicate(RACP, Racp.response(1, 1 if chosen else 6).to_bytes())
 
 
 @dataclass

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ble_sim import RACP, GlucoseMeter, Sink, decodes, until
+from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, decodes, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
+from edge_gateway.drivers.backfill import MemoryLedger, bp_record_mark
 from edge_gateway.drivers.session import Backoff, DeviceSession
 
 ADDR = "D0:00:00:00:00:01"
@@ -144,5 +145,41 @@ def test_damaged_records_are_asked_for_again(
         assert session.stats.failures == 0 and session.stats.connects == 1
         damaged = [p for p in sink.of("2a18") if not decodes(p)]
         assert len(damaged) >= 8  # every damaged frame was handed on (kept as rejected)
+
+    asyncio.run(main())
+
+
+def test_bp_records_backfill_with_link_loss_and_reset(
+    virtual_bluez: Callable[..., VirtualBlueZ],
+) -> None:
+    async def main() -> None:
+        cuff = RecordCuff("D0:00:00:00:00:02", records=6)
+        sink = Sink()
+        ledger = MemoryLedger()
+
+        def records(char: str = "2b36") -> list[int]:
+            return [m.key for p in sink.of(char) if (m := bp_record_mark(p)) is not None]
+
+        async with virtual_bluez([cuff]):
+            await ble.scan(0.3, ["1810"])
+            session = DeviceSession("cuff", ble.BleTransport(cuff.address), sink,
+                                    asyncio.Semaphore(1), ledger=ledger,
+                                    backoff=Backoff(0.05, 0.2))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(session.run(), name="session-cuff")
+                await until(lambda: records() == list(range(6)))
+                await until(lambda: session.state == "streaming")
+                assert cuff.link is not None
+                cuff.link.drop()
+                cuff.take()
+                cuff.take()
+                await until(lambda: records() == list(range(8)))
+                await until(lambda: session.state == "streaming")
+                assert cuff.link is not None
+                cuff.link.drop()
+                cuff.reboot(3)  # fewer than we hold: the counter restarted
+                await until(lambda: records() == [*range(8), 0, 1, 2])
+                session.stop()
+        assert len(ledger.resets) == 1 and "sequence reset" in ledger.resets[0][2]
 
     asyncio.run(main())

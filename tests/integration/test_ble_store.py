@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ble_sim import GlucoseMeter, HeartRateStrap, until
+from ble_sim import GlucoseMeter, HeartRateStrap, RecordCuff, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.config import BleSection
@@ -122,4 +122,52 @@ def test_bluetoothd_going_away_is_fatal_for_the_fleet(
                     await run
 
     asyncio.run(main())
+    store.close()
+
+
+def test_restarted_gateway_asks_only_for_new_bp_records(
+    virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
+) -> None:
+    cuff_addr = "C1:00:00:00:00:03"
+    store = Store.open(tmp_path / "g.db")
+    store.upsert_device(cuff_addr, profile="blood_pressure", address=cuff_addr)
+    writer = BatchWriter(store, max_delay_s=0.1)
+    pipeline = FramePipeline(store, writer)
+
+    def records() -> int:
+        return count(store, "SELECT count(*) FROM raw_frames WHERE characteristic = '2b36'")
+
+    async def one_run(cuff: RecordCuff, want: int) -> None:
+        stopping = asyncio.Event()
+
+        async def sleep(seconds: float) -> bool:
+            try:
+                async with asyncio.timeout(seconds):
+                    await stopping.wait()
+            except TimeoutError:
+                pass
+            writer.flush()
+            return stopping.is_set()
+
+        fleet = BleFleet(store, pipeline.on_frame, BleSection(), clock_trusted=lambda: False,
+                         flush=writer.flush)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(fleet.run(sleep, poll_s=0.1, watch_bluez=False), name="ble")
+            await until(lambda: records() == want
+                        and fleet.sessions[cuff_addr].state == "streaming")
+            stopping.set()
+        writer.flush()
+
+    async def main() -> None:
+        cuff = RecordCuff(cuff_addr, records=6)
+        async with virtual_bluez([cuff]):
+            await ble.scan(0.3)
+            await one_run(cuff, 6)
+            cuff.take()
+            await one_run(cuff, 7)  # a new fleet (as after a restart): only record 6 is new
+
+    asyncio.run(main())
+    seqs = [bytes(p)[1] for (p,) in store.conn.execute(
+        "SELECT payload FROM raw_frames WHERE characteristic = '2b36' ORDER BY id")]
+    assert seqs == list(range(7))
     store.close()
