@@ -64,10 +64,17 @@ def main() -> None:
     for held in names:
         model = fit([k for k in names if k != held])
         scores[held] = post(model.decision_function((feats[held] - mu) / sd))
-    s = np.concatenate([scores[k] for k in names])
     y = np.concatenate([labels[k] for k in names])
     for thr in (-0.5, -0.25, 0.0, 0.25, 0.5):
-        pred = s > thr
+        # As detect_af: AF runs shorter than MIN_EPISODE_BEATS are dropped.
+        parts = []
+        for k in names:
+            af = scores[k] > thr
+            for start, end in rhythm._runs(af):
+                if end - start + 1 < rhythm.MIN_EPISODE_BEATS:
+                    af[start : end + 1] = False
+            parts.append(af)
+        pred = np.concatenate(parts)
         se, sp = 100 * pred[y].mean(), 100 * (~pred[~y]).mean()
         print(f"LORO thr {thr:+.2f}: Se {se:.2f}%  Sp {sp:.2f}%")
     model = fit(names)
