@@ -38,6 +38,9 @@ class Component:
 
     name: str
     run: Callable[[Daemon], Coroutine[Any, Any, None]]
+    #: A critical job's failure stops the daemon (exit 1, systemd restarts it); any other
+    #: job is restarted with backoff, so a bug in one part never stops readings being stored.
+    critical: bool = False
 
 
 class Daemon:
@@ -56,6 +59,7 @@ class Daemon:
         self.writer: BatchWriter | None = None
         self.pipeline: FramePipeline | None = None
         self._settings_version: str | None = None
+        self.exit_code = 0
         self.alert_engine: Any = None
         self.deliver_alerts: Callable[[list[Any]], None] | None = None
         self.sync_service: Any = None
@@ -99,7 +103,7 @@ class Daemon:
             gateway=cfg.gateway_id, broker=cfg.mqtt.url or "none", config=cfg.source)
         self.notifier.ready(f"running db={self.store.path}")
         components = [
-            Component("writer", lambda d: d._writer_task()),
+            Component("writer", lambda d: d._writer_task(), critical=True),
             Component("watchdog", lambda d: d._watchdog()),
             Component("settings", lambda d: d._settings_watch()),
             Component("maintenance", lambda d: d._maintenance()),
@@ -108,7 +112,7 @@ class Daemon:
         ]
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(c.run(self), name=c.name) for c in components]
+                tasks = [tg.create_task(self._supervise(c), name=c.name) for c in components]
                 await self.stop_event.wait()
                 log(LOG, logging.INFO, "daemon.stopping")
                 self.notifier.stopping()
@@ -125,7 +129,28 @@ class Daemon:
             log(LOG, logging.INFO, "daemon.stopped", frames=self.writer.stats.frames,
                 readings=self.writer.stats.readings_new, rejected=self.writer.stats.rejected)
             self.notifier.close()
-        return 0
+        return self.exit_code
+
+    async def _supervise(self, c: Component) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await c.run(self)
+                return
+            except Exception as err:
+                if c.critical:
+                    log(LOG, logging.ERROR, "daemon.component_failed", component=c.name,
+                        error=f"{type(err).__name__}: {err}", action="stopping; systemd "
+                        "restarts the daemon")
+                    self.exit_code = 1
+                    self.stop()
+                    return
+                LOG.exception("daemon.component_restart", extra={"fields": {
+                    "component": c.name, "error": f"{type(err).__name__}: {err}",
+                    "retry_in_s": delay}})
+                if await self.sleep(delay):
+                    return
+                delay = min(delay * 2, 60.0)
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the daemon is stopping."""
@@ -181,7 +206,9 @@ def default_components() -> list[Component]:
     from .supervisor import serial_task
 
     return [
-        Component("ble", ble_component),
+        # bleak keeps a stale picture of BlueZ after bluetoothd restarts: a fresh process is
+        # the reliable cure, so a fleet failure stops the daemon for systemd to restart.
+        Component("ble", ble_component, critical=True),
         Component("serial", serial_task),
         Component("alerts", _alerts_task),
         Component("dsp", _dsp_task),

@@ -52,3 +52,29 @@ def test_sigterm_commits_every_received_reading(tmp_path: Path) -> None:
     # The WAL was checkpointed on the way out.
     wal = Path(str(db) + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_failing_job_is_restarted_and_a_critical_one_stops_cleanly(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    cfg = Config(storage=StorageSection(db_path=str(db)))
+    runs = {"flaky": 0}
+    payload = bytes.fromhex("10480004")
+
+    async def flaky(d: Daemon) -> None:
+        runs["flaky"] += 1
+        if runs["flaky"] == 1:
+            raise RuntimeError("a bug in a non-critical job")
+
+    async def radio(d: Daemon) -> None:
+        assert d.pipeline is not None
+        d.pipeline.on_frame("strap-1", "2a37", datetime.now(UTC), payload)
+        await asyncio.sleep(1.5)  # the flaky job gets restarted after 1 s meanwhile
+        raise RuntimeError("the adapter went away")
+
+    daemon = Daemon(cfg, components=[Component("flaky", flaky),
+                                     Component("radio", radio, critical=True)])
+    assert asyncio.run(daemon.run()) == 1
+    assert runs["flaky"] == 2
+    # What was received before the failure is committed.
+    store = Store.open(db)
+    assert store.conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 2
