@@ -24,9 +24,14 @@ that look at the rhythm with the ectopy taken out in several ways:
 A logistic combination of the 12 standardised features (coefficients fitted once on the 17 public
 afdb records with leave-one-record-out validation, tests/reference/fit_af_model.py) gives a score
 per beat; a positive score is AF, and AF runs shorter than ``MIN_EPISODE_BEATS`` are dropped.
-The decision for a beat needs the beats up to ``AF_LOOKAHEAD_BEATS`` (44) after it, so a
-streaming detector reports an onset about 44 beats late; leave-one-record-out on afdb gives
-Se 97.7 % / Sp 98.4 %, the fitted model Se 98.3 % / Sp 98.5 % (docs/dsp.md).
+Leave-one-record-out on afdb gives Se 97.7 % / Sp 98.4 %, the fitted model Se 98.3 % / Sp 98.5 %
+(docs/dsp.md).
+
+Streaming: run on the beats received so far, the windows are padded at the end with the last
+value, so an onset is flagged after a median of 18 beats (90th percentile 32) on the afdb
+episodes; a beat's decision can still be revised until about ``AF_SETTLE_BEATS`` later beats
+have arrived (the reach of the centred windows), which is why the scheduler runs the detector
+over a window plus a lead.
 """
 
 from __future__ import annotations
@@ -46,12 +51,11 @@ REF_BEATS = 15
 NORMAL_MEDIAN_BEATS = 15
 SMOOTH_BEATS = 61
 PAIR_WINDOW_BEATS = 64
-POST_MEDIAN_BEATS = 1
 PAIR_CELL_MS = 40.0
-#: Beats after a beat that the AF decision for it depends on (half of each centred window).
-AF_LOOKAHEAD_BEATS = (
-    REF_BEATS // 2 + NORMAL_MEDIAN_BEATS // 2 + SMOOTH_BEATS // 2 + POST_MEDIAN_BEATS // 2
-)
+WIDE_REF_BEATS = 61
+#: Later beats that can still change a beat's score: the wide median (30) then the smoothing
+#: (30), a few more where premature beats stretch the normal-beat median (measured: ≤ 66).
+AF_SETTLE_BEATS = 66
 
 PAUSE_MS = 2000.0
 SEVERE_PAUSE_MS = 3000.0
@@ -151,7 +155,7 @@ def af_features(rr_ms: FloatArray) -> FloatArray:
     if rr.size > 2:
         turning[1:-1] = ((rr[1:-1] - rr[:-2]) * (rr[1:-1] - rr[2:]) > 0).astype(np.float64)
     lag3 = _mean(_median(_nearest_lag_diff(rr, 3) / ref, 15), SMOOTH_BEATS)
-    wide_ref = _median(rr, 61)
+    wide_ref = _median(rr, WIDE_REF_BEATS)
     near4 = _mean((np.abs(rr - wide_ref) < 0.04 * wide_ref).astype(np.float64), SMOOTH_BEATS)
     near8 = _mean((np.abs(rr - wide_ref) < 0.08 * wide_ref).astype(np.float64), SMOOTH_BEATS)
     delta = np.diff(rr, prepend=rr[0])
@@ -188,13 +192,12 @@ def af_features(rr_ms: FloatArray) -> FloatArray:
 
 
 def af_score(rr_ms: FloatArray) -> FloatArray:
-    """Per-beat AF score (log-odds scale, smoothed); positive means AF."""
+    """Per-beat AF score (log-odds scale); positive means AF."""
     rr = np.asarray(rr_ms, dtype=np.float64)
     if rr.size == 0:
         return np.zeros(0)
     z = (af_features(rr) - _FEATURE_MEAN) / _FEATURE_SD
-    raw = z @ _WEIGHTS + _BIAS
-    return _median(np.asarray(raw, dtype=np.float64), POST_MEDIAN_BEATS)
+    return np.asarray(z @ _WEIGHTS + _BIAS, dtype=np.float64)
 
 
 def _runs(mask: BoolArray) -> list[tuple[int, int]]:

@@ -33,7 +33,6 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    from scipy.ndimage import median_filter
     from sklearn.linear_model import LogisticRegression
 
     parser = argparse.ArgumentParser()
@@ -57,13 +56,10 @@ def main() -> None:
             x[::5], y[::5]
         )
 
-    def post(raw: np.ndarray) -> np.ndarray:
-        return median_filter(raw, size=rhythm.POST_MEDIAN_BEATS, mode="nearest")
-
     scores = {}
     for held in names:
         model = fit([k for k in names if k != held])
-        scores[held] = post(model.decision_function((feats[held] - mu) / sd))
+        scores[held] = model.decision_function((feats[held] - mu) / sd)
     y = np.concatenate([labels[k] for k in names])
     for thr in (-0.5, -0.25, 0.0, 0.25, 0.5):
         # As detect_af: AF runs shorter than MIN_EPISODE_BEATS are dropped.

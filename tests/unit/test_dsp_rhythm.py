@@ -93,7 +93,27 @@ def test_af_detector_per_beat_on_afdb() -> None:
     se, sp = np.mean(p[y]), np.mean(~p[~y])
     assert se >= 0.97, se
     assert sp >= 0.98, sp
-    assert rhythm.AF_LOOKAHEAD_BEATS <= 60
+
+
+def test_streaming_decision_delay() -> None:
+    """Fed the beats as they arrive, the detector flags the excerpt's onset within 60 beats."""
+    rr, labels = _load(DATA / "afdb04043_excerpt_rr.csv.gz")
+    onset = int(np.flatnonzero(labels == "AFIB")[0])
+    delay = next(
+        d for d in range(0, 200, 2) if detect_af(rr[: onset + d + 1])[onset:].any()
+    )
+    assert delay < 60
+
+
+def test_decision_settles_within_af_settle_beats() -> None:
+    rr, _ = _load(DATA / "afdb04043_excerpt_rr.csv.gz")
+    base = rhythm.af_score(rr)
+    for j in range(200, 2800, 97):
+        for factor in (1.8, 0.55):
+            changed = rr.copy()
+            changed[j] *= factor
+            moved = np.flatnonzero(np.abs(rhythm.af_score(changed) - base) > 1e-12)
+            assert moved.size == 0 or j - moved[0] <= rhythm.AF_SETTLE_BEATS
 
 
 @needs_shared
