@@ -74,12 +74,16 @@ def _zone_offset(port: ClockPort) -> float:
     return 0.0 if delta is None else delta.total_seconds()
 
 
-async def sync_clock(port: ClockPort) -> float | None:
-    """Read the device's time; set it if it drifted and we may.  Returns the final offset."""
+async def sync_clock(port: ClockPort, *, may_set: bool = True) -> float | None:
+    """Read the device's time; set it if it drifted and we may.  Returns the final offset.
+
+    ``may_set=False`` only measures: the session measures before it fetches stored records
+    (stamped by the device's clock as it was) and sets the clock after they are in.
+    """
     offset = _offset(port, await port.read(CURRENT_TIME))
     drift = None if offset is None else offset - _zone_offset(port)
     corrected = False
-    if (drift is None or abs(drift) > port.max_drift_s) and port.set_clock:
+    if (drift is None or abs(drift) > port.max_drift_s) and port.set_clock and may_set:
         shown = "?" if drift is None else f"{drift:.0f}"
         if not port.clock_trusted():
             log.warning("%s: device clock off by %s s, not set: gateway clock not synchronised",

@@ -254,6 +254,17 @@ class DeviceSession:
         except (TimeoutError, DeviceError) as err:
             log.debug("%s: disconnect: %s", self.device_id, err)
 
+    async def _quiet(self, quiet_s: float, limit_s: float) -> None:
+        """Wait until no frame arrived for ``quiet_s`` (at most ``limit_s``) or the link is lost."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit_s
+        while not self._lost.is_set() and loop.time() < end:
+            left = self._last_frame + quiet_s - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), min(left, end - loop.time()))
+
     async def _serve(self) -> None:
         t = self.transport
         self._backfilled = False
@@ -264,7 +275,10 @@ class DeviceSession:
             if t.has(uuid):
                 self._deliver_one(uuid, self.now(), await t.read(uuid))
         if t.has("2a2b"):
-            await sync_clock(self)
+            # Measure only: the stored records about to arrive were stamped by the device's
+            # clock as it is now, so their UTC must be derived with this offset.  The clock is
+            # set (if it drifted) once they are in.
+            await sync_clock(self, may_set=False)
         subscribed: list[str] = []
         for uuid in SUBSCRIBE:
             if t.has(uuid):
@@ -282,6 +296,10 @@ class DeviceSession:
                     self.stats.backfilled += n
                     log.info("%s: backfilled %d records", self.device_id, n)
         self._backfilled = True
+        if t.has("2a2b") and self.set_clock:
+            # Cuffs without RACP indicate their stored readings on connect: let them finish.
+            await self._quiet(2.0, limit_s=30.0)
+            await sync_clock(self)
         self._set_state("streaming")
         # Devices that only hand over stored records (meters, cuffs, scales) usually switch
         # off after a transfer; those that do not would hold a connection slot forever.

@@ -114,12 +114,17 @@ def test_device_clock_is_set_only_when_gateway_clock_is_trusted(
 
     # on_clock reports device time - UTC; the meter keeps local time.
     zone = (datetime.now(UTC).astimezone().utcoffset() or timedelta()).total_seconds()
+    # First the offset is measured (the stored records are stamped by the clock as it was,
+    # so their UTC is derived with it), then - after the backfill - the clock is set.
     clocks, device_offset = asyncio.run(main(trusted=True))
-    assert len(clocks) == 1 and clocks[0][1] is True and abs(clocks[0][0] - zone) < 2
+    assert len(clocks) == 2
+    assert clocks[0][1] is False and abs(clocks[0][0] - zone - (3 * 3600 + 17)) < 2
+    assert clocks[1][1] is True and abs(clocks[1][0] - zone) < 2
     assert abs(device_offset) < 2
     clocks, device_offset = asyncio.run(main(trusted=False))
-    assert len(clocks) == 1 and clocks[0][1] is False
-    assert abs(clocks[0][0] - zone - (3 * 3600 + 17)) < 2 and device_offset > 3 * 3600
+    assert [fixed for _, fixed in clocks] == [False, False]
+    assert all(abs(off - zone - (3 * 3600 + 17)) < 2 for off, _ in clocks)
+    assert device_offset > 3 * 3600
 
 
 def test_damaged_records_are_asked_for_again(

@@ -48,7 +48,7 @@ def test_daemon_runs_ble_sessions_and_stops_cleanly(
             return time.monotonic() - stopped_at
 
     took = asyncio.run(main())
-    assert took < 3.0
+    assert took < 5.0  # the contract: stopped within 5 s of SIGTERM
     row = readings.conn.execute("SELECT connected FROM devices WHERE id = ?", (STRAP,)).fetchone()
     assert row[0] == 0
     readings.close()
