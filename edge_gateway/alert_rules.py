@@ -95,6 +95,16 @@ def _owner(r: Reading) -> str:
     return r.patient_id or f"device:{r.device_id}"
 
 
+def _stream_owner(r: Reading) -> str:
+    """Streamed vitals are judged per device: two oximeters on one patient that disagree must
+    not average each other away (nor clear each other's alert)."""
+    return f"{_owner(r)}:{r.device_id}" if r.patient_id else _owner(r)
+
+
+#: Heart Rate Measurement flags: sensor contact feature supported but contact not detected.
+CONTACT_LOST = 2
+
+
 def glucose_mgdl(value: float, unit: str) -> float:
     return value * MGDL_PER_MMOLL if unit == "mmol/L" else value
 
@@ -237,7 +247,11 @@ class Rules:
 
     def _heart_rate(self, r: Reading, th: Thresholds) -> list[Observation]:
         assert r.value is not None
-        owner = _owner(r)
+        if r.value <= 0 or (r.extra or {}).get("sensor_contact") == CONTACT_LOST:
+            # A strap off the chest reports 0 /min or flags lost contact: no heart rate, so
+            # neither a reason to alert nor to clear.
+            return []
+        owner = _stream_owner(r)
         lo, hi, hyst = th["hr.low_rest"], th["hr.high_rest"], th["hr.hysteresis"]
         sustain = th["hr.sustain"]
         med = self._window_median(f"hr:{owner}", r.time, r.value, sustain)
@@ -275,7 +289,7 @@ class Rules:
 
     def _spo2(self, r: Reading, th: Thresholds) -> list[Observation]:
         assert r.value is not None
-        key, low = f"spo2_low:{_owner(r)}", th["spo2.low"]
+        key, low = f"spo2_low:{_stream_owner(r)}", th["spo2.low"]
         med = self._window_median(key, r.time, r.value, th["spo2.sustain"], spot_ok=True)
         common: dict[str, Any] = {
             "at": r.time, "value": r.value if med is None else round(med, 1), "unit": "%",

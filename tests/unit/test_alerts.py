@@ -344,3 +344,24 @@ def test_offline_alert_delivered_locally_then_synced_first(
     first = box.batch(3)  # link back: what goes first?
     assert [i.kind for i in first][:1] == ["alert"] and first[0].priority == 0
     assert first[0].body["alert_id"] == sent["alert_id"]
+
+
+def test_spo2_is_judged_per_device_so_two_oximeters_do_not_cancel_out(
+        engine: AlertEngine) -> None:
+    readings = []
+    for i in range(150):  # 2.5 min: the clip-on oximeter reads 87 %, the serial one 97 %
+        at = T0 + timedelta(seconds=i)
+        readings.append(rd("spo2", 87.0, at, "%", device="clip"))
+        readings.append(rd("spo2", 97.0, at + timedelta(milliseconds=500), "%", device="rad8"))
+    raised = [t for t in feed(engine, readings) if t.event == "raised"]
+    assert len(raised) == 1
+    assert raised[0].to_alert().device_id == "clip"
+
+
+def test_a_strap_without_skin_contact_raises_no_heart_rate_alert(engine: AlertEngine) -> None:
+    off = []
+    for i in range(20 * 60):  # 20 min of "0 /min, contact not detected"
+        at = T0 + timedelta(seconds=i)
+        off.append(Reading("strap", "2a37", "heart_rate", 0.0, "/min", at, at, f"rx:{i}",
+                           patient_id="alice", extra={"sensor_contact": 2}))
+    assert feed(engine, off) == []
