@@ -352,7 +352,9 @@ def test_spo2_is_judged_per_device_so_two_oximeters_do_not_cancel_out(
     for i in range(150):  # 2.5 min: the clip-on oximeter reads 87 %, the serial one 97 %
         at = T0 + timedelta(seconds=i)
         readings.append(rd("spo2", 87.0, at, "%", device="clip"))
-        readings.append(rd("spo2", 97.0, at + timedelta(milliseconds=500), "%", device="rad8"))
+        for ms in (300, 600):  # the serial one reports twice as often
+            readings.append(rd("spo2", 97.0, at + timedelta(milliseconds=ms), "%",
+                               device="rad8"))
     raised = [t for t in feed(engine, readings) if t.event == "raised"]
     assert len(raised) == 1
     assert raised[0].to_alert().device_id == "clip"
