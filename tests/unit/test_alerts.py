@@ -351,10 +351,11 @@ def test_spo2_is_judged_per_device_so_two_oximeters_do_not_cancel_out(
     readings = []
     for i in range(150):  # 2.5 min: the clip-on oximeter reads 87 %, the serial one 97 %
         at = T0 + timedelta(seconds=i)
-        readings.append(rd("spo2", 87.0, at, "%", device="clip"))
-        for ms in (300, 600):  # the serial one reports twice as often
+        for ms in (0, 300):  # the serial one reports twice as often
             readings.append(rd("spo2", 97.0, at + timedelta(milliseconds=ms), "%",
                                device="rad8"))
+        readings.append(rd("spo2", 87.0, at + timedelta(milliseconds=600), "%",
+                           device="clip"))
     raised = [t for t in feed(engine, readings) if t.event == "raised"]
     assert len(raised) == 1
     assert raised[0].to_alert().device_id == "clip"
