@@ -73,17 +73,30 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
               help="Health profile; found by a short scan when omitted.")
 @click.option("--name", default=None, help="A name to show instead of the advertised one.")
 @click.option("--patient", default=None, help="Assign the device to this patient.")
+@click.option("--serial", "serial_protocol", type=click.Choice(sorted(D.SERIAL_PROTOCOLS)),
+              default=None, help="ADDRESS is a serial port (/dev/ttyUSB0) with a home sensor "
+              "speaking this protocol.")
 @_JSON
 @pass_ctx
 @handle_errors
 def devices_add(ctx: Context, address: str, profile: str | None, name: str | None,
-                patient: str | None, as_json: bool) -> None:
+                patient: str | None, serial_protocol: str | None, as_json: bool) -> None:
     """Add a device to the allowlist; the daemon starts collecting from it.
 
     Example:
 
         edge-gateway devices add C0:FF:EE:00:00:01 --patient alice
+
+        edge-gateway devices add /dev/ttyUSB0 --serial masimo-rad8 --patient alice
     """
+    if serial_protocol is not None:
+        dev = D.add_serial_device(open_store(ctx), address, serial_protocol, name=name,
+                                  patient=patient)
+        if as_json:
+            echo_json(dev)
+        else:
+            click.echo(f"added {dev['id']} ({address}, {serial_protocol})")
+        return
     addr = D.check_address(address)
     if profile is None:
         seen = asyncio.run(_ble().find(addr, 10.0, adapter=_adapter(ctx)))

@@ -57,6 +57,36 @@ def add_device(store: Store, address: str, profile: str, *, name: str | None = N
     return store.device(addr)
 
 
+#: Serial line protocols the gateway speaks, and the health profile each device has.
+SERIAL_PROTOCOLS = {"masimo-rad8": "pulse_oximeter"}
+
+
+def add_serial_device(store: Store, port: str, protocol: str, *, name: str | None = None,
+                      patient: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Add a serial home sensor (``/dev/ttyUSB0`` speaking ``protocol``)."""
+    import json
+    import os.path
+
+    if protocol not in SERIAL_PROTOCOLS:
+        raise UsageError(f"unknown serial protocol {protocol!r}",
+                         hint=f"one of {', '.join(sorted(SERIAL_PROTOCOLS))}")
+    if not port.startswith("/dev/") and not os.path.exists(port):
+        raise UsageError(f"{port!r} is not a serial port path",
+                         hint="give the device path, e.g. /dev/ttyUSB0")
+    if patient is not None:
+        require_patient(store, patient)
+    dev_id = "serial-" + os.path.basename(port)
+    store.upsert_device(dev_id, profile=SERIAL_PROTOCOLS[protocol], name=name or dev_id,
+                        address=port, transport="serial", patient_id=patient)
+    with store.transaction() as conn:
+        conn.execute("UPDATE devices SET enabled = 1, details = ? WHERE id = ?",
+                     (json.dumps({"protocol": protocol}), dev_id))
+        audit(conn, actor or os_actor(), "device.add", dev_id,
+              {"transport": "serial", "port": port, "protocol": protocol, "patient": patient})
+        bump_settings_version(conn)
+    return store.device(dev_id)
+
+
 def assign(store: Store, address: str, patient: str, *, user: int | None = None,
            actor: str | None = None) -> dict[str, Any]:
     """Assign a device to a patient; with ``user``, one user slot of a multi-user cuff."""
