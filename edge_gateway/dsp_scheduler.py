@@ -114,11 +114,9 @@ class DspScheduler:
         self.on_summary = on_summary
         self.made = 0
 
-    def patients(self, kinds: Sequence[str]) -> list[str]:
-        q = ",".join("?" * len(kinds))
-        return [r[0] for r in self.store.conn.execute(
-            f"SELECT DISTINCT patient_id FROM readings WHERE patient_id IS NOT NULL"
-            f" AND kind IN ({q})", list(kinds))]
+    def patients(self) -> list[str]:
+        """Every patient (a cheap table; windows without readings cost one indexed query)."""
+        return [r[0] for r in self.store.conn.execute("SELECT id FROM patients ORDER BY id")]
 
     def _first_time(self, patient: str, kinds: Sequence[str]) -> datetime | None:
         q = ",".join("?" * len(kinds))
@@ -144,10 +142,16 @@ class DspScheduler:
                       offset.total_seconds() if offset else 0.0, lead.total_seconds())
 
     async def run_once(self, now: datetime) -> int:
-        """Summarise every complete window that is due; return how many summaries were made."""
+        """Summarise every complete window that is due; return how many summaries were made.
+
+        The summaries of one job and patient are committed in one transaction together with
+        their outbox rows and the progress mark, so a crash redoes at most that batch (and
+        the unique index on summaries keeps a redo from duplicating anything).
+        """
         made = 0
+        patients = self.patients()
         for job in self.jobs:
-            for patient in self.patients(job.reading_kinds):
+            for patient in patients:
                 key = f"dsp.{job.name}.{patient}"
                 done = parse_iso(self.store.meta(key))
                 if done is None:
@@ -155,41 +159,51 @@ class DspScheduler:
                     if first is None:
                         continue
                     done = max(first, now - job.backlog)
+                ready: list[Summary] = []
+                last_end: datetime | None = None
                 for w_start, w_end in windows(job.span, done, now, self.tz, self.lag,
                                               self.short_minutes):
                     series = self.load(patient, job.reading_kinds, w_start, w_end, job.lead)
-                    result = None
-                    if np.any(series.times_s >= 0):
-                        result = await asyncio.to_thread(job.compute, series)
+                    last_end = w_end
+                    if not np.any(series.times_s >= 0):
+                        continue
+                    result = await asyncio.to_thread(job.compute, series)
                     if result is not None:
                         metrics, coverage, algorithm = result
-                        made += self._store(Summary(
+                        ready.append(Summary(
                             patient_id=patient, kind=job.name, window_start=w_start,
                             window_end=w_end, metrics=metrics, coverage=coverage,
                             algorithm=algorithm, created_at=datetime.now(UTC)))
+                if last_end is not None:
                     # The 14-day window slides by a day; progress is its end either way.
-                    self.store.set_meta(key, iso(w_end) or "")
+                    made += self._store(ready, key, last_end)
         self.made += made
         return made
 
-    def _store(self, summary: Summary) -> int:
+    def _store(self, summaries: list[Summary], progress_key: str, progress: datetime) -> int:
         from .sync.outbox import enqueue_summary
 
+        stored: list[tuple[Summary, int]] = []
         with self.store.transaction() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO summaries (patient_id, device_id, kind, window_start,"
-                " window_end, metrics, coverage, algorithm, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (summary.patient_id, summary.device_id, summary.kind, iso(summary.window_start),
-                 iso(summary.window_end), json.dumps(summary.metrics, default=_json_default),
-                 summary.coverage, summary.algorithm, iso(summary.created_at)))
-            if cur.rowcount == 0:
-                return 0
-            summary_id = int(cur.lastrowid or 0)
-            enqueue_summary(self.store, summary_id, summary)
+            for summary in summaries:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO summaries (patient_id, device_id, kind, window_start,"
+                    " window_end, metrics, coverage, algorithm, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (summary.patient_id, summary.device_id, summary.kind,
+                     iso(summary.window_start), iso(summary.window_end),
+                     json.dumps(summary.metrics, default=_json_default), summary.coverage,
+                     summary.algorithm, iso(summary.created_at)))
+                if cur.rowcount:
+                    summary_id = int(cur.lastrowid or 0)
+                    enqueue_summary(self.store, summary_id, summary)
+                    stored.append((summary, summary_id))
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                         " DO UPDATE SET value = excluded.value", (progress_key, iso(progress)))
         if self.on_summary is not None:
-            self.on_summary(summary, summary_id)
-        return 1
+            for summary, summary_id in stored:
+                self.on_summary(summary, summary_id)
+        return len(stored)
 
 
 def _json_default(o: Any) -> Any:

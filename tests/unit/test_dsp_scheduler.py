@@ -69,6 +69,7 @@ def test_beat_times_follow_rr_and_reanchor_after_lost_notifications() -> None:
 
 def test_hrv_and_rhythm_summaries_from_stored_beats(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "g.db")
+    store.add_patient("p1")
     rr, t_s, rhythm = afdb_excerpt()
     store_rr(store, rr, t_s, drop=(100.0, 130.0))
     end = T0 + timedelta(seconds=float(t_s[-1]))
@@ -107,6 +108,7 @@ def test_hrv_and_rhythm_summaries_from_stored_beats(tmp_path: Path) -> None:
 
 def test_bp_weekly_pairs_systolic_and_diastolic(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "g.db")
+    store.add_patient("p1")
     readings = []
     for day in range(7):
         at = datetime(2026, 11, 16, 7, 30, tzinfo=UTC) + timedelta(days=day)
