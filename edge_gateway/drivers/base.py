@@ -280,3 +280,30 @@ def timed_key(dt: DateTime | None, received_at: datetime, user_id: int | None = 
     dev = None if dt is None else dt.iso()
     key = f"dev:{dev}" if dev is not None else rx_key(received_at)
     return key if user_id is None else f"u{user_id}:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Feature16:
+    """A characteristic that is one 16-bit feature field (BLS 0x2A49, GLS 0x2A51).
+
+    Subclasses set ``characteristic``, ``name`` and ``BITS`` (bit number -> feature name).
+    """
+
+    characteristic: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    BITS: ClassVar[Mapping[int, str]] = {}
+
+    features: int
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader(cls.characteristic, raw)
+        v = r.u16("features")
+        r.end()
+        return cls(v)
+
+    def to_bytes(self) -> bytes:
+        return p16(self.features)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": bits(self.features, self.BITS)}

@@ -6,12 +6,23 @@ Supplement "Blood Pressure Measurement", "Intermediate Cuff Pressure", "Blood Pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from ..reading import Reading
-from .base import DateTime, Reader, ReadingContext, bits, p16, psf, timed_key, ts_json
+from .base import (
+    DateTime,
+    Feature16,
+    Reader,
+    ReadingContext,
+    bits,
+    p16,
+    psf,
+    timed_key,
+    ts_json,
+)
 from .ieee11073 import SFloat
 
 _F_KPA = 0x01
@@ -171,23 +182,9 @@ def to_readings(m: BloodPressureMeasurement, *, device_id: str, characteristic: 
 
 
 @dataclass(frozen=True, slots=True)
-class BloodPressureFeature:
+class BloodPressureFeature(Feature16):
     """Blood Pressure Feature 0x2A49 (BLS §3.3): 16 feature bits."""
 
     characteristic: ClassVar[str] = "2a49"
     name: ClassVar[str] = "Blood Pressure Feature"
-
-    features: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a49", raw)
-        v = r.u16("features")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return p16(self.features)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"features": bits(self.features, FEATURE_BITS)}
+    BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS

@@ -7,6 +7,7 @@ the GSS "Record Access Control Point" (RACP, in racp.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Self
 from ..reading import Reading
 from .base import (
     DateTime,
+    Feature16,
     Reader,
     ReadingContext,
     bits,
@@ -336,24 +338,10 @@ FEATURE_BITS = {
 
 
 @dataclass(frozen=True, slots=True)
-class GlucoseFeature:
+class GlucoseFeature(Feature16):
     """Glucose Feature 0x2A51 (GLS, GSS "Glucose Feature"): 16 feature bits."""
 
     characteristic: ClassVar[str] = "2a51"
     name: ClassVar[str] = "Glucose Feature"
-
-    features: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a51", raw)
-        v = r.u16("features")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return p16(self.features)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"features": bits(self.features, FEATURE_BITS)}
+    BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS
 
