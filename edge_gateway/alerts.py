@@ -311,7 +311,8 @@ class AlertEngine:
         if self._last_seen is None:
             self._last_seen = {
                 dev: t for dev, text in conn.execute(
-                    "SELECT device_id, max(received_at) FROM readings GROUP BY device_id")
+                    # The writer keeps last_reading_at per device: never scan readings here.
+                    "SELECT id, last_reading_at FROM devices")
                 if (t := parse_iso(text)) is not None}
         devices = []
         for dev, patient, seen, battery, enabled, added in conn.execute(
