@@ -20,6 +20,7 @@ import pytest
 from edge_gateway.store import Store
 
 DEVICES = 6
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 
 
 def rss_mb(pid: int) -> float:
@@ -30,10 +31,11 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SOAK_SECONDS + 120)
 def test_daemon_memory_stays_flat(tmp_path: Path, cli_env: dict[str, str]) -> None:
     from hardware_sim.dbus_daemon import start_private_bus
 
-    seconds = float(os.environ.get("SOAK_SECONDS", "600"))
+    seconds = SOAK_SECONDS
     bus = start_private_bus(tmp_path / "bus")
     sim = subprocess.Popen(
         [sys.executable, "-m", "hardware_sim.run_bluez", "--bus", bus.address, "--straps",
