@@ -1,8 +1,10 @@
 """Soak: the whole daemon (`edge-gateway run`) against six busy simulated straps, its memory
-sampled over time.  `make soak` runs it; SOAK_SECONDS sets the length (default 600 s).
+sampled over time.  `make soak` runs it; SOAK_SECONDS sets the length (default 900 s).
 
 Memory must stay flat once warm: the growth of resident memory between the end of the warm-up
-(first 20 % of the run) and the end must stay under 5 MB, while the database grows steadily.
+and the end must stay under 5 MB while the database grows steadily.  The warm-up is the first
+six minutes (at least 20 % of the run): the first 5-minute DSP windows load scipy.interpolate
+and scipy.ndimage, a one-time step of about 70 MB (measured: 56 -> 124 MB, then flat).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 from edge_gateway.store import Store
 
 DEVICES = 6
-SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "900"))
+WARM_UP_S = 360.0
 
 
 def rss_mb(pid: int) -> float:
@@ -67,9 +70,11 @@ def test_daemon_memory_stays_flat(tmp_path: Path, cli_env: dict[str, str]) -> No
             samples.append((elapsed, rss_mb(daemon.pid), n))
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
-        warm = [s for s in samples if s[0] >= 0.2 * seconds]
+        warm = [s for s in samples if s[0] >= max(WARM_UP_S, 0.2 * seconds)]
+        assert len(warm) >= 2, "SOAK_SECONDS must leave time after the six-minute warm-up"
         growth = warm[-1][1] - warm[0][1]
         rate = (warm[-1][2] - warm[0][2]) / (warm[-1][0] - warm[0][0])
+        print("\n".join(f"  t={t:6.0f} s  rss={r:6.1f} MB  readings={n}" for t, r, n in samples))
         print(f"\nsoak: {seconds:.0f} s, {DEVICES} straps, {rate:.0f} readings/s stored, "
               f"RSS {warm[0][1]:.1f} -> {warm[-1][1]:.1f} MB (max "
               f"{max(s[1] for s in samples):.1f} MB)")
