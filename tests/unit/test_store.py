@@ -202,3 +202,31 @@ def test_device_statistics_follow_new_readings_only(tmp_path: Path) -> None:
     assert dev["last_reading_at"] == max(r[0] for r in store.conn.execute(
         "SELECT received_at FROM readings"))
     assert store.prune_stats(now=now + timedelta(hours=20)) == 4  # the four 30 h old minutes
+
+
+def test_status_json_has_the_documented_keys(tmp_path: Path) -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from edge_gateway.cli import main
+
+    db = tmp_path / "g.db"
+    store = Store.open(db, cap_bytes=5_000_000)
+    store.add_patient("alice")
+    store.upsert_device("meter-1", profile="glucose", name="Meter", patient_id="alice")
+    store.add_readings([reading(1, at=datetime.now(UTC))])
+    store.set_connected("meter-1", True, datetime.now(UTC))
+    store.close()
+    res = CliRunner().invoke(main, ["--db", str(db), "status", "--json"])
+    assert res.exit_code == 0, res.output
+    st = _json.loads(res.output)
+    dev = st["devices"][0]
+    for key in ("id", "name", "profile", "patient", "connected", "last_reading_at",
+                "readings_24h", "readings_total"):
+        assert key in dev
+    assert (dev["patient"], dev["connected"], dev["readings_24h"]) == ("alice", True, 1)
+    assert dev["connected_recorded_at"] is not None
+    assert set(st["outbox"]) >= {"pending", "oldest_pending_at"}
+    assert "last_sync_at" in st
+    assert set(st["storage"]) >= {"db_bytes", "cap_bytes", "evicted"}
