@@ -96,6 +96,12 @@ class Daemon:
         self.pipeline = FramePipeline(self.store, self.writer)
         self._settings_version = self.store.meta("settings_version")
         loop = asyncio.get_running_loop()
+        # A small, fixed pool for to_thread work (DSP): every extra thread may get its own
+        # malloc arena, and resident memory on a small board must stay flat.
+        from concurrent.futures import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edge-gateway")
+        loop.set_default_executor(executor)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -126,6 +132,7 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self.writer.flush()
             self.store.close()
+            executor.shutdown(wait=False, cancel_futures=True)
             log(LOG, logging.INFO, "daemon.stopped", frames=self.writer.stats.frames,
                 readings=self.writer.stats.readings_new, rejected=self.writer.stats.rejected)
             self.notifier.close()

@@ -56,7 +56,8 @@ def test_daemon_memory_stays_flat(tmp_path: Path, cli_env: dict[str, str]) -> No
             store.upsert_device(f"strap-{i}", profile="heart_rate", address=addr,
                                 patient_id="p1", bonded=True)
         store.close()
-        env = {**cli_env, "DBUS_SYSTEM_BUS_ADDRESS": bus.address}
+        # As the systemd unit runs it (Environment=MALLOC_ARENA_MAX=2).
+        env = {**cli_env, "DBUS_SYSTEM_BUS_ADDRESS": bus.address, "MALLOC_ARENA_MAX": "2"}
         with (tmp_path / "daemon.log").open("wb") as log:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "edge_gateway", "--db", str(db), "run"], env=env,
