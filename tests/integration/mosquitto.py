@@ -41,7 +41,7 @@ def free_port() -> int:
 
 def need_mosquitto() -> None:
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        pytest.fail("mosquitto is not installed: run `make test` (it installs it) or apt-get install mosquitto")
 
 
 @dataclass
