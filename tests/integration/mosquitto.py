@@ -41,7 +41,8 @@ def free_port() -> int:
 
 def need_mosquitto() -> None:
     if not Path(MOSQUITTO).exists():
-        pytest.fail("mosquitto is not installed: run `make test` (it installs it) or apt-get install mosquitto")
+        pytest.fail("mosquitto is not installed: `make test` installs it"
+                    " (or apt-get install mosquitto)")
 
 
 @dataclass

@@ -40,7 +40,8 @@ def _leaf(d: Path, name: str, ca: str, ext: str) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed: run `make test` (it installs it) or apt-get install openssl")
+        pytest.fail("openssl is not installed: `make test` installs it"
+                    " (or apt-get install openssl)")
     d = tmp_path_factory.mktemp("pki")
     _ca(d, "ca")
     _ca(d, "rogue-ca")
