@@ -142,10 +142,6 @@ class Config:
         return self.gateway.id or os.uname().nodename
 
     @property
-    def site(self) -> GatewaySection:
-        return self.gateway
-
-    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.gateway.timezone)
 

@@ -182,17 +182,20 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
                 d.stop()
 
         async def sensors(d: Daemon) -> None:
-            async with asyncio.TaskGroup() as tg:
-                for s in simulation.serial:
-                    tg.create_task(s.run(), name=f"sim:{s.name}")
+            tasks = [asyncio.create_task(s.run(), name=f"sim:{s.name}")
+                     for s in simulation.serial]
+            try:
                 await d.stop_event.wait()
-                raise _Done
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         daemon = Daemon(cfg, components=[
             Component("demo-status", lambda d: _status_task(d, out, started, duration,
                                                             broker_url)),
             Component("demo-timer", timer),
-            Component("demo-serial-sensor", lambda d: _swallow(sensors(d))),
+            Component("demo-serial-sensor", sensors),
         ])
         if broker_url:
             daemon.drain_on_stop_s = 30.0
@@ -208,15 +211,6 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
         for fn in reversed(cleanups):
             with contextlib.suppress(Exception):
                 fn()
-
-
-class _Done(Exception):
-    pass
-
-
-async def _swallow(coro: Any) -> None:
-    with contextlib.suppress(_Done, ExceptionGroup):
-        await coro
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -286,7 +286,7 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
     t0 = series.start
     episodes = []
     longest = 0.0
-    for a, b in _true_runs(af):
+    for a, b in rhythm.true_runs(af):
         start_s = float(beats[a] - rr[a] / 1000.0)
         end_s = float(beats[b])
         longest = max(longest, end_s - start_s)
@@ -308,13 +308,6 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
         "ectopic_beats": res.ectopic_beats,
     }
     return metrics, float(res.coverage), rhythm.ALGORITHM
-
-
-def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate(([False], mask.astype(bool), [False])).astype(np.int8)
-    edges = np.diff(padded)
-    return list(zip(np.flatnonzero(edges == 1).tolist(),
-                    (np.flatnonzero(edges == -1) - 1).tolist(), strict=True))
 
 
 def _glucose(series: Series) -> tuple[dict[str, Any], float, str] | None:

@@ -26,7 +26,7 @@ def _store(ctx: Context) -> Any:
 
 
 def _tz(ctx: Context, tz: str | None) -> str:
-    return tz or str(ctx.load_config().site.timezone)
+    return tz or str(ctx.load_config().gateway.timezone)
 
 
 # ------------------------------------------------------------------------------ patients

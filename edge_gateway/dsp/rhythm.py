@@ -200,7 +200,7 @@ def af_score(rr_ms: FloatArray) -> FloatArray:
     return np.asarray(z @ _WEIGHTS + _BIAS, dtype=np.float64)
 
 
-def _runs(mask: BoolArray) -> list[tuple[int, int]]:
+def true_runs(mask: BoolArray) -> list[tuple[int, int]]:
     """(start, end inclusive) of the runs of True."""
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.diff(padded)
@@ -215,7 +215,7 @@ def detect_af(rr_ms: FloatArray) -> BoolArray:
     if rr.size < 8:
         return np.zeros(rr.size, dtype=bool)
     af = af_score(rr) > 0.0
-    for start, end in _runs(af):
+    for start, end in true_runs(af):
         if end - start + 1 < MIN_EPISODE_BEATS:
             af[start : end + 1] = False
     return af
@@ -269,7 +269,7 @@ def analyze_rhythm(
     af = detect_af(rr)
     episodes = tuple(
         Episode(a, b, round(float(t[a] - rr[a] / 1000.0), 3), round(float(t[b]), 3))
-        for a, b in _runs(af)
+        for a, b in true_runs(af)
     )
     pauses = tuple(
         Pause(int(i), float(rr[i]), bool(rr[i] > SEVERE_PAUSE_MS))

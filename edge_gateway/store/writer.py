@@ -9,7 +9,6 @@ backfill, and are never deleted from a device before they are committed here).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ class BatchWriter:
     on_commit: Callable[[list[Reading]], None] | None = None
     _pending: list[tuple[FrameRecord, Sequence[Reading]]] = field(default_factory=list)
     _oldest: float | None = None
-    _wake: asyncio.Event | None = None
 
     def submit(self, frame: FrameRecord, readings: Sequence[Reading] = ()) -> None:
         """Queue a frame with what it decoded to (empty, with ``frame.error``, if rejected)."""
@@ -76,13 +74,3 @@ class BatchWriter:
         if self.on_commit is not None:
             self.on_commit([r for _, rs in batch for r in rs])
         return new
-
-    async def run(self) -> None:
-        """Flush whenever the oldest waiting frame reaches ``max_delay_s``; flush on cancel."""
-        try:
-            while True:
-                await asyncio.sleep(self.max_delay_s / 4)
-                if self.due():
-                    self.flush()
-        finally:
-            self.flush()
