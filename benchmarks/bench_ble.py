@@ -30,8 +30,8 @@ from pathlib import Path
 from hardware_sim.dbus_daemon import ENV_VAR, start_private_bus
 
 from edge_gateway.drivers import ble
+from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.drivers.session import DeviceSession
-from edge_gateway.pipeline import FramePipeline
 from edge_gateway.store import BatchWriter, Store
 
 DEVICES = 6

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge_gateway.drivers.cgm import CGMMeasurement, CGMRecord
-from edge_gateway.drivers.heart_rate import HeartRateMeasurement
-from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.cgm import CGMMeasurement, CGMRecord
+from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 N_FRAMES = 2000
 REPEAT = 9

@@ -174,8 +174,8 @@ def bench_window(with_neurokit: bool) -> None:
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from edge_gateway.dsp_scheduler import DspScheduler
     from edge_gateway.reading import Reading, iso
+    from edge_gateway.runtime.dsp_scheduler import DspScheduler
     from edge_gateway.store import Store
 
     rr, _ = load(NSR)

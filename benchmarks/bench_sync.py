@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from edge_gateway.reading import Alert, Summary  # noqa: E402
 from edge_gateway.store.db import Store  # noqa: E402
+from edge_gateway.store.outbox import Outbox, enqueue_alert, enqueue_summary  # noqa: E402
 from edge_gateway.sync import payload  # noqa: E402
 from edge_gateway.sync.mqtt import MqttSettings  # noqa: E402
-from edge_gateway.sync.outbox import Outbox, enqueue_alert, enqueue_summary  # noqa: E402
 from edge_gateway.sync.service import SyncService, SyncSettings  # noqa: E402
 from tests.integration.mosquitto import Broker  # noqa: E402
 

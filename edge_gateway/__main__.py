@@ -1,3 +1,3 @@
-from .cli import main
+from edge_gateway.cli import main
 
 main(prog_name="edge-gateway")

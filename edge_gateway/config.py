@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from edge_gateway.errors import ConfigError
 
 
 def _default_db() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import (
+from edge_gateway.cli import (
     analyze,  # noqa: F401
     caregiver,  # noqa: F401  (patients, thresholds, alerts, export, report)
     core,  # noqa: F401  (registers run, status, config, db)
@@ -11,6 +11,6 @@ from . import (
     devices,  # noqa: F401  (devices scan|add|pair|assign|list|remove)
     sync,  # noqa: F401  (sync status|now)
 )
-from .base import main
+from edge_gateway.cli.base import main
 
 __all__ = ["main"]

@@ -19,8 +19,8 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import UsageError
-from .base import echo_json, handle_errors, main
+from edge_gateway.cli.base import echo_json, handle_errors, main
+from edge_gateway.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +185,7 @@ def analyze_hrv(file: Path, no_clean: bool, as_json: bool) -> None:
 
         edge-gateway analyze hrv f1o02_rr.csv --json
     """
-    from ..dsp.hrv import hrv
+    from edge_gateway.dsp.hrv import hrv
 
     rr, times = _rr_input(read_table(file))
     result = hrv(rr, times, clean=not no_clean).as_dict()
@@ -210,7 +210,7 @@ def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
 
         edge-gateway analyze rhythm 04043_rr.csv.gz --json
     """
-    from ..dsp.rhythm import ALGORITHM, analyze_rhythm
+    from edge_gateway.dsp.rhythm import ALGORITHM, analyze_rhythm
 
     rr, times = _rr_input(read_table(file))
     result = analyze_rhythm(rr, times)
@@ -239,7 +239,7 @@ def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
 
 def _times(table: Table, name: str = "time") -> np.ndarray:
     """ISO 8601 times as seconds since the epoch; a time without offset is taken as UTC."""
-    from ..reading import parse_iso
+    from edge_gateway.reading import parse_iso
 
     table.require(name)
     out = np.empty(len(table.rows), dtype=np.float64)
@@ -258,7 +258,7 @@ def _times(table: Table, name: str = "time") -> np.ndarray:
 
 
 def _glucose_input(table: Table) -> np.ndarray:
-    from ..dsp.glucose import MMOL_TO_MG
+    from edge_gateway.dsp.glucose import MMOL_TO_MG
 
     if table.has("glucose_mg_dl"):
         values = table.numbers("glucose_mg_dl")
@@ -279,7 +279,7 @@ def _glucose_input(table: Table) -> np.ndarray:
 
 
 def _glucose_json(t: np.ndarray, g: np.ndarray) -> dict[str, Any]:
-    from ..dsp.glucose import ALGORITHM, glucose_metrics
+    from edge_gateway.dsp.glucose import ALGORITHM, glucose_metrics
 
     result = glucose_metrics(t, g).as_dict()
     trend = result.pop("trend")
@@ -334,7 +334,7 @@ def analyze_bp(file: Path, guideline: str, as_json: bool) -> None:
 
         edge-gateway analyze bp home_bp.csv --guideline esc-esh-2018 --json
     """
-    from ..dsp.bp import ALGORITHM, bp_summary
+    from edge_gateway.dsp.bp import ALGORITHM, bp_summary
 
     table = read_table(file)
     table.require("time", "systolic", "diastolic")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import GatewayError
+from edge_gateway.errors import GatewayError
 
 DEFAULT_CONFIG = Path("/etc/edge-gateway/gateway.toml")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +34,7 @@ class Context:
 
     def load_config(self) -> Any:
         """Load the deployment config (built-in defaults when the default file is missing)."""
-        from ..config import load_config
+        from edge_gateway.config import load_config
 
         return load_config(self.config_path, required=self.config_explicit, db_override=self.db)
 

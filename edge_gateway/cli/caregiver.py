@@ -1,7 +1,8 @@
 """patients, thresholds, alerts, export, report: the caregiver's commands.
 
-Each command is a few lines over :mod:`edge_gateway.caregiver`, :mod:`edge_gateway.export` or
-:mod:`edge_gateway.report`; changes are audited there with the OS user as the actor.
+Each command is a few lines over :mod:`edge_gateway.care.caregiver`,
+:mod:`edge_gateway.care.export` or :mod:`edge_gateway.care.report`; changes are audited there
+with the OS user as the actor.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 import click
 
-from .. import caregiver as C
-from .base import Context, echo_json, handle_errors, main, pass_ctx
-from .core import open_store
+from edge_gateway.care import caregiver as C
+from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.core import open_store
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -273,7 +274,7 @@ def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
     if t is not None and cfg.alerts.hook:
         import asyncio
 
-        from ..hooks import HookRunner
+        from edge_gateway.alerts.hooks import HookRunner
 
         # One attempt: the acknowledgement is stored and synced whatever the hook does, and
         # the caregiver should not wait through retries.
@@ -334,7 +335,7 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
         edge-gateway export --patient alice --since 2026-11-01 --until 2026-12-01 \\
             --format fhir --out alice.json
     """
-    from ..export import export, window
+    from edge_gateway.care.export import export, window
 
     store = _store(ctx)
     C.require_patient(store, patient)
@@ -371,8 +372,8 @@ def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Pa
 
         edge-gateway report --patient alice --days 14 --out report.html
     """
-    from ..export import parse_local, zone
-    from ..report import write_report
+    from edge_gateway.care.export import parse_local, zone
+    from edge_gateway.care.report import write_report
 
     store = _store(ctx)
     C.require_patient(store, patient)

@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError
-from .base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.errors import ConfigError
 
 
 def open_store(ctx: Context, *, readonly: bool = False) -> Any:
     """Open the database named by --db or the config (never creates one for read commands)."""
-    from ..store import Store
+    from edge_gateway.store import Store
 
     cfg = ctx.load_config()
     return Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes, create=False,
@@ -34,8 +34,8 @@ def run(ctx: Context) -> None:
 
         edge-gateway -c /etc/edge-gateway/gateway.toml run
     """
-    from .. import logfmt
-    from ..daemon import Daemon
+    from edge_gateway import logfmt
+    from edge_gateway.runtime.daemon import Daemon
 
     cfg = ctx.load_config()
     logfmt.setup(cfg.daemon.log_level)
@@ -56,7 +56,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
         edge-gateway status --json
     """
-    from ..status import gateway_status
+    from edge_gateway.runtime.status import gateway_status
 
     store = open_store(ctx, readonly=True)
     st = gateway_status(store)
@@ -99,7 +99,7 @@ def config_validate(ctx: Context, file: Path | None) -> None:
 
         edge-gateway config validate config/gateway.example.toml
     """
-    from ..config import load_config
+    from edge_gateway.config import load_config
 
     path = file or ctx.config_path
     if path is None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ..drivers.registry import CODECS, short_uuid
-from ..errors import MalformedPayload, UsageError
-from .base import echo_json, fail, handle_errors, main
+from edge_gateway.cli.base import echo_json, fail, handle_errors, main
+from edge_gateway.drivers.registry import CODECS, short_uuid
+from edge_gateway.errors import MalformedPayload, UsageError
 
 _HEX = frozenset(string.hexdigits)
 

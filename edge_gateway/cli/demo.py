@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from .base import Context, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, handle_errors, main, pass_ctx
+from edge_gateway.errors import ConfigError
 
 
 @main.command()
@@ -32,9 +32,9 @@ def demo(ctx: Context, duration: float | None, scenario: str, broker: str | None
 
         edge-gateway --db var/demo.db demo --duration 60
     """
-    from .. import logfmt
-    from ..config import parse_broker_url
-    from ..demo import run_demo
+    from edge_gateway import logfmt
+    from edge_gateway.config import parse_broker_url
+    from edge_gateway.runtime.demo import run_demo
 
     logfmt.setup("warning")
     if broker is not None:

@@ -11,17 +11,17 @@ from typing import Any
 
 import click
 
-from ..drivers import devices as D
-from ..errors import DeviceError, UsageError
-from .base import Context, echo_json, handle_errors, main, pass_ctx
-from .core import open_store
+from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.core import open_store
+from edge_gateway.drivers import devices as D
+from edge_gateway.errors import DeviceError, UsageError
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 HEALTH_SERVICES = ("180d", "1810", "1808", "181f", "1822", "1809", "181d")
 
 
 def _ble() -> Any:
-    from ..drivers import ble  # bleak only for the commands that use the radio
+    from edge_gateway.drivers import ble  # bleak only for the commands that use the radio
 
     return ble
 

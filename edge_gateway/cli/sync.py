@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, SyncError
-from .base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.errors import ConfigError, SyncError
 
 
 @main.group()
@@ -22,7 +22,7 @@ def sync() -> None:
 
 
 def _store(ctx: Context, *, readonly: bool) -> Any:
-    from ..store import Store
+    from edge_gateway.store import Store
 
     cfg = ctx.load_config()
     return cfg, Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes, create=False,
@@ -43,7 +43,7 @@ def sync_status(ctx: Context, as_json: bool) -> None:
 
         edge-gateway sync status --json
     """
-    from ..sync.outbox import status
+    from edge_gateway.store.outbox import status
 
     _cfg, store = _store(ctx, readonly=True)
     try:
@@ -82,8 +82,8 @@ def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
 
         edge-gateway sync now --timeout 60
     """
-    from ..config import mqtt_password, with_broker
-    from ..sync.service import SyncService, settings_from_config
+    from edge_gateway.config import mqtt_password, with_broker
+    from edge_gateway.sync.service import SyncService, settings_from_config
 
     cfg, store = _store(ctx, readonly=False)
     try:

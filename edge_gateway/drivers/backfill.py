@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import DeviceError, MalformedPayload
-from .blood_pressure import BloodPressureMeasurement
-from .cgm import CGMMeasurement
-from .glucose import GlucoseMeasurement
-from .racp import RecordAccessControlPoint
+from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
+from edge_gateway.drivers.profiles.cgm import CGMMeasurement
+from edge_gateway.drivers.profiles.glucose import GlucoseMeasurement
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
+from edge_gateway.errors import DeviceError, MalformedPayload
 
 GLUCOSE_MEASUREMENT = "2a18"
 GLUCOSE_CONTEXT = "2a34"

@@ -34,8 +34,8 @@ from bleak_retry_connector import BleakClientWithServiceCache, establish_connect
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from ..errors import DeviceError
-from .transport import GattError, NotifyCallback, full_uuid, short_uuid
+from edge_gateway.drivers.transport import GattError, NotifyCallback, full_uuid, short_uuid
+from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ async def pair(
 
     Raises ``DeviceError`` (not retryable) when the passkey is wrong or pairing is refused.
     """
-    from .ble_agent import PairingAgent
+    from edge_gateway.drivers.ble_agent import PairingAgent
 
     address = address.upper()
     try:

@@ -17,7 +17,7 @@ from dbus_fast.annotations import DBusSignature
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method
 
-from ..errors import DeviceError
+from edge_gateway.errors import DeviceError
 
 AGENT_PATH = "/edge_gateway/agent"
 

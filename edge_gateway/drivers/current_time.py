@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ..errors import DeviceError
-from .transport import FrameCallback, Transport
+from edge_gateway.drivers.transport import FrameCallback, Transport
+from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..caregiver import audit, os_actor, require_patient
-from ..errors import NotFound, UsageError
-from ..store import Store
-from ..thresholds import bump_settings_version
-from . import registry
+from edge_gateway.alerts.thresholds import bump_settings_version
+from edge_gateway.care.caregiver import audit, os_actor, require_patient
+from edge_gateway.drivers import registry
+from edge_gateway.errors import NotFound, UsageError
+from edge_gateway.store import Store
 
 _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 PROFILES = frozenset(p for p in registry.SERVICES.values()

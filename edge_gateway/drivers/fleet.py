@@ -20,9 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import DeviceError, MalformedPayload
-from ..store import Store
-from .backfill import (
+from edge_gateway.drivers.backfill import (
     BP_RECORD,
     CGM_MEASUREMENT,
     CGM_SESSION_START,
@@ -32,13 +30,15 @@ from .backfill import (
     cgm_offsets,
     glucose_mark,
 )
-from .cgm import CGMSessionStartTime
-from .session import Backoff, DeviceSession
-from .transport import Transport
+from edge_gateway.drivers.profiles.cgm import CGMSessionStartTime
+from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.drivers.transport import Transport
+from edge_gateway.errors import DeviceError, MalformedPayload
+from edge_gateway.store import Store
 
 if TYPE_CHECKING:
-    from ..config import BleSection
-    from ..daemon import Daemon
+    from edge_gateway.config import BleSection
+    from edge_gateway.runtime.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class BleFleet:
         self.ledger = StoreLedger(store, on_reset=lambda _d: self._changed())
 
     def _ble_transport(self, device_id: str, address: str) -> Transport:
-        from .ble import BleTransport
+        from edge_gateway.drivers.ble import BleTransport
 
         return BleTransport(address, adapter=self.ble.adapter, name=device_id)
 
@@ -239,7 +239,7 @@ class BleFleet:
             raise
 
     async def _watch_bluez(self) -> None:
-        from .ble import bluez_gone
+        from edge_gateway.drivers.ble import bluez_gone
 
         try:
             reason = await bluez_gone()
@@ -253,7 +253,7 @@ class BleFleet:
 
 async def ble_component(d: Daemon) -> None:
     """The daemon's ``ble`` task: ``Component("ble", ble_component)``."""
-    from ..clock import kernel_clock_synchronized
+    from edge_gateway.clock import kernel_clock_synchronized
 
     assert d.store is not None and d.pipeline is not None and d.writer is not None
     fleet = BleFleet(

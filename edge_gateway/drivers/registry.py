@@ -12,9 +12,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from . import (
+from edge_gateway.drivers.profiles import (
     blood_pressure,
     cgm,
     cgm_socp,
@@ -26,7 +24,9 @@ from . import (
     thermometer,
     weight,
 )
-from .base import Codec
+from edge_gateway.drivers.profiles.base import Codec
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 ToReadings = Callable[..., list[Reading]]
 

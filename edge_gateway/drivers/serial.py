@@ -8,7 +8,7 @@ BLE sessions use::
 
 where ``characteristic`` is ``serial:<protocol>`` (e.g. ``serial:masimo-rad8``) and
 ``payload`` is the line without its CR LF.  Decoding is not done here: the daemon runs the
-protocol's pure codec (:mod:`edge_gateway.drivers.masimo_rad8`) on the frame, so a bad line
+protocol's pure codec (:mod:`edge_gateway.drivers.profiles.masimo_rad8`) on the frame, so a bad line
 becomes a rejected raw frame exactly like a bad BLE notification.
 
 When the port disappears (USB adapter pulled, pty closed) reads fail with EIO; the session
@@ -29,7 +29,7 @@ from typing import Any
 
 import serial
 
-from ..errors import DeviceError
+from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import DeviceError
-from .backfill import (
+from edge_gateway.drivers.backfill import (
     BP_RECORD,
     CGM_MEASUREMENT,
     GLUCOSE_CONTEXT,
@@ -46,8 +45,9 @@ from .backfill import (
     RecordLedger,
     response_code,
 )
-from .current_time import sync_clock
-from .transport import FrameCallback, GattError, Transport
+from edge_gateway.drivers.current_time import sync_clock
+from edge_gateway.drivers.transport import FrameCallback, GattError, Transport
+from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

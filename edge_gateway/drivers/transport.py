@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import DeviceError
+from edge_gateway.errors import DeviceError
 
 BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
 

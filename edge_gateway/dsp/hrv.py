@@ -25,9 +25,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .clean import clean_rr
-from .nonlinear import DFA_ALPHA1_SCALES, DFA_ALPHA2_SCALES, dfa_alpha, sample_entropy
-from .spectral import NO_POWER, lomb_powers, welch_powers
+from edge_gateway.dsp.clean import clean_rr
+from edge_gateway.dsp.nonlinear import (
+    DFA_ALPHA1_SCALES,
+    DFA_ALPHA2_SCALES,
+    dfa_alpha,
+    sample_entropy,
+)
+from edge_gateway.dsp.spectral import NO_POWER, lomb_powers, welch_powers
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -259,7 +259,7 @@ def analyze_rhythm(
     whose 10-beat running heart rate is < 50 / > 100 /min.  Ectopic beats are counted outside AF
     (in AF every beat looks ectopic) as premature intervals followed by a longer one.
     """
-    from .clean import detect_ectopic
+    from edge_gateway.dsp.clean import detect_ectopic
 
     rr = np.asarray(rr_ms, dtype=np.float64)
     n = rr.size

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound, StorageFull, StoreError
-from ..reading import Reading, iso
-from . import migrate
+from edge_gateway.errors import NotFound, StorageFull, StoreError
+from edge_gateway.reading import Reading, iso
+from edge_gateway.store import migrate
 
 #: 1 KiB pages: a commit of one second of streamed readings dirties a handful of B-tree leaves,
 #: and WAL writes whole pages, so small pages cut the bytes written per reading about 3x on an

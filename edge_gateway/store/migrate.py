@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
-from ..errors import MigrationError
-from ..reading import iso
+from edge_gateway.errors import MigrationError
+from edge_gateway.reading import iso
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..reading import Reading
-from .db import FrameRecord, Store
+from edge_gateway.reading import Reading
+from edge_gateway.store.db import FrameRecord, Store
 
 
 @dataclass

@@ -34,7 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ..errors import SyncError
+from edge_gateway.errors import SyncError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import SyncError
-from ..reading import Alert, Reading, Summary, iso
+from edge_gateway.errors import SyncError
+from edge_gateway.reading import Alert, Reading, Summary, iso
 
 #: Envelope schema.  Bump the number only for changes a consumer must know about.
 SCHEMA = "edge-gateway/1"

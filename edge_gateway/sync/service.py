@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SyncError
-from ..store.db import Store
-from . import payload
-from .mqtt import Link, MqttSettings, PublishRefused, Retained
-from .outbox import Outbox
+from edge_gateway.errors import SyncError
+from edge_gateway.store.db import Store
+from edge_gateway.store.outbox import Outbox
+from edge_gateway.sync import payload
+from edge_gateway.sync.mqtt import Link, MqttSettings, PublishRefused, Retained
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from edge_gateway.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The device protocol is the Rad-8's "ASCII 1" serial output (Masimo, *Rad-8 Operator's Manual*,
 section 4 "Serial Interface"); the line format and its codec live in
-:mod:`edge_gateway.drivers.masimo_rad8`, and every line written here is built with that
+:mod:`edge_gateway.drivers.profiles.masimo_rad8`, and every line written here is built with that
 codec's ``to_bytes`` so the simulator and the gateway cannot drift apart.
 
 The simulator owns the pty's master side and writes one line per ``interval_s``; the gateway
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_gateway.drivers.masimo_rad8 import Rad8Record
+from edge_gateway.drivers.profiles.masimo_rad8 import Rad8Record
 
 from .generators import Episode, Spo2Series, spo2_series, stream
 

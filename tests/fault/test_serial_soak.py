@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hardware_sim.serial_sensor import SerialFaults, SerialSensor
 
-from edge_gateway.drivers.masimo_rad8 import Rad8Record
+from edge_gateway.drivers.profiles.masimo_rad8 import Rad8Record
 from edge_gateway.drivers.serial import SerialSession
 from edge_gateway.errors import MalformedPayload
 

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
 
 from edge_gateway.drivers.backfill import RecordMark, glucose_mark
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.blood_pressure import BloodPressureMeasurement
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
-from edge_gateway.drivers.glucose import GlucoseMeasurement
-from edge_gateway.drivers.heart_rate import HeartRateMeasurement
-from edge_gateway.drivers.ieee11073 import SFloat
-from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
+from edge_gateway.drivers.profiles.glucose import GlucoseMeasurement
+from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint as Racp
 from edge_gateway.errors import MalformedPayload
 
 HRM, GLM, GLC, RACP, CTS = "2a37", "2a18", "2a34", "2a52", "2a2b"

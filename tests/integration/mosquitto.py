@@ -269,7 +269,7 @@ def fill(store: Any, summaries: int, alerts: int = 0, *, start: Any = None,
     from datetime import UTC, datetime, timedelta
 
     from edge_gateway.reading import Alert, Summary
-    from edge_gateway.sync.outbox import enqueue_alert, enqueue_summary
+    from edge_gateway.store.outbox import enqueue_alert, enqueue_summary
 
     t0 = start or datetime(2026, 11, 18, tzinfo=UTC)
     ids: list[str] = []

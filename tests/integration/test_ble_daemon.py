@@ -11,9 +11,9 @@ from ble_sim import GlucoseMeter, HeartRateStrap, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.config import load_config
-from edge_gateway.daemon import Component, Daemon
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import ble_component
+from edge_gateway.runtime.daemon import Component, Daemon
 from edge_gateway.store import Store
 
 STRAP, METER = "C2:00:00:00:00:01", "C2:00:00:00:00:02"

@@ -9,7 +9,7 @@ from ble_sim import HRM, HeartRateStrap, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.session import DeviceSession
 
 

@@ -16,7 +16,7 @@ from hardware_sim.scenario import build_scenario, load_scenario
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import BleFleet
-from edge_gateway.pipeline import FramePipeline
+from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.store import BatchWriter, Store
 
 PROFILES = {"heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",

@@ -13,8 +13,8 @@ from hardware_sim.bluez import VirtualBlueZ
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import BleFleet
+from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.errors import DeviceError
-from edge_gateway.pipeline import FramePipeline
 from edge_gateway.store import BatchWriter, Store
 
 STRAP, METER = "C1:00:00:00:00:01", "C1:00:00:00:00:02"

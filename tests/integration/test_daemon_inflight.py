@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_gateway.config import Config, StorageSection
-from edge_gateway.daemon import Component, Daemon
-from edge_gateway.drivers.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
+from edge_gateway.runtime.daemon import Component, Daemon
 from edge_gateway.store import Store
 
 

@@ -214,7 +214,7 @@ def test_batches_over_the_brokers_packet_limit_are_split_and_oversize_items_held
             from datetime import UTC, datetime
 
             from edge_gateway.reading import Summary
-            from edge_gateway.sync.outbox import enqueue_summary
+            from edge_gateway.store.outbox import enqueue_summary
 
             t = datetime(2026, 11, 25, tzinfo=UTC)
             huge = enqueue_summary(store, 999, Summary(

@@ -41,7 +41,7 @@ def kill_and_restart(tmp_path: Path, kills: int, items: int) -> None:
     need_mosquitto()
     db = tmp_path / "g.db"
     store = Store.open(db)
-    from edge_gateway.sync.outbox import Outbox
+    from edge_gateway.store.outbox import Outbox
 
     Outbox(store, "gw1")
     ids = fill(store, items)

@@ -21,7 +21,7 @@ import pytest
 from mosquitto import Broker, fill, need_mosquitto
 
 from edge_gateway.store.db import Store
-from edge_gateway.sync.outbox import Outbox
+from edge_gateway.store.outbox import Outbox
 
 KEEPALIVE = 2
 # Addresses exist only inside the two namespaces below (a /30 on their private veth pair).

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_gateway.alerts import AlertEngine, AlertTransition, list_alerts
+from edge_gateway.alerts.engine import AlertEngine, AlertTransition, list_alerts
+from edge_gateway.alerts.hooks import HookRunner
+from edge_gateway.alerts.thresholds import ThresholdLoader, write
 from edge_gateway.errors import ConfigError
-from edge_gateway.hooks import HookRunner
 from edge_gateway.reading import Reading, Summary, iso
 from edge_gateway.store import Store
-from edge_gateway.sync.outbox import Outbox
-from edge_gateway.thresholds import ThresholdLoader, write
+from edge_gateway.store.outbox import Outbox
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 

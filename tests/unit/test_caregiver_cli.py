@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from edge_gateway.alerts import AlertEngine
-from edge_gateway.caregiver import audit_entries, os_actor
+from edge_gateway.alerts.engine import AlertEngine
+from edge_gateway.alerts.thresholds import ThresholdLoader
+from edge_gateway.care.caregiver import audit_entries, os_actor
 from edge_gateway.cli import main
 from edge_gateway.reading import Reading
 from edge_gateway.store import Store
-from edge_gateway.thresholds import ThresholdLoader
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 GROUPS = ("patients", "thresholds", "alerts")

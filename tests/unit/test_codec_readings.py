@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge_gateway.drivers import registry
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.cgm import CGMMeasurement, CGMRecord
-from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.cgm import CGMMeasurement, CGMRecord
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 

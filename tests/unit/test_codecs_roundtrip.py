@@ -16,23 +16,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_gateway.drivers import (
-    blood_pressure as bp,
-)
-from edge_gateway.drivers import (
+from edge_gateway.drivers import registry
+from edge_gateway.drivers.profiles import blood_pressure as bp
+from edge_gateway.drivers.profiles import (
     cgm,
     cgm_socp,
     glucose,
     heart_rate,
     pulse_oximeter,
     racp,
-    registry,
     support,
     thermometer,
     weight,
 )
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.ieee11073 import Float32, SFloat
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.ieee11073 import Float32, SFloat
 from edge_gateway.errors import MalformedPayload
 
 u8 = st.integers(0, 0xFF)

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from edge_gateway.dsp import hrv as hrv_mod
-from edge_gateway.dsp_scheduler import DspScheduler, Series, beat_times, windows
 from edge_gateway.reading import Reading
+from edge_gateway.runtime.dsp_scheduler import DspScheduler, Series, beat_times, windows
 from edge_gateway.store import Store
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_gateway.alerts import AlertEngine
+from edge_gateway.alerts.engine import AlertEngine
+from edge_gateway.alerts.thresholds import ThresholdLoader
+from edge_gateway.care.export import CSV_HEADER, export, export_text, window
 from edge_gateway.errors import UsageError
-from edge_gateway.export import CSV_HEADER, export, export_text, window
 from edge_gateway.reading import Reading, iso
 from edge_gateway.store import Store
-from edge_gateway.thresholds import ThresholdLoader
 
 TZ = "Europe/Berlin"
 # 2026-11-20 00:00 in Berlin is 2026-11-19 23:00 UTC.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_gateway.drivers.ieee11073 import Float32, SFloat, format_number
+from edge_gateway.drivers.profiles.ieee11073 import Float32, SFloat, format_number
 
 
 @pytest.mark.parametrize(("word", "name"), [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_gateway.drivers.masimo_rad8 import CHARACTERISTIC, Rad8Record, to_readings
+from edge_gateway.drivers.profiles.masimo_rad8 import CHARACTERISTIC, Rad8Record, to_readings
 from edge_gateway.errors import MalformedPayload
 
 # Shaped like the manual's ASCII 1 example (values worked out by hand).

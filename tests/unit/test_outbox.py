@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge_gateway.reading import Alert, Summary
 from edge_gateway.store.db import Store
-from edge_gateway.sync.outbox import Outbox, enqueue_alert, enqueue_reading, enqueue_summary
+from edge_gateway.store.outbox import Outbox, enqueue_alert, enqueue_reading, enqueue_summary
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -111,7 +111,7 @@ def test_full_jitter_backoff_is_bounded_and_capped_at_five_minutes() -> None:
 
 def test_bulk_readings_queue_last(tmp_path: Path) -> None:
     from edge_gateway.reading import Reading
-    from edge_gateway.sync.outbox import enqueue_readings
+    from edge_gateway.store.outbox import enqueue_readings
 
     store = Store.open(tmp_path / "g.db")
     ob = Outbox(store, "gw1")

@@ -23,23 +23,23 @@ from hardware_sim.peripherals.heart_rate import HeartRateStrap
 from hardware_sim.peripherals.pulse_oximeter import PulseOximeter
 from hardware_sim.peripherals.thermometer import Scale, Thermometer
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.blood_pressure import BloodPressureMeasurement
-from edge_gateway.drivers.cgm import (
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
+from edge_gateway.drivers.profiles.cgm import (
     CGMFeature,
     CGMMeasurement,
     CGMRecord,
     CGMSessionStartTime,
     CGMStatus,
 )
-from edge_gateway.drivers.cgm_socp import CGMSpecificOpsControlPoint as Socp
-from edge_gateway.drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
-from edge_gateway.drivers.heart_rate import HeartRateMeasurement
-from edge_gateway.drivers.pulse_oximeter import PLXContinuous
-from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
-from edge_gateway.drivers.support import CurrentTime
-from edge_gateway.drivers.thermometer import TemperatureMeasurement
-from edge_gateway.drivers.weight import WeightMeasurement
+from edge_gateway.drivers.profiles.cgm_socp import CGMSpecificOpsControlPoint as Socp
+from edge_gateway.drivers.profiles.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.profiles.pulse_oximeter import PLXContinuous
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint as Racp
+from edge_gateway.drivers.profiles.support import CurrentTime
+from edge_gateway.drivers.profiles.thermometer import TemperatureMeasurement
+from edge_gateway.drivers.profiles.weight import WeightMeasurement
 from edge_gateway.errors import MalformedPayload
 
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_gateway.alerts import AlertEngine
-from edge_gateway.cli import main
-from edge_gateway.reading import Reading, iso
-from edge_gateway.report import (
+from edge_gateway.alerts.engine import AlertEngine
+from edge_gateway.alerts.thresholds import ThresholdLoader
+from edge_gateway.care.report import (
     af_episodes,
     bp_class,
     glucose_metrics,
@@ -25,8 +24,9 @@ from edge_gateway.report import (
     render_html,
     write_report,
 )
+from edge_gateway.cli import main
+from edge_gateway.reading import Reading, iso
 from edge_gateway.store import Store
-from edge_gateway.thresholds import ThresholdLoader
 
 TZ = ZoneInfo("Europe/Berlin")
 END = datetime(2026, 11, 21, tzinfo=TZ).astimezone(UTC)  # exclusive: the report's last day is 20th

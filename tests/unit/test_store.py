@@ -187,7 +187,7 @@ def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
 
 
 def test_device_statistics_follow_new_readings_only(tmp_path: Path) -> None:
-    from edge_gateway.status import gateway_status
+    from edge_gateway.runtime.status import gateway_status
 
     store = Store.open(tmp_path / "g.db")
     store.upsert_device("meter-1", profile="glucose", name="Meter")

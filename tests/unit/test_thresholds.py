@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_gateway import thresholds as T
+from edge_gateway.alerts import thresholds as T
 from edge_gateway.errors import UsageError
 from edge_gateway.store import Store
 

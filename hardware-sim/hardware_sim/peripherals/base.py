@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.support import (
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.support import (
     BatteryLevel,
     CurrentTime,
     FirmwareRevision,

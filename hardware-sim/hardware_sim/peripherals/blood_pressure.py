@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.blood_pressure import BloodPressureFeature, BloodPressureMeasurement
-from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.blood_pressure import (
+    BloodPressureFeature,
+    BloodPressureMeasurement,
+)
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 from ..generators import DEFAULT_BP_USERS, BpMeasurement, BpUser, bp_measurements
 from ..peripheral import Flag, Service, char, service

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.cgm import (
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.cgm import (
     CGMFeature,
     CGMMeasurement,
     CGMRecord,
@@ -33,8 +33,8 @@ from edge_gateway.drivers.cgm import (
     CGMStatus,
     crc16_mcrf4xx,
 )
-from edge_gateway.drivers.cgm_socp import CGMSpecificOpsControlPoint as Socp
-from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.cgm_socp import CGMSpecificOpsControlPoint as Socp
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 from edge_gateway.errors import MalformedPayload
 
 from ..generators import CgmProfile, CgmSeries, cgm_series, stream

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.glucose import (
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.glucose import (
     GlucoseFeature,
     GlucoseMeasurement,
     GlucoseMeasurementContext,
 )
-from edge_gateway.drivers.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 from ..generators import GlucoseSpot, glucose_spots, stream
 from ..peripheral import Flag, Link, Service, char, service

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_gateway.drivers.heart_rate import BodySensorLocation, HeartRateMeasurement
+from edge_gateway.drivers.profiles.heart_rate import BodySensorLocation, HeartRateMeasurement
 
 from ..generators import RRProfile, RRSeries, rr_series, stream
 from ..peripheral import Flag, Link, Service, char, service, uuid128

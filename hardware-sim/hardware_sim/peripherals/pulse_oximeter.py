@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from edge_gateway.drivers.ieee11073 import SFloat
-from edge_gateway.drivers.pulse_oximeter import PLXContinuous, PLXFeatures
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.pulse_oximeter import PLXContinuous, PLXFeatures
 
 from ..generators import Episode, Spo2Series, spo2_series, stream
 from ..peripheral import Flag, Link, Service, char, service, uuid128

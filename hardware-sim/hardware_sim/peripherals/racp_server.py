@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.racp import RecordAccessControlPoint as Racp
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint as Racp
 from edge_gateway.errors import MalformedPayload
 
 from ..peripheral import AttError, Link, uuid128

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from edge_gateway.drivers.base import DateTime
-from edge_gateway.drivers.ieee11073 import Float32
-from edge_gateway.drivers.thermometer import TemperatureMeasurement, TemperatureType
-from edge_gateway.drivers.weight import WeightMeasurement, WeightScaleFeature
+from edge_gateway.drivers.profiles.base import DateTime
+from edge_gateway.drivers.profiles.ieee11073 import Float32
+from edge_gateway.drivers.profiles.thermometer import TemperatureMeasurement, TemperatureType
+from edge_gateway.drivers.profiles.weight import WeightMeasurement, WeightScaleFeature
 
 from ..generators import Episode, Spot, temperatures, weights
 from ..peripheral import Flag, Service, char, service

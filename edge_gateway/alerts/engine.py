@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .alert_rules import SEVERITIES, DeviceFacts, Observation, Rules
-from .errors import NotFound, UsageError
-from .reading import Alert, Reading, Summary, iso, parse_iso
-from .store import Store
-from .sync.outbox import enqueue_alert
-from .thresholds import Thresholds
+from edge_gateway.alerts.rules import SEVERITIES, DeviceFacts, Observation, Rules
+from edge_gateway.alerts.thresholds import Thresholds
+from edge_gateway.errors import NotFound, UsageError
+from edge_gateway.reading import Alert, Reading, Summary, iso, parse_iso
+from edge_gateway.store import Store
+from edge_gateway.store.outbox import enqueue_alert
 
 OPEN_STATES = ("raised", "escalated", "acknowledged")
 ThresholdsFor = Callable[[str | None], Thresholds]
@@ -274,9 +274,9 @@ class AlertEngine:
     """The daemon's entry point: feed it readings, summaries and ticks; deliver what it returns.
 
     ``thresholds`` is a callable ``patient_id -> Thresholds`` (a
-    :class:`edge_gateway.thresholds.ThresholdLoader`), which re-reads when a caregiver changes
-    a setting.  Every call is one SQLite transaction; transitions come back in time order for
-    the caller to hand to :class:`edge_gateway.hooks.HookRunner`.
+    :class:`edge_gateway.alerts.thresholds.ThresholdLoader`), which re-reads when a caregiver
+    changes a setting.  Every call is one SQLite transaction; transitions come back in time
+    order for the caller to hand to :class:`edge_gateway.alerts.hooks.HookRunner`.
     """
 
     def __init__(self, store: Store, thresholds: ThresholdsFor) -> None:

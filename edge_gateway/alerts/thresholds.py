@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from .errors import UsageError
-from .reading import iso
-from .store import Store
+from edge_gateway.errors import UsageError
+from edge_gateway.reading import iso
+from edge_gateway.store import Store
 
 #: 1 mmol/L of glucose in mg/dL (molar mass of glucose 180.16 g/mol).
 MGDL_PER_MMOLL = 18.016

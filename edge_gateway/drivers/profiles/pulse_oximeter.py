@@ -10,9 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..reading import Reading
-from .base import DateTime, Reader, ReadingContext, bits, p16, p24, psf, timed_key, ts_json
-from .ieee11073 import SFloat
+from edge_gateway.drivers.profiles.base import (
+    DateTime,
+    Reader,
+    ReadingContext,
+    bits,
+    p16,
+    p24,
+    psf,
+    timed_key,
+    ts_json,
+)
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.reading import Reading
 
 MEASUREMENT_STATUS_BITS = {
     5: "measurement_ongoing", 6: "early_estimated_data", 7: "validated_data",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from .base import Reader, bits, enum_name, p16, psf
-from .cgm import CGM_LOCATIONS, CGM_TYPES, _with_crc, crc16_mcrf4xx
-from .ieee11073 import SFloat
+from edge_gateway.drivers.profiles.base import Reader, bits, enum_name, p16, psf
+from edge_gateway.drivers.profiles.cgm import CGM_LOCATIONS, CGM_TYPES, _with_crc, crc16_mcrf4xx
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 SOCP_OPS = {
     1: "set_communication_interval", 2: "get_communication_interval",

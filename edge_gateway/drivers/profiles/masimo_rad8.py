@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from .base import ReadingContext, bits, iso_naive
+from edge_gateway.drivers.profiles.base import ReadingContext, bits, iso_naive
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 PROTOCOL = "masimo-rad8"
 #: The characteristic name frames of this protocol carry through the pipeline.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, Self
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from .ieee11073 import Float32, SFloat
+from edge_gateway.drivers.profiles.ieee11073 import Float32, SFloat
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")

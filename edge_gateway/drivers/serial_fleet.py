@@ -15,11 +15,11 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .logfmt import log
+from edge_gateway.logfmt import log
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
-    from .drivers.serial import SerialSession
+    from edge_gateway.drivers.serial import SerialSession
+    from edge_gateway.runtime.daemon import Daemon
 
 LOG = logging.getLogger("edge_gateway.devices")
 
@@ -43,7 +43,7 @@ class SerialFleet:
         log(LOG, logging.INFO, "device.state", device=device_id, state=state)
 
     def reconcile(self) -> None:
-        from .drivers.serial import SerialSession
+        from edge_gateway.drivers.serial import SerialSession
 
         assert self.d.pipeline is not None
         wanted = self.wanted()

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from .base import Reader, ReadingContext, enum_name, rx_key
+from edge_gateway.drivers.profiles.base import Reader, ReadingContext, enum_name, rx_key
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 _U16 = struct.Struct("<H")
 #: Unpackers for 0..31 RR intervals (a 512-byte ATT value holds at most 255).

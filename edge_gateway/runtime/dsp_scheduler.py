@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .logfmt import log
-from .reading import Summary, iso, parse_iso
-from .store import Store
+from edge_gateway.logfmt import log
+from edge_gateway.reading import Summary, iso, parse_iso
+from edge_gateway.store import Store
 
 LOG = logging.getLogger("edge_gateway.dsp")
 
@@ -181,7 +181,7 @@ class DspScheduler:
         return made
 
     def _store(self, summaries: list[Summary], progress_key: str, progress: datetime) -> int:
-        from .sync.outbox import enqueue_summary
+        from edge_gateway.store.outbox import enqueue_summary
 
         stored: list[tuple[Summary, int]] = []
         with self.store.transaction() as conn:
@@ -258,7 +258,7 @@ def _in_window(series: Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hrv(series: Series) -> tuple[dict[str, Any], float, str] | None:
-    from .dsp import hrv as hrv_mod
+    from edge_gateway.dsp import hrv as hrv_mod
 
     rr, _ = _in_window(series)
     if rr.size < 10:
@@ -273,7 +273,7 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
     """AF, pauses, brady/tachycardia, ectopy.  The detector runs over the window plus its lead
     (so the smoothing it needs is warm at the window's first beat); only beats inside the
     window count."""
-    from .dsp import rhythm
+    from edge_gateway.dsp import rhythm
 
     rr_all = series.values
     inside = series.times_s >= 0
@@ -311,7 +311,7 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
 
 
 def _glucose(series: Series) -> tuple[dict[str, Any], float, str] | None:
-    from .dsp import glucose
+    from edge_gateway.dsp import glucose
 
     g, t = _in_window(series)
     if g.size == 0:
@@ -327,7 +327,7 @@ def _bp(series: Series) -> tuple[dict[str, Any], float, str] | None:
     """Blood pressure: systolic, diastolic and pulse of one measurement share a record key."""
     from dataclasses import asdict
 
-    from .dsp import bp
+    from edge_gateway.dsp import bp
 
     by_key: dict[str, dict[str, float]] = {}
     when: dict[str, float] = {}

@@ -6,7 +6,7 @@ Pure: no I/O, no clock.  Time is the readings' own ``time`` (or the ``now`` a ca
 An observation says, for one de-duplication key, whether the condition is *active*
 (``True``), *clear* (``False``: back inside the range by at least the hysteresis margin) or
 *neutral* (``None``: inside the hysteresis band, or out of range but not yet for long enough).
-The life cycle in :mod:`edge_gateway.alerts` turns observations into alert transitions.
+The life cycle in :mod:`edge_gateway.alerts.engine` turns observations into alert transitions.
 
 Reading kinds understood (codecs emit these): ``glucose``, ``cgm_glucose`` (mg/dL or mmol/L),
 ``heart_rate`` (/min), ``rr_interval`` (ms), ``spo2`` (%), ``systolic``/``diastolic``
@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from statistics import median
 from typing import Any
 
-from .reading import Reading, Summary
-from .thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA, Thresholds
+from edge_gateway.alerts.thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA, Thresholds
+from edge_gateway.reading import Reading, Summary
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
 

@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from .base import DateTime, Reader, ReadingContext, bits, enum_name, p16, rx_key
+from edge_gateway.drivers.profiles.base import (
+    DateTime,
+    Reader,
+    ReadingContext,
+    bits,
+    enum_name,
+    p16,
+    rx_key,
+)
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 
 @dataclass(frozen=True, slots=True)

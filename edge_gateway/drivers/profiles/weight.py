@@ -10,8 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..reading import Reading
-from .base import DateTime, Reader, ReadingContext, bits, p16, p32, timed_key, ts_json
+from edge_gateway.drivers.profiles.base import (
+    DateTime,
+    Reader,
+    ReadingContext,
+    bits,
+    p16,
+    p32,
+    timed_key,
+    ts_json,
+)
+from edge_gateway.reading import Reading
 
 #: Weight 0xFFFF means "measurement unsuccessful" (WSS §3.1.1.2).
 WEIGHT_UNSUCCESSFUL = 0xFFFF

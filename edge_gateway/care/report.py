@@ -25,10 +25,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from . import __version__ as VERSION
-from .alert_rules import DIASTOLIC_KINDS, GLUCOSE_KINDS, SYSTOLIC_KINDS, glucose_mgdl
-from .reading import iso, parse_iso
-from .store import Store
+from edge_gateway import __version__ as VERSION
+from edge_gateway.alerts.rules import (
+    DIASTOLIC_KINDS,
+    GLUCOSE_KINDS,
+    SYSTOLIC_KINDS,
+    glucose_mgdl,
+)
+from edge_gateway.reading import iso, parse_iso
+from edge_gateway.store import Store
 
 # Consensus ranges (Battelino et al., Diabetes Care 2019) with their targets; the shares come
 # from edge_gateway.dsp.glucose under these metric names.
@@ -56,7 +61,7 @@ STREAM_PER_DAY = 48
 
 def bp_class(sys: float, dia: float) -> tuple[str, str]:
     """(label, colour) of one measurement's ACC/AHA 2017 category (from ``dsp.bp``)."""
-    from .dsp import bp
+    from edge_gateway.dsp import bp
 
     name = bp.classify(sys, dia, "acc-aha-2017")
     for key, label, colour in BP_CLASSES:
@@ -192,7 +197,7 @@ def _load_devices(store: Store, patient: str, lo: str | None, hi: str | None,
 def glucose_metrics(times: Sequence[datetime], values: Sequence[float],
                     window_s: float | None = None) -> dict[str, Any]:
     """Consensus CGM metrics from ``dsp.glucose``, with the range shares keyed by label."""
-    from .dsp import glucose
+    from edge_gateway.dsp import glucose
 
     if not values:
         return {}

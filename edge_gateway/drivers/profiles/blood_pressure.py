@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..reading import Reading
-from .base import (
+from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
     Reader,
@@ -23,7 +22,8 @@ from .base import (
     timed_key,
     ts_json,
 )
-from .ieee11073 import SFloat
+from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.reading import Reading
 
 _F_KPA = 0x01
 _F_TIME = 0x02

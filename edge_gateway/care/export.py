@@ -43,11 +43,11 @@ from datetime import UTC, date, datetime, time
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .alert_rules import DIASTOLIC_KINDS, SYSTOLIC_KINDS
-from .errors import UsageError
-from .reading import iso, parse_iso
-from .store import Store
-from .thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA
+from edge_gateway.alerts.rules import DIASTOLIC_KINDS, SYSTOLIC_KINDS
+from edge_gateway.alerts.thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA
+from edge_gateway.errors import UsageError
+from edge_gateway.reading import iso, parse_iso
+from edge_gateway.store import Store
 
 CSV_HEADER = ("record", "time_utc", "time_local", "patient", "device", "kind", "value", "unit",
               "special", "details")

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .errors import MalformedPayload
-from .logfmt import log
-from .reading import Reading
-from .store import BatchWriter, FrameRecord, Store
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.logfmt import log
+from edge_gateway.reading import Reading
+from edge_gateway.store import BatchWriter, FrameRecord, Store
 
-LOG = logging.getLogger("edge_gateway.pipeline")
+LOG = logging.getLogger("edge_gateway.drivers.pipeline")
 
 #: decode(characteristic, payload, context) -> readings; raises MalformedPayload.
 Decoder = Callable[[str, bytes, "DeviceContext"], Sequence[Reading]]
@@ -42,7 +42,7 @@ def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> 
     """Decode with the profile registry (BLE) or the serial protocol's codec."""
     if characteristic.startswith("serial:"):
         return _decode_serial(characteristic, payload, ctx)
-    from .drivers.registry import decode_readings
+    from edge_gateway.drivers.registry import decode_readings
 
     return list(decode_readings(
         characteristic, payload, device_id=ctx.device_id, received_at=ctx.received_at,
@@ -56,7 +56,7 @@ def _decode_serial(characteristic: str, payload: bytes, ctx: DeviceContext) -> l
     if protocol != "masimo-rad8":
         raise MalformedPayload(characteristic, 0, f"no decoder for serial protocol {protocol!r}",
                                payload)
-    from .drivers import masimo_rad8
+    from edge_gateway.drivers.profiles import masimo_rad8
 
     record = masimo_rad8.Rad8Record.from_bytes(payload)
     return masimo_rad8.to_readings(

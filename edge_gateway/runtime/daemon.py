@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config
-from .errors import GatewayError
-from .logfmt import log
-from .pipeline import FramePipeline
-from .reading import Reading, Summary
-from .store import BatchWriter, Store
-from .systemd import Notifier, watchdog_interval_s
+from edge_gateway.config import Config, load_config
+from edge_gateway.drivers.pipeline import FramePipeline
+from edge_gateway.errors import GatewayError
+from edge_gateway.logfmt import log
+from edge_gateway.reading import Reading, Summary
+from edge_gateway.runtime.systemd import Notifier, watchdog_interval_s
+from edge_gateway.store import BatchWriter, Store
 
-LOG = logging.getLogger("edge_gateway.daemon")
+LOG = logging.getLogger("edge_gateway.runtime.daemon")
 
 #: How long the daemon gives its tasks to finish after a stop signal before cancelling them.
 STOP_GRACE_S = 3.0
@@ -209,8 +209,8 @@ class Daemon:
 
 def default_components() -> list[Component]:
     """The jobs other modules contribute: alerts, DSP, sync (and device sessions)."""
-    from .drivers.fleet import ble_component
-    from .supervisor import serial_task
+    from edge_gateway.drivers.fleet import ble_component
+    from edge_gateway.drivers.serial_fleet import serial_task
 
     return [
         # bleak keeps a stale picture of BlueZ after bluetoothd restarts: a fresh process is
@@ -228,9 +228,9 @@ async def _alerts_task(d: Daemon) -> None:
     silent devices, low batteries, the unsynced outbox, re-notify and escalation."""
     from datetime import UTC, datetime
 
-    from .alerts import AlertEngine, AlertTransition
-    from .hooks import HookRunner
-    from .thresholds import ThresholdLoader
+    from edge_gateway.alerts.engine import AlertEngine, AlertTransition
+    from edge_gateway.alerts.hooks import HookRunner
+    from edge_gateway.alerts.thresholds import ThresholdLoader
 
     assert d.store is not None and d.writer is not None
     engine = AlertEngine(d.store, ThresholdLoader(d.store))
@@ -266,7 +266,7 @@ async def _alerts_task(d: Daemon) -> None:
 
 
 async def _dsp_task(d: Daemon) -> None:
-    from .dsp_scheduler import run_scheduler
+    from edge_gateway.runtime.dsp_scheduler import run_scheduler
 
     assert d.store is not None
 
@@ -284,9 +284,9 @@ async def _dsp_task(d: Daemon) -> None:
 
 async def _sync_task(d: Daemon) -> None:
     """Publish the outbox while a broker is configured; otherwise keep it (store-and-forward)."""
-    from .config import mqtt_password
-    from .sync.outbox import Outbox
-    from .sync.service import SyncService, settings_from_config
+    from edge_gateway.config import mqtt_password
+    from edge_gateway.store.outbox import Outbox
+    from edge_gateway.sync.service import SyncService, settings_from_config
 
     assert d.store is not None
     Outbox(d.store, d.cfg.gateway_id)  # records the gateway id used in message ids

@@ -11,9 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..reading import Reading
-from .base import DateTime, Reader, ReadingContext, enum_name, p16, pf32, timed_key, ts_json
-from .ieee11073 import Float32
+from edge_gateway.drivers.profiles.base import (
+    DateTime,
+    Reader,
+    ReadingContext,
+    enum_name,
+    p16,
+    pf32,
+    timed_key,
+    ts_json,
+)
+from edge_gateway.drivers.profiles.ieee11073 import Float32
+from edge_gateway.reading import Reading
 
 TEMPERATURE_TYPES = {1: "armpit", 2: "body", 3: "ear", 4: "finger",
                      5: "gastro_intestinal_tract", 6: "mouth", 7: "rectum", 8: "toe",

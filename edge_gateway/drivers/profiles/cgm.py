@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..errors import MalformedPayload
-from ..reading import Reading
-from .base import (
+from edge_gateway.drivers.profiles.base import (
     DateTime,
     Reader,
     ReadingContext,
@@ -30,7 +28,9 @@ from .base import (
     p24,
     psf,
 )
-from .ieee11073 import _SFLOAT_CACHE, SFloat
+from edge_gateway.drivers.profiles.ieee11073 import _SFLOAT_CACHE, SFloat
+from edge_gateway.errors import MalformedPayload
+from edge_gateway.reading import Reading
 
 # -------------------------------------------------------------------------------------------
 # E2E-CRC

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Config, DaemonSection, GatewaySection, with_broker
-from .daemon import Component, Daemon
-from .errors import GatewayError
-from .status import gateway_status
-from .store import Store
+from edge_gateway.config import Config, DaemonSection, GatewaySection, with_broker
+from edge_gateway.errors import GatewayError
+from edge_gateway.runtime.daemon import Component, Daemon
+from edge_gateway.runtime.status import gateway_status
+from edge_gateway.store import Store
 
 PROFILE_OF_KIND = {
     "heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",

@@ -21,10 +21,16 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..reading import Alert, Reading, Summary, iso
-from ..store.db import Store
-from . import payload
-from .payload import PRIORITY_ALERT, PRIORITY_BULK, PRIORITY_NAMES, PRIORITY_SUMMARY, Item
+from edge_gateway.reading import Alert, Reading, Summary, iso
+from edge_gateway.store.db import Store
+from edge_gateway.sync import payload
+from edge_gateway.sync.payload import (
+    PRIORITY_ALERT,
+    PRIORITY_BULK,
+    PRIORITY_NAMES,
+    PRIORITY_SUMMARY,
+    Item,
+)
 
 SEQ_COUNTER = "outbox.seq"
 SENT_COUNTER = "sync.sent"

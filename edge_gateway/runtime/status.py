@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .store import Store
+from edge_gateway.store import Store
 
 
 def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from .base import DateTime, Reader, enum_name, p16
+from edge_gateway.drivers.profiles.base import DateTime, Reader, enum_name, p16
 
 RACP_OPS = {1: "report_stored_records", 2: "delete_stored_records", 3: "abort_operation",
             4: "report_number_of_stored_records", 5: "number_of_stored_records_response",

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from edge_gateway.errors import ConfigError
 
-LOG = logging.getLogger("edge_gateway.hooks")
+LOG = logging.getLogger("edge_gateway.alerts.hooks")
 #: Keep only this much of a hook's stderr in the log: a chatty script must not flood it.
 _MAX_STDERR = 500
 

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import alerts as A
-from . import thresholds as T
-from .errors import NotFound, UsageError
-from .reading import iso
-from .store import Store
+from edge_gateway.alerts import engine as A
+from edge_gateway.alerts import thresholds as T
+from edge_gateway.errors import NotFound, UsageError
+from edge_gateway.reading import iso
+from edge_gateway.store import Store
 
 _PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 

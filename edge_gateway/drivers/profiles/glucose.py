@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from ..reading import Reading
-from .base import (
+from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
     Reader,
@@ -24,7 +23,8 @@ from .base import (
     ps16,
     psf,
 )
-from .ieee11073 import SFloat, format_number
+from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number
+from edge_gateway.reading import Reading
 
 MG_DL_PER_MMOL_L = 18.016
 

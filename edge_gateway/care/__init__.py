@@ -1,0 +1,1 @@
+"""The caregiver's library: patients, thresholds, alerts and audit; export; the report."""
