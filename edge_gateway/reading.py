@@ -13,13 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-#: UCUM units the gateway emits.  Anything else is a programming error.
-UCUM_UNITS = frozenset(
-    {
-        "mg/dL", "mmol/L", "mmHg", "kPa", "/min", "ms", "%", "kJ", "Cel", "[degF]", "kg",
-        "[lb_av]", "m", "[in_i]", "kg/m2", "1", "mg/dL/min", "mmol/L/min", "s",
-    }
-)
+from edge_gateway.units import UCUM_UNITS
 
 
 def utc(dt: datetime) -> datetime:
