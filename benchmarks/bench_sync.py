@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_gateway.reading import Alert, Summary  # noqa: E402
 from edge_gateway.store.db import Store  # noqa: E402
-from edge_gateway.store.outbox import Outbox, enqueue_alert, enqueue_summary  # noqa: E402
+from edge_gateway.store.outbox import Item, Outbox, enqueue_alert, enqueue_summary  # noqa: E402
 from edge_gateway.sync import payload  # noqa: E402
 from edge_gateway.sync.mqtt import MqttSettings  # noqa: E402
 from edge_gateway.sync.service import SyncService, SyncSettings  # noqa: E402
@@ -164,7 +164,7 @@ def main() -> int:
         work = Path(tmp)
         broker = Broker(work / "broker").start()
         try:
-            body = payload.build([payload.Item(1, "gw:x:1", 1, "summary", "p1", "t",
+            body = payload.build([Item(1, "gw:x:1", 1, "summary", "p1", "t",
                                                '{"i":1,"metrics":{"sdnn_ms":42.0}}')],
                                  payload.Options(gateway="gw"), datetime.now(UTC)).payload
             # Alternate the two, several rounds, and compare medians: other work on a small

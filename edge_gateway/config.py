@@ -62,6 +62,7 @@ class MqttSection:
     session_expiry_s: int = 7 * 24 * 3600
     inflight: int = 20
     topic_prefix: str = "edge-gateway"
+    connect_timeout_s: float = 10.0
 
     @property
     def url(self) -> str:
@@ -70,25 +71,30 @@ class MqttSection:
             return ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
+    def at(self, url: str) -> MqttSection:
+        """This section with host, port and tls taken from the broker ``url``."""
+        host, port, tls = parse_broker_url(url)
+        return dataclasses.replace(self, host=host, port=port, tls=tls)
+
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
-    """``mqtt://HOST:PORT`` / ``mqtts://HOST[:PORT]`` -> (host, port, tls)."""
+    """``mqtt://HOST:PORT`` / ``mqtts://HOST[:PORT]`` -> (host, port, tls); ValueError if not."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(
             f"broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got {url!r}")
     try:
         port = parts.port
-    except ValueError as err:
+    except ValueError as err:  # urlsplit's own range check (0..65535)
         raise ValueError(f"broker port must be 1..65535 in {url!r}") from err
+    if port == 0:
+        raise ValueError(f"broker port must be 1..65535 in {url!r}")
     tls = parts.scheme == "mqtts"
     return parts.hostname, port if port is not None else (8883 if tls else 1883), tls
 
 
 def with_broker(cfg: Config, url: str) -> Config:
-    host, port, tls = parse_broker_url(url)
-    return dataclasses.replace(
-        cfg, mqtt=dataclasses.replace(cfg.mqtt, host=host, port=port, tls=tls))
+    return dataclasses.replace(cfg, mqtt=cfg.mqtt.at(url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,8 @@ class SyncSection:
     compression: str = "none"
     bulk: bool = False
     interval_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +182,14 @@ _RULES: dict[str, tuple[Any, str]] = {
     "mqtt.keepalive_s": (lambda v: 5 <= v <= 3600, "must be 5..3600"),
     "mqtt.session_expiry_s": (lambda v: 0 <= v <= 0xFFFFFFFF, "must be 0..4294967295"),
     "mqtt.inflight": (lambda v: 1 <= v <= 1000, "must be 1..1000"),
+    "mqtt.connect_timeout_s": (lambda v: 1 <= v <= 300, "must be 1..300"),
     "sync.batch_size": (lambda v: 1 <= v <= 10_000, "must be 1..10000"),
     "sync.format": (lambda v: v in ("json", "fhir"), "must be 'json' or 'fhir'"),
     "sync.compression": (lambda v: v in ("none", "gzip", "zstd"),
                          "must be 'none', 'gzip' or 'zstd'"),
     "sync.interval_s": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
+    "sync.backoff_initial_s": (lambda v: 0.1 <= v <= 60, "must be 0.1..60"),
+    "sync.backoff_max_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
     "ble.max_connections": (lambda v: 1 <= v <= 7, "must be 1..7 (adapters hold 3-7 links)"),
     "ble.backoff_initial_s": (lambda v: 0.1 <= v <= 60, "must be 0.1..60"),
     "ble.backoff_max_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
@@ -316,7 +327,15 @@ def read_secret(path: str) -> str:
     return Path(path).read_text("utf-8").strip()
 
 
-def mqtt_password(cfg: Config) -> str:
-    if cfg.mqtt.password_file:
-        return read_secret(cfg.mqtt.password_file)
-    return cfg.mqtt.password
+def resolve_mqtt(cfg: Config) -> MqttSection | None:
+    """``[mqtt]`` as the sync connects with it; None when no broker is configured.
+
+    The client id defaults to ``edge-gateway-<gateway id>`` and the password is read from
+    ``password_file`` now, so a changed secret takes effect on the next (re)start.
+    """
+    m = cfg.mqtt
+    if not m.host:
+        return None
+    return dataclasses.replace(m, client_id=m.client_id or f"edge-gateway-{cfg.gateway_id}",
+                               password=read_secret(m.password_file) if m.password_file
+                               else m.password, password_file="")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +36,9 @@ from edge_gateway.alerts.thresholds import Thresholds
 from edge_gateway.errors import NotFound, UsageError
 from edge_gateway.reading import Alert, Reading, Summary, iso, parse_iso
 from edge_gateway.store import Store
-from edge_gateway.store.outbox import enqueue_alert
+from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import devices as device_rows
+from edge_gateway.store.outbox import enqueue_alert, oldest_pending_at
 
 OPEN_STATES = ("raised", "escalated", "acknowledged")
 ThresholdsFor = Callable[[str | None], Thresholds]
@@ -208,10 +209,7 @@ def _snap(a: OpenAlert) -> OpenAlert:
 
 
 # --------------------------------------------------------------------------- the store edge
-_COLS = ("id", "key", "rule", "patient_id", "device_id", "severity", "level", "state",
-         "message", "raised_at", "value", "unit", "last_notified_at", "escalated_at",
-         "acknowledged_at", "acknowledged_by", "resolved_at", "clear_since", "last_event_at",
-         "notify_count", "updated_at", "details")
+_COLS = alert_rows.COLUMNS
 _TIMES = {"raised_at", "last_notified_at", "escalated_at", "acknowledged_at", "resolved_at",
           "clear_since", "last_event_at", "updated_at"}
 
@@ -225,22 +223,21 @@ def _from_row(row: Sequence[Any]) -> OpenAlert:
     return OpenAlert(**d, event=event, details=details)
 
 
-def load_open(conn: sqlite3.Connection, keys: Iterable[str] | None = None) -> dict[str, OpenAlert]:
-    sql = f"SELECT {', '.join(_COLS)} FROM alerts WHERE state != 'resolved'"
-    return {a.key: a for a in map(_from_row, conn.execute(sql))
+def load_open(store: Store, keys: Iterable[str] | None = None) -> dict[str, OpenAlert]:
+    return {a.key: a for a in map(_from_row, alert_rows.open_rows(store))
             if keys is None or a.key in keys}
 
 
-def load_alert(conn: sqlite3.Connection, alert_id: int) -> OpenAlert:
-    row = conn.execute(f"SELECT {', '.join(_COLS)} FROM alerts WHERE id = ?",
-                       (alert_id,)).fetchone()
+def load_alert(store: Store, alert_id: int) -> OpenAlert:
+    row = alert_rows.row(store, alert_id)
     if row is None:
         raise NotFound("alert", str(alert_id), hint="`edge-gateway alerts list` shows them")
     return _from_row(row)
 
 
-def _save(store: Store, conn: sqlite3.Connection, a: OpenAlert,
-          transitions: Sequence[AlertTransition]) -> None:
+def _save(store: Store, a: OpenAlert, transitions: Sequence[AlertTransition]) -> None:
+    """Write the alert row and one event row (and outbox item) per transition, inside the
+    caller's transaction."""
     details = json.dumps(dict(a.details, _event=a.event) if a.event else a.details,
                          separators=(",", ":"), default=str)
     values = {c: getattr(a, c) for c in _COLS if c not in ("id", "details")}
@@ -249,23 +246,16 @@ def _save(store: Store, conn: sqlite3.Connection, a: OpenAlert,
     values["updated_at"] = values["updated_at"] or values["raised_at"]
     values["details"] = details
     if a.id is None:
-        cols = list(values)
-        cur = conn.execute(
-            f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [values[c] for c in cols])
-        a.id = int(cur.lastrowid or 0)
+        a.id = alert_rows.insert(store, values)
         for t in transitions:
             t.alert.id = a.id
     else:
-        sets = ", ".join(f"{c} = ?" for c in values)
-        conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", [*values.values(), a.id])
+        alert_rows.update(store, a.id, values)
     for t in transitions:
-        conn.execute(
-            "INSERT INTO alert_events (alert_id, state, at, details) VALUES (?, ?, ?, ?)",
-            (a.id, t.event, iso(t.at), json.dumps(
-                {"severity": t.alert.severity, "level": t.alert.level,
-                 "by": t.alert.acknowledged_by if t.event == "acknowledged" else None},
-                separators=(",", ":"))))
+        alert_rows.add_event(store, a.id, t.event, iso(t.at), json.dumps(
+            {"severity": t.alert.severity, "level": t.alert.level,
+             "by": t.alert.acknowledged_by if t.event == "acknowledged" else None},
+            separators=(",", ":")))
         if t.event != "renotified":
             enqueue_alert(store, a.id, t.to_alert(), t.at)
 
@@ -307,38 +297,33 @@ class AlertEngine:
     def tick(self, now: datetime) -> list[AlertTransition]:
         """Gateway-clock checks (silent devices, batteries, the outbox), then re-notify,
         escalation and event quiet-time for every open alert.  Call it every minute or so."""
-        conn = self.store.conn
         if self._last_seen is None:
             self._last_seen = {
-                dev: t for dev, text in conn.execute(
-                    # The writer keeps last_reading_at per device: never scan readings here.
-                    "SELECT id, last_reading_at FROM devices")
+                # The writer keeps last_reading_at per device: never scan readings here.
+                dev: t for dev, text in device_rows.last_reading_times(self.store)
                 if (t := parse_iso(text)) is not None}
         devices = []
-        for dev, patient, seen, battery, enabled, added in conn.execute(
-                "SELECT id, patient_id, last_seen_at, battery_pct, enabled, added_at"
-                " FROM devices"):
+        for dev, patient, seen, battery, enabled, added in device_rows.activity(self.store):
             times = [t for t in (parse_iso(seen), self._last_seen.get(dev)) if t is not None]
             last = max(times) if times else parse_iso(added)
             devices.append(DeviceFacts(dev, patient, last, battery, bool(enabled)))
-        oldest = conn.execute(
-            "SELECT min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+        oldest = oldest_pending_at(self.store)
         obs = self.rules.evaluate_tick(now, devices, parse_iso(oldest), self.thresholds)
         return self._apply(obs, now=now)
 
     def acknowledge(self, alert_id: int, by: str, at: datetime) -> AlertTransition | None:
         """Mark an open alert acknowledged (stops re-notify and escalation)."""
-        with self.store.transaction() as conn:
-            return acknowledge(self.store, conn, alert_id, by, at)
+        with self.store.transaction():
+            return acknowledge(self.store, alert_id, by, at)
 
     def _apply(self, observations: Sequence[Observation],
                now: datetime | None = None) -> list[AlertTransition]:
         out: list[AlertTransition] = []
         thresholds = _memo(self.thresholds)
-        with self.store.transaction() as conn:
+        with self.store.transaction():
             # Loaded inside the write transaction, so an acknowledgement the CLI committed a
             # moment ago is seen and cannot be overwritten.
-            open_ = load_open(conn)
+            open_ = load_open(self.store)
             # Changed alerts are written once per call, not once per reading (a 1 Hz heart
             # rate stream would otherwise rewrite the row every second).
             dirty: dict[str, tuple[OpenAlert, list[AlertTransition]]] = {}
@@ -354,7 +339,7 @@ class AlertEngine:
                     # only one open alert per key is allowed.
                     open_.pop(key, None)
                     a, held = dirty.pop(key)
-                    _save(self.store, conn, a, held)
+                    _save(self.store, a, held)
                 else:
                     open_[key] = alert
 
@@ -373,7 +358,7 @@ class AlertEngine:
                         alert, now, thresholds(alert.patient_id))
                     step(key, alert, ts, changed)
             for alert, ts in dirty.values():
-                _save(self.store, conn, alert, ts)
+                _save(self.store, alert, ts)
         out.sort(key=lambda t: t.at)
         return out
 
@@ -391,16 +376,16 @@ def _memo(load: ThresholdsFor) -> ThresholdsFor:
     return get
 
 
-def acknowledge(store: Store, conn: sqlite3.Connection, alert_id: int, by: str,
+def acknowledge(store: Store, alert_id: int, by: str,
                 at: datetime) -> AlertTransition | None:
     """Acknowledge inside the caller's transaction; None when it already was."""
-    a = load_alert(conn, alert_id)
+    a = load_alert(store, alert_id)
     if a.state == "resolved":
         raise UsageError(f"alert {alert_id} is already resolved")
     a, ts = Lifecycle.acknowledge(a, by, at)
     if not ts:
         return None
-    _save(store, conn, a, ts)
+    _save(store, a, ts)
     return ts[0]
 
 
@@ -416,22 +401,13 @@ def alert_dict(a: OpenAlert) -> dict[str, Any]:
     }
 
 
-def list_alerts(conn: sqlite3.Connection, *, patient_id: str | None = None,
+def list_alerts(store: Store, *, patient_id: str | None = None,
                 include_resolved: bool = False, limit: int = 200) -> list[OpenAlert]:
-    where, args = [], []
-    if not include_resolved:
-        where.append("state != 'resolved'")
-    if patient_id is not None:
-        where.append("patient_id = ?")
-        args.append(patient_id)
-    sql = f"SELECT {', '.join(_COLS)} FROM alerts"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY raised_at DESC, id DESC LIMIT ?"
-    return [_from_row(r) for r in conn.execute(sql, [*args, limit])]
+    """Alerts (open ones only unless ``include_resolved``), newest raised first."""
+    return [_from_row(r) for r in alert_rows.rows(
+        store, patient_id=patient_id, include_resolved=include_resolved, limit=limit)]
 
 
-def alert_events(conn: sqlite3.Connection, alert_id: int) -> list[Mapping[str, Any]]:
-    return [{"state": s, "at": at, **json.loads(d or "{}")} for s, at, d in conn.execute(
-        "SELECT state, at, details FROM alert_events WHERE alert_id = ? ORDER BY id",
-        (alert_id,))]
+def alert_events(store: Store, alert_id: int) -> list[Mapping[str, Any]]:
+    return [{"state": s, "at": at, **json.loads(d or "{}")}
+            for s, at, d in alert_rows.events(store, alert_id)]

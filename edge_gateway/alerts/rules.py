@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from statistics import median
 from typing import Any
 
-from edge_gateway.alerts.thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA, Thresholds
+from edge_gateway.alerts.thresholds import Thresholds
 from edge_gateway.reading import Reading, Summary
+from edge_gateway.units import MGDL_PER_MMOLL, MMHG_PER_KPA
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
 

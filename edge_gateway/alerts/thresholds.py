@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,19 +31,16 @@ from types import MappingProxyType
 from edge_gateway.errors import UsageError
 from edge_gateway.reading import iso
 from edge_gateway.store import Store
-
-#: 1 mmol/L of glucose in mg/dL (molar mass of glucose 180.16 g/mol).
-MGDL_PER_MMOLL = 18.016
-#: 1 kPa in mmHg.
-MMHG_PER_KPA = 7.500_62
+from edge_gateway.store import patients as patient_rows
+from edge_gateway.store import settings as setting_rows
+from edge_gateway.units import MGDL_PER_MMOLL, MMHG_PER_KPA
 
 GATEWAY_SCOPE = "gateway"
 #: What a caregiver types instead of a patient id for a gateway-wide setting.  '@' cannot
 #: appear in a patient id, so this never shadows a patient.
 GATEWAY_TARGET = "@gateway"
-SETTING_PREFIX = "threshold."
-#: Writes the audit row inside the change's transaction.
-Audit = Callable[[sqlite3.Connection], None]
+#: Writes the audit row; called inside the change's transaction.
+Audit = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,16 +228,11 @@ def scope_for(patient_id: str | None) -> str:
     return GATEWAY_SCOPE if patient_id is None else f"patient:{patient_id}"
 
 
-def _layer(conn: sqlite3.Connection, scope: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT key, value FROM settings WHERE scope = ? AND key LIKE 'threshold.%'", (scope,))
-    return {k[len(SETTING_PREFIX):]: v for k, v in rows}
-
-
 def load(store: Store, patient_id: str | None) -> Thresholds:
     """The effective thresholds of ``patient_id`` (None: the gateway-wide ones)."""
-    gateway = _layer(store.conn, GATEWAY_SCOPE)
-    patient = {} if patient_id is None else _layer(store.conn, scope_for(patient_id))
+    gateway = setting_rows.threshold_texts(store, GATEWAY_SCOPE)
+    patient = {} if patient_id is None else \
+        setting_rows.threshold_texts(store, scope_for(patient_id))
     return Thresholds.resolve(patient_id, gateway, patient)
 
 
@@ -250,7 +241,7 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
     """Set (``text``) or reset (``None``) one threshold; validated before anything changes.
 
     Returns the parsed quantity (None on reset).  Bumps ``meta.settings_version`` in the same
-    transaction so the daemon re-reads; ``audit(conn)`` writes the audit row in it too.
+    transaction so the daemon re-reads; ``audit()`` writes the audit row in it too.
     """
     s = spec(key)
     if s.gateway_only and patient_id is not None:
@@ -260,68 +251,58 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
     scope = scope_for(patient_id)
     # Read, check and write in one IMMEDIATE transaction: a rejected value leaves no trace,
     # and two caregivers cannot interleave into an inconsistent pair of thresholds.
-    with store.transaction() as conn:
-        trial = _layer(conn, scope)
+    with store.transaction():
+        trial = setting_rows.threshold_texts(store, scope)
         if q is None:
             trial.pop(key, None)
         else:
             trial[key] = q.text
-        _validate(conn, patient_id, trial)
+        _validate(store, patient_id, trial)
         if q is None:
-            conn.execute("DELETE FROM settings WHERE scope = ? AND key = ?",
-                         (scope, SETTING_PREFIX + key))
+            setting_rows.delete_threshold(store, scope, key)
         else:
-            conn.execute(
-                "INSERT INTO settings (scope, key, value, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(scope, key) DO UPDATE SET value = excluded.value,"
-                " updated_at = excluded.updated_at", (scope, SETTING_PREFIX + key, q.text, stamp))
-        bump_settings_version(conn)
+            setting_rows.put_threshold(store, scope, key, q.text, stamp)
+        setting_rows.bump_version(store)
         if audit is not None:
-            audit(conn)
+            audit()
     return q
 
 
 def reset_all(store: Store, patient_id: str | None, *, audit: Audit | None = None) -> int:
     """Drop every threshold override of one scope; returns how many there were."""
-    with store.transaction() as conn:
-        _validate(conn, patient_id, {})
-        n = conn.execute("DELETE FROM settings WHERE scope = ? AND key LIKE 'threshold.%'",
-                         (scope_for(patient_id),)).rowcount
-        bump_settings_version(conn)
+    with store.transaction():
+        _validate(store, patient_id, {})
+        n = setting_rows.delete_thresholds(store, scope_for(patient_id))
+        setting_rows.bump_version(store)
         if audit is not None:
-            audit(conn)
-    return int(n)
+            audit()
+    return n
 
 
-def _validate(conn: sqlite3.Connection, patient_id: str | None, trial: dict[str, str]) -> None:
+def _validate(store: Store, patient_id: str | None, trial: dict[str, str]) -> None:
     """Check the effective values that ``trial`` (the new layer of one scope) would give.
 
     A gateway-wide change is checked against every patient's own overrides too, since their
     effective thresholds mix both layers.
     """
     if patient_id is not None:
-        check_consistent(Thresholds.resolve(patient_id, _layer(conn, GATEWAY_SCOPE),
-                                            trial).values)
+        check_consistent(Thresholds.resolve(
+            patient_id, setting_rows.threshold_texts(store, GATEWAY_SCOPE), trial).values)
         return
     check_consistent(Thresholds.resolve(None, trial, {}).values)
-    for (pid,) in conn.execute("SELECT id FROM patients ORDER BY id").fetchall():
+    for pid in patient_rows.ids(store):
         try:
-            check_consistent(Thresholds.resolve(pid, trial, _layer(conn, scope_for(pid))).values)
+            check_consistent(Thresholds.resolve(
+                pid, trial, setting_rows.threshold_texts(store, scope_for(pid))).values)
         except UsageError as err:
             raise UsageError(f"patient {pid}: {err.reason}",
                              hint=f"change {pid}'s own threshold first") from err
 
 
-def bump_settings_version(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('settings_version', '1') ON CONFLICT(key)"
-        " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
-
-
 class ThresholdLoader:
     """Per-patient thresholds for the daemon, cached until ``settings_version`` changes.
 
-    Calling it costs one indexed SELECT on ``meta`` when nothing changed, so the alert engine
+    Calling it costs one indexed look-up in ``meta`` when nothing changed, so the alert engine
     can call it for every batch and still see a caregiver's change on the next batch.
     """
 
@@ -331,7 +312,7 @@ class ThresholdLoader:
         self._cache: dict[str | None, Thresholds] = {}
 
     def __call__(self, patient_id: str | None) -> Thresholds:
-        version = self._store.meta("settings_version")
+        version = self._store.meta(setting_rows.SETTINGS_VERSION)
         if version != self._version:
             self._cache.clear()
             self._version = version

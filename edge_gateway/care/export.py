@@ -23,7 +23,9 @@ CSV header (one row per reading, summary or alert, in time order)::
   ``{"window_end", "coverage", "algorithm", "metrics"}``; alerts ``{"severity", "message",
   "resolved_at", "acknowledged_by"}``.
 
-FHIR: a ``Bundle`` of type ``collection``; readings with a LOINC code become ``Observation``s
+FHIR (built by :mod:`edge_gateway.fhir`, codes from the registry's kinds table, as the MQTT
+``fhir`` format): a ``Bundle`` of type ``collection``; readings with a LOINC code become
+``Observation``s
 (a systolic/diastolic pair becomes one BP panel 85354-9 with two components), values in UCUM;
 HRV summaries become SDNN Observations (80404-7); alerts become ``Flag``s.  Kinds without a
 LOINC code (RR intervals, battery) are left out of the FHIR export and counted in the bundle's
@@ -37,52 +39,37 @@ import heapq
 import io
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge_gateway.alerts.rules import DIASTOLIC_KINDS, SYSTOLIC_KINDS
-from edge_gateway.alerts.thresholds import MGDL_PER_MMOLL, MMHG_PER_KPA
+from edge_gateway import fhir
+from edge_gateway.drivers import registry
 from edge_gateway.errors import UsageError
 from edge_gateway.reading import iso, parse_iso
 from edge_gateway.store import Store
+from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import readings as reading_rows
+from edge_gateway.store import summaries as summary_rows
+from edge_gateway.units import BP_PARTS, Kind, bp_records
 
 CSV_HEADER = ("record", "time_utc", "time_local", "patient", "device", "kind", "value", "unit",
               "special", "details")
 FORMATS = ("csv", "json", "fhir")
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 #: One encoder for every row: json.dumps with arguments builds a new encoder per call, which
 #: was a third of the CSV export's time.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 #: A namespace for deterministic resource ids: exporting twice gives the same ids.
 _NS = uuid.UUID("6f1b7c52-6a0e-4d0b-9a65-0f3c4f1e2a10")
 
-#: kind -> (LOINC code, display, UCUM units the code takes, category)
-LOINC_CODES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "heart_rate": ("8867-4", "Heart rate", ("/min",), "vital-signs"),
-    "pulse_rate": ("8867-4", "Heart rate", ("/min",), "vital-signs"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", ("%",),
-             "vital-signs"),
-    "glucose": ("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer",
-                ("mg/dL",), "laboratory"),
-    "cgm_glucose": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid", ("mg/dL",),
-                    "laboratory"),
-    "temperature": ("8310-5", "Body temperature", ("Cel", "[degF]"), "vital-signs"),
-    "body_temperature": ("8310-5", "Body temperature", ("Cel", "[degF]"), "vital-signs"),
-    "weight": ("29463-7", "Body weight", ("kg", "[lb_av]"), "vital-signs"),
-}
-#: Display units for UCUM codes whose code is not what a person reads.
-_UNIT_TEXT = {"Cel": "°C", "[degF]": "°F", "[lb_av]": "lb"}
-BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
-BP_SYS = ("8480-6", "Systolic blood pressure")
-BP_DIA = ("8462-4", "Diastolic blood pressure")
-BP_MEAN = ("8478-0", "Mean blood pressure")
-MAP_KINDS = frozenset({"bp_map", "mean_arterial_pressure"})
-SDNN = ("80404-7", "R-R interval.standard deviation (Heart rate variability)")
+#: The summary metric the export carries as an Observation of its own (SDNN 80404-7).
+EXPORTED_METRIC = "sdnn_ms"
+#: BP parts that go into the panel (pulse rate stays an Observation of its own).
+_PANEL_PARTS = frozenset({"sys", "dia", "map"})
+#: Values in the FHIR export are rounded to this many decimals (mmol/L -> mg/dL gives noise).
+_DIGITS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,45 +117,26 @@ def window(since: str, until: str | None, tz_name: str) -> Window:
 Row = tuple[str, str, int, dict[str, Any]]  # (utc iso, record, order, fields)
 
 
-def _cursor(store: Store, sql: str, args: list[Any]) -> Iterator[Any]:
-    # A dedicated cursor per source: three statements stay open at once during the merge.
-    cur = store.conn.cursor()
-    cur.arraysize = 500
-    cur.execute(sql, args)
-    while True:
-        rows = cur.fetchmany()
-        if not rows:
-            return
-        yield from rows
-
-
 def records(store: Store, patient: str, w: Window) -> Iterator[Row]:
     """Readings, summaries and alerts of ``patient`` in ``w``, merged in time order."""
-    bounds = " AND {col} >= ?" + (" AND {col} < ?" if w.until else "")
-    args: list[Any] = [patient, iso(w.since)] + ([iso(w.until)] if w.until else [])
+    # Each source streams on its own cursor: three queries stay open at once during the merge.
+    since, until = iso(w.since), iso(w.until) if w.until else None
     readings = (
         (t, "reading", 0, {"id": i, "device": d, "kind": k, "value": v, "unit": u,
                            "special": sp, "received_at": ra, "device_time": dt,
                            "record_key": rk})
-        for i, d, k, v, u, sp, t, ra, dt, rk in _cursor(
-            store, "SELECT id, device_id, kind, value, unit, special, time, received_at,"
-            " device_time, record_key FROM readings WHERE patient_id = ?"
-            + bounds.format(col="time") + " ORDER BY time, device_id, record_key, kind", args))
+        for i, d, k, v, u, sp, t, ra, dt, rk in reading_rows.export_rows(
+            store, patient, since, until))
     summaries = (
         (ws, "summary", 1, {"id": i, "device": d, "kind": k, "window_end": we,
                             "metrics": json.loads(m), "coverage": c, "algorithm": alg})
-        for i, d, k, ws, we, m, c, alg in _cursor(
-            store, "SELECT id, device_id, kind, window_start, window_end, metrics, coverage,"
-            " algorithm FROM summaries WHERE patient_id = ?" + bounds.format(col="window_start")
-            + " ORDER BY window_start, id", args))
+        for i, d, k, ws, we, m, c, alg in summary_rows.export_rows(store, patient, since, until))
     alerts = (
         (ra, "alert", 2, {"id": i, "device": d, "kind": rule, "value": v, "unit": u,
                           "state": st, "severity": sev, "message": msg, "resolved_at": res,
                           "acknowledged_by": by})
-        for i, d, rule, v, u, st, sev, msg, ra, res, by in _cursor(
-            store, "SELECT id, device_id, rule, value, unit, state, severity, message,"
-            " raised_at, resolved_at, acknowledged_by FROM alerts WHERE patient_id = ?"
-            + bounds.format(col="raised_at") + " ORDER BY raised_at, id", args))
+        for i, d, rule, v, u, st, sev, msg, ra, res, by in alert_rows.export_rows(
+            store, patient, since, until))
     yield from heapq.merge(readings, summaries, alerts, key=lambda r: (r[0], r[2]))
 
 
@@ -234,70 +202,31 @@ def _rid(kind: str, ident: Any) -> str:
     return str(uuid.uuid5(_NS, f"{kind}:{ident}"))
 
 
-def _quantity(value: float, unit: str, code: str | None = None) -> dict[str, Any]:
-    return {"value": round(value, 3), "unit": unit, "system": UCUM, "code": code or unit}
-
-
-def _coding(code: tuple[str, str]) -> dict[str, Any]:
-    return {"coding": [{"system": LOINC, "code": code[0], "display": code[1]}],
-            "text": code[1]}
-
-
-def _obs(rid: str, patient: str, when: str, code: tuple[str, str], category: str,
-         device: str | None, tz: ZoneInfo) -> dict[str, Any]:
-    o: dict[str, Any] = {
-        "resourceType": "Observation", "id": rid, "status": "final",
-        "category": [{"coding": [{"system": OBS_CATEGORY, "code": category}]}],
-        "code": _coding(code), "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": _local(when, tz),
-    }
-    if device:
-        o["device"] = {"display": device}
-    return o
-
-
-def _reading_resources(group: list[Row], patient: str, tz: ZoneInfo) -> Iterator[dict[str, Any]]:
+def _reading_resources(group: list[Row], patient: str, tz: ZoneInfo,
+                       kinds: Mapping[str, Kind]) -> Iterator[dict[str, Any]]:
     """Observations from readings that share one record (a BP measurement becomes one panel
     with systolic, diastolic and mean components)."""
-    bp: dict[str, dict[str, Any]] = {}
-    for _, _, _, f in group:
-        if f["value"] is None:
-            continue
-        if f["kind"] in SYSTOLIC_KINDS:
-            bp["sys"] = f
-        elif f["kind"] in DIASTOLIC_KINDS:
-            bp["dia"] = f
-        elif f["kind"] in MAP_KINDS:
-            bp["map"] = f
-    if "sys" in bp or "dia" in bp:
-        first = next(iter(bp.values()))
-        o = _obs(_rid("bp", first["id"]), patient, group[0][0], BP_PANEL, "vital-signs",
-                 first["device"], tz)
-        codes = {"sys": BP_SYS, "dia": BP_DIA, "map": BP_MEAN}
-        o["component"] = [
-            {"code": _coding(codes[part]),
-             "valueQuantity": _quantity(_mmhg(bp[part]["value"], bp[part]["unit"]), "mmHg",
-                                        "mm[Hg]")}
-            for part in ("sys", "dia", "map") if part in bp]
-        yield o
+    parts = [row for row in group if row[3]["value"] is not None
+             and BP_PARTS.get(row[3]["kind"]) in _PANEL_PARTS]
+    for bp in bp_records(parts, key=lambda _: 0, kind=lambda row: row[3]["kind"]).values():
+        if "sys" in bp.parts or "dia" in bp.parts:
+            first = bp.first[3]
+            yield fhir.bp_panel(
+                kinds, {part: (row[3]["value"], row[3]["unit"]) for part, row in
+                        bp.parts.items()},
+                when=_local(group[0][0], tz), patient=patient, device=first["device"],
+                rid=_rid("bp", first["id"]), digits=_DIGITS)
     for t, _, _, f in group:
-        spec = LOINC_CODES.get(f["kind"])
-        if spec is None or f["value"] is None:
-            continue
-        code, display, units, category = spec
-        value, unit = f["value"], f["unit"]
-        if f["kind"] in ("glucose", "cgm_glucose") and unit == "mmol/L":
-            value, unit = value * MGDL_PER_MMOLL, "mg/dL"  # the LOINC code is mass/volume
-        elif unit not in units:
-            continue  # a unit this code does not take; the CSV/JSON export still has it
-        o = _obs(_rid("reading", f["id"]), patient, t, (code, display), category,
-                 f["device"], tz)
-        o["valueQuantity"] = _quantity(value, _UNIT_TEXT.get(unit) or unit, unit)
-        yield o
-
-
-def _mmhg(v: float, unit: str) -> float:
-    return v * MMHG_PER_KPA if unit == "kPa" else v
+        if BP_PARTS.get(f["kind"]) in _PANEL_PARTS:
+            continue  # in the panel above
+        # strict: only kinds with a LOINC code, in a unit that code takes (the CSV/JSON
+        # export still has the rest)
+        o = fhir.reading_observation(kinds, f["kind"], f["value"], f["unit"],
+                                     when=_local(t, tz), patient=patient, device=f["device"],
+                                     rid=_rid("reading", f["id"]), strict=True,
+                                     digits=_DIGITS)
+        if o is not None:
+            yield o
 
 
 def _fhir(store: Store, out: TextIO, patient: str, w: Window) -> int:
@@ -307,18 +236,18 @@ def _fhir(store: Store, out: TextIO, patient: str, w: Window) -> int:
 
     def emit(res: dict[str, Any]) -> None:
         nonlocal n
-        entry = {"fullUrl": f"urn:uuid:{res['id']}", "resource": res}
         # FHIR JSON forbids empty arrays: "entry" opens with the first entry.
         out.write((', "entry": [\n' if n == 0 else ",\n")
-                  + _compact(entry))
+                  + _compact(fhir.entry(res)))
         n += 1
 
     group: list[Row] = []
+    kinds = registry.kinds()
 
     def flush() -> None:
         nonlocal skipped
         made = 0
-        for res in _reading_resources(group, patient, w.tz):
+        for res in _reading_resources(group, patient, w.tz, kinds):
             emit(res)
             made += 1
         if not made:
@@ -335,27 +264,20 @@ def _fhir(store: Store, out: TextIO, patient: str, w: Window) -> int:
             continue
         flush()
         if rec == "summary":
-            sdnn = f["metrics"].get("sdnn_ms")
-            if isinstance(sdnn, int | float) and not isinstance(sdnn, bool):
-                o = _obs(_rid("summary", f["id"]), patient, t, SDNN, "vital-signs",
-                         f["device"], w.tz)
-                o["effectivePeriod"] = {"start": o.pop("effectiveDateTime"),
-                                        "end": _local(f["window_end"], w.tz)}
-                o["valueQuantity"] = _quantity(float(sdnn), "ms")
+            o = fhir.metric_observation(
+                kinds, EXPORTED_METRIC, f["metrics"].get(EXPORTED_METRIC),
+                start=_local(t, w.tz), end=_local(f["window_end"], w.tz), patient=patient,
+                device=f["device"], rid=_rid("summary", f["id"]), digits=_DIGITS)
+            if o is not None:
                 emit(o)
             else:
                 skipped += 1
         else:
-            flag: dict[str, Any] = {
-                "resourceType": "Flag", "id": _rid("alert", f["id"]),
-                "status": "inactive" if f["state"] == "resolved" else "active",
-                "code": {"text": f["message"]},
-                "subject": {"reference": f"Patient/{patient}"},
-                "period": {"start": _local(t, w.tz)},
-            }
-            if f["resolved_at"]:
-                flag["period"]["end"] = _local(f["resolved_at"], w.tz)
-            emit(flag)
+            emit(fhir.flag(
+                rule=f["kind"], message=f["message"], state=f["state"],
+                severity=f["severity"], start=_local(t, w.tz),
+                end=_local(f["resolved_at"], w.tz) if f["resolved_at"] else None,
+                patient=patient, rid=_rid("alert", f["id"])))
     flush()
     tail = {"tag": [{"system": "urn:edge-gateway:export",
                      "code": f"records-without-fhir-mapping:{skipped}"}]}

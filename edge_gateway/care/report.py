@@ -34,6 +34,11 @@ from edge_gateway.alerts.rules import (
 )
 from edge_gateway.reading import iso, parse_iso
 from edge_gateway.store import Store
+from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import patients as patient_rows
+from edge_gateway.store import readings as reading_rows
+from edge_gateway.store import summaries as summary_rows
+from edge_gateway.units import MGDL_PER_MMOLL, bp_records, mmhg
 
 # Consensus ranges (Battelino et al., Diabetes Care 2019) with their targets; the shares come
 # from edge_gateway.dsp.glucose under these metric names.
@@ -99,32 +104,19 @@ def load(store: Store, patient: str, *, end: datetime, days: int, tz: ZoneInfo) 
     local_end = end.astimezone(tz)
     start = datetime.combine(local_end.date() - timedelta(days=days), local_end.timetz()) \
         .replace(tzinfo=tz).astimezone(end.tzinfo)
-    c = store.conn
-    row = c.execute("SELECT name FROM patients WHERE id = ?", (patient,)).fetchone()
-    d = ReportData(patient, row[0] if row else None, start, end, tz)
+    d = ReportData(patient, patient_rows.name_of(store, patient), start, end, tz)
     lo, hi = iso(start), iso(end)
-    for t, v, unit in c.execute(
-            "SELECT time, value, unit FROM readings WHERE patient_id = ? AND kind = "
-            "'cgm_glucose' AND value IS NOT NULL AND time >= ? AND time < ? ORDER BY time",
-            (patient, lo, hi)):
+    for t, v, unit in reading_rows.timed_values(store, patient, ("cgm_glucose",), lo, hi):
         d.cgm_t.append(_t(t))
         d.cgm_v.append(glucose_mgdl(v, unit))
     if not d.cgm_t:  # no CGM: a meter's readings still give a (sparse) profile
-        kinds = tuple(GLUCOSE_KINDS)
-        for t, v, unit in c.execute(
-                f"SELECT time, value, unit FROM readings WHERE patient_id = ? AND kind IN "
-                f"({','.join('?' * len(kinds))}) AND value IS NOT NULL AND time >= ? AND"
-                " time < ? ORDER BY time", (patient, *kinds, lo, hi)):
+        for t, v, unit in reading_rows.timed_values(store, patient, tuple(GLUCOSE_KINDS),
+                                                    lo, hi):
             d.cgm_t.append(_t(t))
             d.cgm_v.append(glucose_mgdl(v, unit))
-    d.hr_minutes = [(_t(m + ":00.000000Z"), v) for m, v in c.execute(
-        "SELECT substr(time, 1, 16) AS m, avg(value) FROM readings WHERE patient_id = ? AND"
-        " kind = 'heart_rate' AND value IS NOT NULL AND time >= ? AND time < ?"
-        " GROUP BY m ORDER BY m", (patient, lo, hi))]
-    for ws, we, kind, metrics in c.execute(
-            "SELECT window_start, window_end, kind, metrics FROM summaries WHERE patient_id = ?"
-            " AND kind IN ('hrv', 'rhythm') AND window_start >= ? AND window_start < ?"
-            " ORDER BY window_start", (patient, lo, hi)):
+    d.hr_minutes = [(_t(m + ":00.000000Z"), v)
+                    for m, v in reading_rows.minute_means(store, patient, "heart_rate", lo, hi)]
+    for ws, we, kind, metrics in summary_rows.heart_windows(store, patient, lo, hi):
         m = json.loads(metrics)
         if kind == "hrv":
             d.hrv.append((_t(ws), _num(m.get("sdnn_ms")), _num(m.get("rmssd_ms"))))
@@ -134,10 +126,7 @@ def load(store: Store, patient: str, *, end: datetime, days: int, tz: ZoneInfo) 
     d.devices = _load_devices(store, patient, lo, hi, days, tz)
     d.alerts = [{"id": i, "rule": r, "severity": s, "state": st, "message": msg,
                  "raised_at": _t(ra), "resolved_at": parse_iso(rs)}
-                for i, r, s, st, msg, ra, rs in c.execute(
-                    "SELECT id, rule, severity, state, message, raised_at, resolved_at FROM"
-                    " alerts WHERE patient_id = ? AND raised_at >= ? AND raised_at < ?"
-                    " ORDER BY raised_at", (patient, lo, hi))]
+                for i, r, s, st, msg, ra, rs in alert_rows.raised_between(store, patient, lo, hi)]
     return d
 
 
@@ -153,15 +142,15 @@ def _num(v: Any) -> float | None:
 
 def _load_bp(store: Store, patient: str, lo: str | None, hi: str | None) -> list[dict[str, Any]]:
     kinds = (*SYSTOLIC_KINDS, *DIASTOLIC_KINDS, "pulse_rate")
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for dev, key, kind, t, v, unit in store.conn.execute(
-            f"SELECT device_id, record_key, kind, time, value, unit FROM readings WHERE"
-            f" patient_id = ? AND kind IN ({','.join('?' * len(kinds))}) AND value IS NOT NULL"
-            " AND time >= ? AND time < ? ORDER BY time", (patient, *kinds, lo, hi)):
-        g = groups.setdefault((dev, key), {"time": _t(t), "device": dev})
-        v = v * 7.500_62 if unit == "kPa" else v
-        g["sys" if kind in SYSTOLIC_KINDS else "dia" if kind in DIASTOLIC_KINDS else "pulse"] = v
-    out = [g for g in groups.values() if "sys" in g and "dia" in g]
+    rows = reading_rows.record_values(store, patient, kinds, lo, hi)
+    out: list[dict[str, Any]] = []
+    # One measurement = the readings of one device sharing a record key.
+    for rec in bp_records(rows, key=lambda r: (r[0], r[1]), kind=lambda r: r[2]).values():
+        if rec.complete:
+            dev, _, _, t, _, _ = rec.first
+            g: dict[str, Any] = {"time": _t(t), "device": dev}
+            g.update((part, mmhg(r[4], r[5])) for part, r in rec.parts.items())
+            out.append(g)
     for g in out:
         g["class"], g["colour"] = bp_class(g["sys"], g["dia"])
     return sorted(out, key=lambda g: g["time"])
@@ -169,20 +158,13 @@ def _load_bp(store: Store, patient: str, lo: str | None, hi: str | None) -> list
 
 def _load_devices(store: Store, patient: str, lo: str | None, hi: str | None,
                   days: int, tz: ZoneInfo) -> list[dict[str, Any]]:
-    # A 5-minute slot key in SQL ('2026-11-20T07:' || minute / 5): distinct slots are at most
-    # 288 a day per device, so they can come to Python to be binned by *local* day.
-    slot = "substr(time, 1, 14) || printf('%02d', CAST(substr(time, 15, 2) AS INTEGER) / 5 * 5)"
+    # Distinct 5-minute slots come from the store (at most 288 a day per device), to be binned
+    # here by *local* day.
     out = []
-    for dev, profile, n, first, last in store.conn.execute(
-            "SELECT r.device_id, coalesce(d.profile, '-'), count(*), min(r.time), max(r.time)"
-            " FROM readings r LEFT JOIN devices d ON d.id = r.device_id"
-            " WHERE r.patient_id = ? AND r.time >= ? AND r.time < ? GROUP BY r.device_id"
-            " ORDER BY r.device_id", (patient, lo, hi)):
+    for dev, profile, n, first, last in reading_rows.device_totals(store, patient, lo, hi):
         per_day: dict[date, int] = defaultdict(int)
         slots = 0
-        for (key,) in store.conn.execute(
-                f"SELECT DISTINCT {slot} FROM readings WHERE patient_id = ? AND device_id = ?"
-                " AND time >= ? AND time < ?", (patient, dev, lo, hi)):
+        for key in reading_rows.five_minute_slots(store, patient, dev, lo, hi):
             per_day[_t(key + ":00.000000Z").astimezone(tz).date()] += 1
             slots += 1
         stream = n / max(days, 1) > STREAM_PER_DAY
@@ -425,8 +407,9 @@ def _glucose_section(d: ReportData, gm: dict[str, Any]) -> list[str]:
                    f"<td>{_e(target)}</td></tr>")
     active = "–" if gm["active"] is None else f"{gm['active']:.0f} %"
     out.append(f"</table><p class='note'>{gm['n']} readings, CGM active {active} of the "
-               f"period; mean {gm['mean']:.0f} mg/dL ({gm['mean'] / 18.016:.1f} mmol/L), GMI "
-               f"{gm['gmi']:.1f} %, CV {gm['cv'] or 0:.1f} %; {gm['hypo_events']} hypoglycaemic "
+               f"period; mean {gm['mean']:.0f} mg/dL "
+               f"({gm['mean'] / MGDL_PER_MMOLL:.1f} mmol/L), GMI {gm['gmi']:.1f} %, "
+               f"CV {gm['cv'] or 0:.1f} %; {gm['hypo_events']} hypoglycaemic "
                "events (below 70 for 15 min or more). Bands: 5th–95th and 25th–75th "
                f"percentiles per {AGP_BIN_MIN}-minute slot of the day.</p></section>")
     return out

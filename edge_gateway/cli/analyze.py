@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_gateway.cli.base import echo_json, handle_errors, main
 from edge_gateway.errors import UsageError
+from edge_gateway.units import MGDL_PER_MMOLL
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +259,10 @@ def _times(table: Table, name: str = "time") -> np.ndarray:
 
 
 def _glucose_input(table: Table) -> np.ndarray:
-    from edge_gateway.dsp.glucose import MMOL_TO_MG
-
     if table.has("glucose_mg_dl"):
         values = table.numbers("glucose_mg_dl")
     elif table.has("glucose_mmol_l"):
-        values = table.numbers("glucose_mmol_l") * MMOL_TO_MG
+        values = table.numbers("glucose_mmol_l") * MGDL_PER_MMOLL
     else:
         raise UsageError(
             "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "

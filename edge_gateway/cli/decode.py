@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edge_gateway.cli.base import echo_json, fail, handle_errors, main
-from edge_gateway.drivers.registry import CODECS, short_uuid
+from edge_gateway.drivers import registry
 from edge_gateway.errors import MalformedPayload, UsageError
 
 _HEX = frozenset(string.hexdigits)
@@ -75,7 +75,8 @@ def _scalar(v: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
 def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> None:
-    """Decode a raw payload of characteristic CHAR (16-bit UUID in hex, e.g. 2a37).
+    """Decode a raw payload of characteristic CHAR (16-bit UUID in hex, e.g. 2a37, or a
+    vendor's 128-bit UUID).
 
     HEX is the payload as hex digits; spaces and colons are allowed (quote it, or give it
     as several arguments).  A payload that does not fit the specification exits with
@@ -86,12 +87,13 @@ def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> No
         edge-gateway decode 2a37 "16 48 02 04 00 04" --json
     """
     try:
-        uuid = short_uuid(characteristic)
+        uuid = registry.char_key(characteristic)
     except ValueError as err:
         raise UsageError(f"CHAR: {err}") from None
-    codec = CODECS.get(uuid)
+    codecs = registry.current().codecs
+    codec = codecs.get(uuid)
     if codec is None:
-        known = ", ".join(sorted(CODECS))
+        known = ", ".join(sorted(codecs))
         raise UsageError(f"CHAR: no decoder for {uuid}", hint=f"known: {known}")
     raw = parse_hex(hex_parts)
     try:
@@ -103,6 +105,7 @@ def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> No
     if as_json:
         echo_json(obj)
         return
-    click.echo(f"{codec.name} (0x{uuid.upper()}), {len(raw)} bytes")
+    label = f"0x{uuid.upper()}" if len(uuid) == 4 else uuid
+    click.echo(f"{codec.name} ({label}), {len(raw)} bytes")
     for line in _human(obj, "  "):
         click.echo(line)

@@ -14,10 +14,10 @@ import click
 from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
 from edge_gateway.cli.core import open_store
 from edge_gateway.drivers import devices as D
+from edge_gateway.drivers import registry
 from edge_gateway.errors import DeviceError, UsageError
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-HEALTH_SERVICES = ("180d", "1810", "1808", "181f", "1822", "1809", "181d")
 
 
 def _ble() -> Any:
@@ -53,7 +53,9 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 
         edge-gateway devices scan --seconds 10
     """
-    found = asyncio.run(_ble().scan(seconds, () if everything else HEALTH_SERVICES,
+    # The health services: every profile that declares ``scan`` (PROFILE in drivers/profiles).
+    health = registry.current().scan_services
+    found = asyncio.run(_ble().scan(seconds, () if everything else health,
                                  adapter=_adapter(ctx)))
     rows = [{"address": f.address, "name": f.name, "rssi": f.rssi,
              "profile": D.profile_of(f.services), "services": list(f.services)} for f in found]
@@ -69,7 +71,8 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 
 @devices.command("add")
 @click.argument("address")
-@click.option("--profile", type=click.Choice(sorted(D.PROFILES)), default=None,
+@click.option("--profile", type=click.Choice(sorted(registry.current().health_profiles)),
+              default=None,
               help="Health profile; found by a short scan when omitted.")
 @click.option("--name", default=None, help="A name to show instead of the advertised one.")
 @click.option("--patient", default=None, help="Assign the device to this patient.")
@@ -113,7 +116,7 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
         echo_json(dev)
         return
     click.echo(f"added {addr} ({profile})")
-    if profile in D.NEEDS_BOND and not dev.get("bonded"):
+    if profile in registry.current().needs_bond and not dev.get("bonded"):
         click.echo(f"next: edge-gateway devices pair {addr}")
 
 

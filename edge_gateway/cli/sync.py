@@ -49,7 +49,7 @@ def sync_status(ctx: Context, as_json: bool) -> None:
     try:
         st = status(store)
     finally:
-        store.conn.close()
+        store.close()
     if as_json:
         echo_json(st)
         return
@@ -82,8 +82,8 @@ def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
 
         edge-gateway sync now --timeout 60
     """
-    from edge_gateway.config import mqtt_password, with_broker
-    from edge_gateway.sync.service import SyncService, settings_from_config
+    from edge_gateway.config import resolve_mqtt, with_broker
+    from edge_gateway.sync.service import SyncService
 
     cfg, store = _store(ctx, readonly=False)
     try:
@@ -92,11 +92,11 @@ def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
                 cfg = with_broker(cfg, broker)
             except ValueError as err:
                 raise ConfigError("--broker", "", str(err)) from err
-        mqtt, settings = settings_from_config(cfg, mqtt_password(cfg))
+        mqtt = resolve_mqtt(cfg)
         if mqtt is None:
             raise ConfigError(cfg.source, "mqtt.host", "no broker configured",
                               hint="set mqtt.host in the config or pass --broker")
-        svc = SyncService(store, mqtt, settings, cfg.gateway_id, cfg.gateway.site)
+        svc = SyncService(store, mqtt, cfg.sync, cfg.gateway_id, cfg.gateway.site)
         before = svc.outbox.status()["sent"]
         left = asyncio.run(svc.drain(timeout_s))
         st = svc.status()

@@ -27,27 +27,26 @@ every reconnect until it is filled.  Open holes live in memory: a gateway restar
 
 Records are buffered until the RACP procedure ends and the reset check is done, then handed on
 in order; nothing is ever deleted from a device here (RACP delete is not used).
+
+Which characteristic holds a profile's records and how they are identified comes from its
+``PROFILE.racp`` (:class:`~edge_gateway.drivers.profiles.base.Racp`); :data:`STRATEGIES` maps
+that identity (``sequence``, ``time_offset``, ``recorded``) to the backfill class here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
-from edge_gateway.drivers.profiles.cgm import CGMMeasurement
-from edge_gateway.drivers.profiles.glucose import GlucoseMeasurement
+from edge_gateway.drivers import registry
+from edge_gateway.drivers.profiles.base import Racp, RecordIdentity
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.errors import DeviceError, MalformedPayload
 
-GLUCOSE_MEASUREMENT = "2a18"
-GLUCOSE_CONTEXT = "2a34"
-CGM_MEASUREMENT = "2aa7"
-CGM_SESSION_START = "2aaa"
-BP_RECORD = "2b36"
-RACP = "2a52"
+#: The Record Access Control Point (GSS "Record Access Control Point").
+RACP = RecordAccessControlPoint.characteristic
 
 # RACP op codes / operators / filter types / response codes (GLS 1.0 Table 3.2, 3.3, 3.6).
 OP_REPORT = 0x01
@@ -146,8 +145,10 @@ class RacpPort(Protocol):
     def deliver(self, frames: Sequence[Frame]) -> None: ...
 
 
-def glucose_mark(payload: bytes) -> RecordMark | None:
-    """Sequence number and base time (+ time offset) of a Glucose Measurement (GLS §3.106)."""
+def sequence_mark(payload: bytes) -> RecordMark | None:
+    """Sequence number and base time (+ time offset) of a GLS-style record (Glucose
+    Measurement, GLS §3.106: flags, uint16 sequence number, Date Time base time, optional
+    sint16 time offset): the ``sequence`` record identity."""
     if len(payload) < 10:
         return None
     seq = payload[1] | (payload[2] << 8)
@@ -199,10 +200,11 @@ class HoleFinder:
 class RacpBackfill:
     """What glucose and CGM backfills share: keys per frame, holes, the mark."""
 
-    characteristic = ""
-
-    def __init__(self, ledger: RecordLedger | None) -> None:
+    def __init__(self, ledger: RecordLedger | None, spec: Racp) -> None:
         self.ledger = ledger
+        self.spec = spec
+        #: The characteristic the records arrive on.
+        self.characteristic = spec.records
         self.mark: RecordMark | None = None
         self.holes: list[Hole] = []
         self._live = HoleFinder(None)
@@ -244,7 +246,7 @@ class RacpBackfill:
         for frame in frames:
             char, _, payload = frame
             if char != self.characteristic:
-                if skip is not None and char == GLUCOSE_CONTEXT and len(payload) >= 3 \
+                if skip is not None and char in self.spec.also and len(payload) >= 3 \
                         and payload[1] | (payload[2] << 8) == skip:
                     continue  # the context of that same record
                 keep.append(frame)
@@ -326,67 +328,67 @@ class SequenceBackfill(RacpBackfill):
         return self._take(port, frames, None) + await self.fill(port, chars)
 
 
-class GlucoseBackfill(SequenceBackfill):
-    """Backfill of a glucose meter by sequence number (identity: the record's base time)."""
+def _decoded(char: str, payload: bytes) -> Any:
+    """The record decoded by its profile's codec, or None when it is malformed."""
+    try:
+        return registry.decode(char, payload)
+    except MalformedPayload:
+        return None
 
-    characteristic = GLUCOSE_MEASUREMENT
+
+class GlucoseBackfill(SequenceBackfill):
+    """Backfill by sequence number (``sequence``; identity: the record's base time), as a
+    glucose meter does it."""
 
     def keys(self, payload: bytes) -> list[int] | None:
-        try:
-            return [GlucoseMeasurement.from_bytes(payload).sequence_number]
-        except MalformedPayload:
-            return None
+        record = _decoded(self.characteristic, payload)
+        return None if record is None else [record.sequence_number]
 
     def identity(self, payload: bytes, key: int) -> bytes:
-        mark = glucose_mark(payload)
+        mark = sequence_mark(payload)
         return mark.identity if mark is not None else b""
 
 
-def bp_record_mark(payload: bytes) -> RecordMark | None:
-    """A Blood Pressure Record (0x2B36, BLS 1.1): segmentation header (uint8, bit 0 first
-    segment, bit 1 last), sequence number (uint16), UUID of the recorded characteristic
-    (uint16, 0x2A35), the recorded value.  Only whole (single-segment) records of a Blood
-    Pressure Measurement count; the recorded value itself is the record's identity."""
-    if len(payload) < 6 or payload[0] & 0x03 != 0x03 or payload[3:5] != b"\x35\x2a":
+def _recorded_char(payload: bytes) -> str:
+    return f"{payload[4]:02x}{payload[3]:02x}"
+
+
+def recorded_mark(payload: bytes) -> RecordMark | None:
+    """A Record of the ``recorded`` identity (Blood Pressure Record 0x2B36, BLS 1.1):
+    segmentation header (uint8, bit 0 first segment, bit 1 last), sequence number (uint16),
+    UUID of the recorded characteristic (uint16, e.g. 0x2A35), the recorded value.  Only whole
+    (single-segment) records of a measurement characteristic count; the recorded value itself
+    is the record's identity."""
+    if len(payload) < 6 or payload[0] & 0x03 != 0x03 \
+            or _recorded_char(payload) not in registry.READINGS:
         return None
     return RecordMark(payload[1] | (payload[2] << 8), bytes(payload[5:]))
 
 
 class BpRecordBackfill(SequenceBackfill):
-    """Backfill of a BLS 1.1 cuff's Blood Pressure Records by sequence number."""
-
-    characteristic = BP_RECORD
+    """Backfill of Records (``recorded``) by sequence number, as a BLS 1.1 cuff keeps them."""
 
     def keys(self, payload: bytes) -> list[int] | None:
-        mark = bp_record_mark(payload)
-        if mark is None:
-            return None
-        try:
-            BloodPressureMeasurement.from_bytes(mark.identity)
-        except MalformedPayload:
+        mark = recorded_mark(payload)
+        if mark is None or _decoded(_recorded_char(payload), mark.identity) is None:
             return None
         return [mark.key]
 
     def identity(self, payload: bytes, key: int) -> bytes:
-        mark = bp_record_mark(payload)
+        mark = recorded_mark(payload)
         return mark.identity if mark is not None else b""
 
 
 class CgmBackfill(RacpBackfill):
     """Backfill of a CGM by time offset within its sensor session."""
 
-    characteristic = CGM_MEASUREMENT
-
-    def __init__(self, ledger: RecordLedger | None) -> None:
-        super().__init__(ledger)
+    def __init__(self, ledger: RecordLedger | None, spec: Racp) -> None:
+        super().__init__(ledger, spec)
         self.session: bytes | None = None
 
     def keys(self, payload: bytes) -> list[int] | None:
-        try:
-            m = CGMMeasurement.from_bytes(payload)
-        except MalformedPayload:
-            return None
-        if not m.records or any(r.crc_ok is False for r in m.records):
+        m = _decoded(self.characteristic, payload)
+        if m is None or not m.records or any(r.crc_ok is False for r in m.records):
             return None
         return [r.time_offset for r in m.records]
 
@@ -397,7 +399,8 @@ class CgmBackfill(RacpBackfill):
         return self.session is not None and super().observe(char, payload)
 
     async def run(self, port: RacpPort, chars: Sequence[str]) -> int:
-        session = await port.read(CGM_SESSION_START)
+        assert self.spec.session is not None, "a time_offset RACP names its session"
+        session = await port.read(self.spec.session)
         held = self.ledger.last_record(port.device_id, self.characteristic) if self.ledger else None
         seen = self.session if self.session is not None else (
             held.identity if held is not None else None)
@@ -417,3 +420,16 @@ class CgmBackfill(RacpBackfill):
 
 
 Backfill = GlucoseBackfill | CgmBackfill | BpRecordBackfill
+
+#: The backfill for each record identity a profile's ``Racp`` can declare.
+STRATEGIES: Mapping[RecordIdentity, type[Backfill]] = {
+    "sequence": GlucoseBackfill,
+    "time_offset": CgmBackfill,
+    "recorded": BpRecordBackfill,
+}
+
+
+def backfills(ledger: RecordLedger | None) -> dict[str, Backfill]:
+    """One backfill per profile with stored records, keyed by its records characteristic."""
+    return {char: STRATEGIES[spec.identity](ledger, spec)
+            for char, spec in registry.current().racp.items()}

@@ -34,7 +34,8 @@ from bleak_retry_connector import BleakClientWithServiceCache, establish_connect
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from edge_gateway.drivers.transport import GattError, NotifyCallback, full_uuid, short_uuid
+from edge_gateway.drivers.profiles.base import full_uuid, short_uuid
+from edge_gateway.drivers.transport import GattError, NotifyCallback
 from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)

@@ -20,21 +20,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edge_gateway.drivers.backfill import (
-    BP_RECORD,
-    CGM_MEASUREMENT,
-    CGM_SESSION_START,
-    GLUCOSE_MEASUREMENT,
-    RecordMark,
-    bp_record_mark,
-    cgm_offsets,
-    glucose_mark,
-)
+from edge_gateway.drivers import registry
+from edge_gateway.drivers.backfill import RecordMark, cgm_offsets, recorded_mark, sequence_mark
 from edge_gateway.drivers.profiles.cgm import CGMSessionStartTime
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.drivers.transport import Transport
 from edge_gateway.errors import DeviceError, MalformedPayload
 from edge_gateway.store import Store
+from edge_gateway.store import devices as device_rows
+from edge_gateway.store import readings as reading_rows
 
 if TYPE_CHECKING:
     from edge_gateway.config import BleSection
@@ -70,41 +65,32 @@ class StoreLedger:
         self.on_reset = on_reset
 
     def _epoch(self, device_id: str) -> int:
-        row = self.store.conn.execute("SELECT reset_epoch FROM devices WHERE id = ?",
-                                      (device_id,)).fetchone()
-        return int(row[0]) if row else 0
+        return device_rows.reset_epoch(self.store, device_id)
 
     def _payloads(self, device_id: str, characteristic: str) -> list[bytes]:
-        rows = self.store.conn.execute(
-            "SELECT DISTINCT f.payload FROM readings r JOIN raw_frames f ON f.id = r.raw_frame_id"
-            " WHERE r.device_id = ? AND r.characteristic = ? AND r.reset_epoch = ?"
-            " AND f.payload IS NOT NULL ORDER BY r.id DESC LIMIT ?",
-            (device_id, characteristic, self._epoch(device_id), _RECENT))
-        return [bytes(p) for (p,) in rows]
+        return reading_rows.record_payloads(self.store, device_id, characteristic,
+                                            self._epoch(device_id), _RECENT)
 
     def last_record(self, device_id: str, characteristic: str) -> RecordMark | None:
-        if characteristic == GLUCOSE_MEASUREMENT:
+        # How the newest record is found follows the profile's declared record identity.
+        spec = registry.current().racp.get(characteristic)
+        identity = None if spec is None else spec.identity
+        if identity == "sequence":
             marks = [m for p in self._payloads(device_id, characteristic)
-                     if (m := glucose_mark(p)) is not None]
+                     if (m := sequence_mark(p)) is not None]
             return max(marks, key=lambda m: m.key) if marks else None
-        if characteristic == CGM_MEASUREMENT:
-            row = self.store.conn.execute(
-                "SELECT payload FROM raw_frames WHERE device_id = ? AND characteristic = ?"
-                " AND status = 'ok' ORDER BY id DESC LIMIT 1",
-                (device_id, CGM_SESSION_START)).fetchone()
+        if identity == "time_offset" and spec is not None and spec.session is not None:
+            start = reading_rows.latest_frame(self.store, device_id, spec.session)
             offsets = [o for p in self._payloads(device_id, characteristic)
                        for o in cgm_offsets(p)]
-            if row is None or row[0] is None or not offsets:
+            if start is None or not offsets:
                 return None
-            return RecordMark(max(offsets), bytes(row[0]))
-        if characteristic == BP_RECORD:
+            return RecordMark(max(offsets), start)
+        if identity == "recorded":
             # Records are kept raw until a codec turns them into readings: the newest one
             # received (backfills hand records on in ascending order) is the mark.
-            for (payload,) in self.store.conn.execute(
-                    "SELECT payload FROM raw_frames WHERE device_id = ? AND characteristic = ?"
-                    " AND status = 'ok' AND payload IS NOT NULL ORDER BY id DESC LIMIT 50",
-                    (device_id, characteristic)):
-                if (mark := bp_record_mark(bytes(payload))) is not None:
+            for payload in reading_rows.recent_frames(self.store, device_id, characteristic):
+                if (mark := recorded_mark(payload)) is not None:
                     return mark
         return None
 
@@ -159,7 +145,7 @@ class BleFleet:
         self.on_settings()
 
     def on_frame(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
-        if char == CGM_SESSION_START:
+        if char == CGMSessionStartTime.characteristic:
             self._session_start[device_id] = session_start_of(payload)
         elif char == "2a19" and len(payload) == 1 and payload[0] <= 100:
             self._device_state(device_id, battery_pct=payload[0])
@@ -188,9 +174,7 @@ class BleFleet:
         self.on_settings()
 
     def wanted(self) -> dict[str, str]:
-        rows = self.store.conn.execute(
-            "SELECT id, coalesce(address, id) FROM devices WHERE enabled = 1 AND transport = 'ble'")
-        return {device_id: address for device_id, address in rows}
+        return device_rows.enabled_ble(self.store)
 
     def reconcile(self, tg: asyncio.TaskGroup) -> None:
         wanted = self.wanted()

@@ -18,6 +18,7 @@ from edge_gateway.errors import MalformedPayload
 from edge_gateway.logfmt import log
 from edge_gateway.reading import Reading
 from edge_gateway.store import BatchWriter, FrameRecord, Store
+from edge_gateway.store import devices as device_rows
 
 LOG = logging.getLogger("edge_gateway.drivers.pipeline")
 
@@ -39,30 +40,20 @@ class DeviceContext:
 
 
 def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
-    """Decode with the profile registry (BLE) or the serial protocol's codec."""
-    if characteristic.startswith("serial:"):
-        return _decode_serial(characteristic, payload, ctx)
-    from edge_gateway.drivers.registry import decode_readings
+    """Decode with the profile registry: BLE characteristics and serial protocols alike (a
+    serial protocol's profile has the one characteristic ``serial:<protocol>``)."""
+    from edge_gateway.drivers import registry
 
-    return list(decode_readings(
+    if characteristic.startswith(registry.SERIAL_PREFIX) \
+            and registry.codec_for(characteristic) is None:
+        protocol = characteristic.split(":", 1)[1]
+        raise MalformedPayload(characteristic, 0, f"no decoder for serial protocol {protocol!r}",
+                               payload)
+    return registry.decode_readings(
         characteristic, payload, device_id=ctx.device_id, received_at=ctx.received_at,
         device_clock_offset=ctx.clock_offset, reset_epoch=ctx.reset_epoch,
         session_start=ctx.session_start,
-    ))
-
-
-def _decode_serial(characteristic: str, payload: bytes, ctx: DeviceContext) -> list[Reading]:
-    protocol = characteristic.split(":", 1)[1]
-    if protocol != "masimo-rad8":
-        raise MalformedPayload(characteristic, 0, f"no decoder for serial protocol {protocol!r}",
-                               payload)
-    from edge_gateway.drivers.profiles import masimo_rad8
-
-    record = masimo_rad8.Rad8Record.from_bytes(payload)
-    return masimo_rad8.to_readings(
-        record, device_id=ctx.device_id, characteristic=characteristic,
-        received_at=ctx.received_at, device_clock_offset=ctx.clock_offset,
-        reset_epoch=ctx.reset_epoch)
+    )
 
 
 class FramePipeline:
@@ -83,16 +74,13 @@ class FramePipeline:
     def _device(self, device_id: str) -> dict[str, Any]:
         dev = self._devices.get(device_id)
         if dev is None:
-            row = self.store.conn.execute(
-                "SELECT patient_id, reset_epoch, clock_offset_s, last_record FROM devices"
-                " WHERE id = ?", (device_id,)).fetchone()
+            row = device_rows.context(self.store, device_id)
             dev = {"patient_id": None, "reset_epoch": 0, "clock_offset_s": None}
             if row is not None:
-                dev = {"patient_id": row[0], "reset_epoch": row[1], "clock_offset_s": row[2]}
+                dev = {"patient_id": row.patient_id, "reset_epoch": row.reset_epoch,
+                       "clock_offset_s": row.clock_offset_s}
             self._devices[device_id] = dev
-            self._users[device_id] = tuple(self.store.conn.execute(
-                "SELECT user_id, patient_id FROM device_users WHERE device_id = ?",
-                (device_id,)).fetchall())
+            self._users[device_id] = device_rows.user_patients(self.store, device_id)
         return dev
 
     def context(self, device_id: str, received_at: datetime,

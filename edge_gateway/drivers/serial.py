@@ -29,6 +29,7 @@ from typing import Any
 
 import serial
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -125,20 +126,21 @@ class SerialSession:
             self._state("stopped")
 
     async def _supervise(self) -> None:
-        attempt = 0
+        # Full jitter from 2·initial on the first failed open; after a lost port the first
+        # pause is drawn below ``initial`` (a port that vanishes keeps failing for a moment,
+        # so start gently) and the next failures continue from 2·initial.
+        backoff = Backoff(self.backoff_initial, self.backoff_max, rng=self._rng, attempt=1)
         while not self._stopping:
             try:
                 port = await asyncio.to_thread(self._open)
             except (serial.SerialException, OSError) as e:
-                attempt += 1
-                cap = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 16))
-                delay = self._rng.uniform(0.0, cap)  # full jitter
+                delay = backoff.next()
                 log.debug("%s: cannot open %s (%s); retry in %.2f s", self.device_id,
                           self.port, e, delay)
                 self._state("waiting")
                 await self._sleep(delay)
                 continue
-            attempt = 0
+            backoff.reset()
             self.connected = True
             self.connects += 1
             log.info("%s: %s open at %d baud", self.device_id, self.port, self.baudrate)
@@ -151,8 +153,7 @@ class SerialSession:
                 self.connected = False
                 port.close()
                 self._state("disconnected")
-            # A port that vanishes keeps failing for a moment; start the backoff gently.
-            await self._sleep(self._rng.uniform(0.0, self.backoff_initial))
+            await self._sleep(backoff.next())
 
     async def _pump(self, port: Any) -> None:
         loop = asyncio.get_running_loop()

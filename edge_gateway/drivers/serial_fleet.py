@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from edge_gateway.logfmt import log
+from edge_gateway.store import devices as device_rows
 
 if TYPE_CHECKING:
     from edge_gateway.drivers.serial import SerialSession
@@ -32,10 +33,7 @@ class SerialFleet:
         self.tasks: dict[str, tuple[asyncio.Task[None], SerialSession, str]] = {}
 
     def wanted(self) -> dict[str, tuple[str, str]]:
-        rows = self.store.conn.execute(
-            "SELECT id, coalesce(address, id), coalesce(details, '{}') FROM devices"
-            " WHERE enabled = 1 AND transport = 'serial'").fetchall()
-        return {dev_id: (port, details) for dev_id, port, details in rows}
+        return device_rows.enabled_serial(self.store)
 
     def on_state(self, device_id: str, state: str) -> None:
         connected = state in ("connected", "streaming", "open")

@@ -25,24 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers import registry
 from edge_gateway.drivers.backfill import (
-    BP_RECORD,
-    CGM_MEASUREMENT,
-    GLUCOSE_CONTEXT,
-    GLUCOSE_MEASUREMENT,
     RACP,
     Backfill,
-    BpRecordBackfill,
-    CgmBackfill,
     Frame,
-    GlucoseBackfill,
     RecordLedger,
+    backfills,
     response_code,
 )
 from edge_gateway.drivers.current_time import sync_clock
@@ -51,30 +46,8 @@ from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-#: Characteristics whose value is read once per connection and handed on as a frame.
-#: (sensor location, BP/glucose/CGM/PLX/weight features, CGM session start, temperature type,
-#: battery level)
-READ_ONCE = ("2a38", "2a49", "2a51", "2aa8", "2aaa", "2a60", "2a1d", "2a9e", "2a19")
-#: Device Information (manufacturer, model, serial, firmware): read on the first connection only.
-READ_FIRST = ("2a29", "2a24", "2a25", "2a26")
-#: Measurement (and related) characteristics subscribed to when present, in this order.
-SUBSCRIBE = (
-    "2a37",  # Heart Rate Measurement (notify)
-    "2a35",  # Blood Pressure Measurement (indicate; stored ones arrive on connect)
-    "2a36",  # Intermediate Cuff Pressure (notify)
-    "2b36",  # Blood Pressure Record (BLS 1.1, with RACP)
-    "2a18",  # Glucose Measurement (notify)
-    "2a34",  # Glucose Measurement Context (notify)
-    "2aa7",  # CGM Measurement (notify)
-    "2a5f",  # PLX Continuous Measurement (notify)
-    "2a5e",  # PLX Spot-Check Measurement (indicate)
-    "2a1c",  # Temperature Measurement (indicate)
-    "2a1e",  # Intermediate Temperature (notify)
-    "2a9d",  # Weight Measurement (indicate)
-)
-
-#: Continuous streams: a device offering one of these is never disconnected for idleness.
-STREAMS = frozenset({"2a37", "2aa7", "2a5f", "2a36", "2a1e"})
+# What is read, subscribed to and streamed comes from the profiles (``PROFILE.read_once``,
+# ``read_first``, ``subscribe``, ``streams``), through ``registry.current()``.
 
 StateCallback = Callable[[str, str], None]
 ClockCallback = Callable[[str, float, bool], None]
@@ -82,24 +55,6 @@ ClockCallback = Callable[[str, float, bool], None]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Backoff:
-    """Full-jitter exponential backoff: sleep U(0, min(cap, initial·2ⁿ))."""
-
-    initial: float = 1.0
-    cap: float = 300.0
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.initial * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return self.rng.uniform(0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass
@@ -135,7 +90,6 @@ class DeviceSession:
         max_drift_s: float = 60.0,
         set_clock: bool = True,
         backoff: Backoff | None = None,
-        stable_after_s: float = 30.0,
         racp_idle_s: float = 10.0,
         idle_disconnect_s: float | None = None,
         revisit_s: float = 60.0,
@@ -151,8 +105,8 @@ class DeviceSession:
         self.clock_trusted = clock_trusted
         self.max_drift_s = max_drift_s
         self.set_clock = set_clock
+        # Reset after 30 s connected (Backoff.stable_s): a link that held starts over short.
         self.backoff = backoff or Backoff()
-        self.stable_after_s = stable_after_s
         self.idle_disconnect_s = idle_disconnect_s
         self.revisit_s = revisit_s
         self.racp_idle_s = racp_idle_s
@@ -161,11 +115,8 @@ class DeviceSession:
         self.now = now
         self.state = "idle"
         self.stats = SessionStats()
-        self.backfills: dict[str, Backfill] = {
-            GLUCOSE_MEASUREMENT: GlucoseBackfill(ledger),
-            CGM_MEASUREMENT: CgmBackfill(ledger),
-            BP_RECORD: BpRecordBackfill(ledger),
-        }
+        #: Records characteristic -> its backfill (profiles that declare ``racp``).
+        self.backfills: dict[str, Backfill] = backfills(ledger)
         self._lost = asyncio.Event()
         self._stopping = False
         self._collect: _Collect | None = None
@@ -211,7 +162,7 @@ class DeviceSession:
                         log.info("%s: %s", self.device_id, err)
                         if isinstance(err, GattError) and err.needs_pairing:
                             needs_pairing = True
-                            self.backoff.attempt = 64  # straight to the cap: retrying won't help
+                            self.backoff.to_cap()  # retrying soon won't help
                     except Exception:
                         # A bug must not take the other sessions down: log, back off, retry.
                         self.stats.failures += 1
@@ -220,8 +171,8 @@ class DeviceSession:
                         await self._close()
                 if self._stopping:
                     break
-                if connected_at is not None and loop.time() - connected_at >= self.stable_after_s:
-                    self.backoff.reset()
+                if connected_at is not None:
+                    self.backoff.ran(loop.time() - connected_at)
                 if self._went_idle:
                     self.backoff.reset()
                     delay = self.revisit_s
@@ -271,7 +222,8 @@ class DeviceSession:
         self._went_idle = False
         self._last_frame = asyncio.get_running_loop().time()
         self._set_state("connected")
-        for uuid in READ_ONCE + (READ_FIRST if self.stats.connects == 1 else ()):
+        reg = registry.current()
+        for uuid in reg.read_once + (reg.read_first if self.stats.connects == 1 else ()):
             if t.has(uuid):
                 self._deliver_one(uuid, self.now(), await t.read(uuid))
         if t.has("2a2b"):
@@ -280,7 +232,7 @@ class DeviceSession:
             # set (if it drifted) once they are in.
             await sync_clock(self, may_set=False)
         subscribed: list[str] = []
-        for uuid in SUBSCRIBE:
+        for uuid in reg.subscribe:
             if t.has(uuid):
                 await t.start_notify(uuid, self._handler(uuid))
                 subscribed.append(uuid)
@@ -290,7 +242,7 @@ class DeviceSession:
             self._set_state("backfilling")
             for char, backfill in self.backfills.items():
                 if char in subscribed:
-                    wanted = [char, GLUCOSE_CONTEXT] if char == GLUCOSE_MEASUREMENT else [char]
+                    wanted = [char, *backfill.spec.also]
                     collect[char] = [c for c in wanted if c in subscribed]
                     n = await backfill.run(self, collect[char])
                     self.stats.backfilled += n
@@ -303,7 +255,7 @@ class DeviceSession:
         self._set_state("streaming")
         # Devices that only hand over stored records (meters, cuffs, scales) usually switch
         # off after a transfer; those that do not would hold a connection slot forever.
-        idle_after = None if set(subscribed) & STREAMS else self.idle_disconnect_s
+        idle_after = None if reg.streams.intersection(subscribed) else self.idle_disconnect_s
         while not self._lost.is_set():
             if not await self._wait_lost_or_fill(idle_after):
                 log.info("%s: idle for %.0f s, disconnecting to free the slot (back in %.0f s)",

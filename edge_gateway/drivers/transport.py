@@ -4,8 +4,9 @@
 (:mod:`.session`, :mod:`.backfill`) is written against :class:`Transport` only, so it never sees
 bleak and can be exercised with any object of this shape.
 
-Characteristics are named by UUID: a 16-bit SIG number as four hex digits (``"2a37"``), or a full
-128-bit UUID string.  :func:`short_uuid` gives the four-digit form the codecs and the store use.
+Characteristics are named by UUID as :func:`~edge_gateway.drivers.profiles.base.short_uuid`
+spells them: a 16-bit SIG number as four hex digits (``"2a37"``), a vendor's UUID in its
+canonical 36-character form.
 """
 
 from __future__ import annotations
@@ -16,30 +17,10 @@ from typing import Protocol
 
 from edge_gateway.errors import DeviceError
 
-BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
-
 #: on_frame(device_id, characteristic ("2a37"), received_at (UTC), payload)
 FrameCallback = Callable[[str, str, datetime, bytes], None]
 #: called with each notification or indication value, on the event loop, in arrival order
 NotifyCallback = Callable[[bytes], None]
-
-
-def full_uuid(uuid: str | int) -> str:
-    """``"2a37"`` / ``0x2A37`` / a full UUID -> the full 128-bit lowercase UUID."""
-    if isinstance(uuid, int):
-        return f"{uuid:08x}{BASE_UUID_SUFFIX}"
-    text = uuid.strip().lower()
-    if len(text) in (4, 8):
-        return f"{int(text, 16):08x}{BASE_UUID_SUFFIX}"
-    return text
-
-
-def short_uuid(uuid: str) -> str:
-    """A full SIG UUID -> ``"2a37"``; vendor UUIDs are returned whole."""
-    text = uuid.lower()
-    if len(text) == 36 and text.startswith("0000") and text.endswith(BASE_UUID_SUFFIX):
-        return text[4:8]
-    return text
 
 
 class GattError(DeviceError):

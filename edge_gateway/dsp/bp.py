@@ -12,7 +12,7 @@ Guidelines (a reading takes the higher of its systolic and diastolic categories)
 The hypertensive-crisis flag (> 180 and/or > 120 mmHg) is the same under both guidelines: it is
 the level at which either one calls for immediate assessment.  Morning readings are those taken
 04:00–11:59 and evening readings 18:00–23:59 local time (``utc_offset_s``), the windows of home
-BP monitoring protocols.  Pressures in mmHg (``KPA_TO_MMHG`` converts).
+BP monitoring protocols.  Pressures in mmHg (``units.mmhg`` converts kPa).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ FloatArray = NDArray[np.float64]
 Guideline = Literal["acc-aha-2017", "esc-esh-2018"]
 
 ALGORITHM = "bp/1"
-KPA_TO_MMHG = 7.50062
 GUIDELINES: tuple[Guideline, ...] = ("acc-aha-2017", "esc-esh-2018")
 CRISIS_SYSTOLIC = 180.0
 CRISIS_DIASTOLIC = 120.0

@@ -1,6 +1,6 @@
 """Glucose metrics after the international consensus (Battelino et al., Diabetes Care 2019).
 
-Times are seconds since the Unix epoch (UTC); glucose in mg/dL (``MMOL_TO_MG`` converts).
+Times are seconds since the Unix epoch (UTC); glucose in mg/dL (``units.MGDL_PER_MMOLL`` converts).
 
 - coverage: readings × sampling interval / window length (the consensus "% time CGM active");
   the interval is the median spacing of the readings unless given;
@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_gateway.units import MGDL_PER_MMOLL
+
 FloatArray = NDArray[np.float64]
 
 ALGORITHM = "glucose/1"
-MMOL_TO_MG = 18.016
 EVENT_MIN_S = 15 * 60
 TREND_WINDOW_S = 15 * 60
 AGP_PERCENTILES = (5, 25, 50, 75, 95)
@@ -91,7 +92,7 @@ class GlucoseResult:
 
 
 def to_mg_dl(mmol_l: FloatArray) -> FloatArray:
-    return np.asarray(mmol_l, dtype=np.float64) * MMOL_TO_MG
+    return np.asarray(mmol_l, dtype=np.float64) * MGDL_PER_MMOLL
 
 
 def _pct(mask: NDArray[np.bool_]) -> float:
@@ -339,7 +340,7 @@ def glucose_metrics(
         n=n,
         coverage_pct=min(100.0, 100.0 * n * interval_s / window_s) if window_s > 0 else None,
         mean_mg_dl=mean,
-        mean_mmol_l=mean / MMOL_TO_MG,
+        mean_mmol_l=mean / MGDL_PER_MMOLL,
         sd_mg_dl=sd,
         cv_pct=100.0 * sd / mean if sd is not None and mean > 0 else None,
         gmi_pct=3.31 + 0.02392 * mean,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.config import Config, load_config
 from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.errors import GatewayError
@@ -139,7 +140,9 @@ class Daemon:
         return self.exit_code
 
     async def _supervise(self, c: Component) -> None:
-        delay = 1.0
+        # 1 s, doubling to 60 s, no jitter: one process, nothing to spread out.  Never reset:
+        # a job that keeps failing keeps waiting the longest.
+        backoff = Backoff(1.0, 60.0, jitter=False)
         while True:
             try:
                 await c.run(self)
@@ -152,12 +155,12 @@ class Daemon:
                     self.exit_code = 1
                     self.stop()
                     return
+                delay = backoff.next()
                 LOG.exception("daemon.component_restart", extra={"fields": {
                     "component": c.name, "error": f"{type(err).__name__}: {err}",
                     "retry_in_s": delay}})
                 if await self.sleep(delay):
                     return
-                delay = min(delay * 2, 60.0)
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the daemon is stopping."""
@@ -284,18 +287,18 @@ async def _dsp_task(d: Daemon) -> None:
 
 async def _sync_task(d: Daemon) -> None:
     """Publish the outbox while a broker is configured; otherwise keep it (store-and-forward)."""
-    from edge_gateway.config import mqtt_password
+    from edge_gateway.config import resolve_mqtt
     from edge_gateway.store.outbox import Outbox
-    from edge_gateway.sync.service import SyncService, settings_from_config
+    from edge_gateway.sync.service import SyncService
 
     assert d.store is not None
     Outbox(d.store, d.cfg.gateway_id)  # records the gateway id used in message ids
-    mqtt, sync = settings_from_config(d.cfg, mqtt_password(d.cfg))
+    mqtt = resolve_mqtt(d.cfg)
     if mqtt is None:
         log(LOG, logging.INFO, "sync.disabled", reason="no broker configured (mqtt.host)",
             hint="summaries and alerts wait in the outbox")
         return
-    service = SyncService(d.store, mqtt, sync, d.cfg.gateway_id, d.cfg.gateway.site)
+    service = SyncService(d.store, mqtt, d.cfg.sync, d.cfg.gateway_id, d.cfg.gateway.site)
     d.sync_service = service
     await service.run(d.stop_event, wake=d.outbox_wake, drain_timeout_s=d.drain_on_stop_s)
 

@@ -27,7 +27,11 @@ from edge_gateway.config import Config, DaemonSection, GatewaySection, with_brok
 from edge_gateway.errors import GatewayError
 from edge_gateway.runtime.daemon import Component, Daemon
 from edge_gateway.runtime.status import gateway_status
-from edge_gateway.store import Store
+from edge_gateway.store import Store, outbox
+from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import devices as device_rows
+from edge_gateway.store import readings as reading_rows
+from edge_gateway.store import summaries as summary_rows
 
 PROFILE_OF_KIND = {
     "heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",
@@ -54,10 +58,9 @@ def register(store: Store, scenario: Any, serial_ports: dict[str, str]) -> list[
                             address=str(table["address"]).upper(), patient_id=PATIENT,
                             bonded=True)
         if profile == "blood_pressure":
-            with store.transaction() as conn:
+            with store.transaction():
                 for user, patient in ((1, PATIENT), (2, PARTNER)):
-                    conn.execute("INSERT OR IGNORE INTO device_users (device_id, user_id,"
-                                 " patient_id) VALUES (?, ?, ?)", (dev_id, user, patient))
+                    device_rows.add_user(store, dev_id, user, patient)
         ids.append(dev_id)
     for name, port in serial_ports.items():
         dev_id = _slug(name)
@@ -70,9 +73,7 @@ def register(store: Store, scenario: Any, serial_ports: dict[str, str]) -> list[
 
 
 def _latest(store: Store, device_id: str) -> str:
-    row = store.conn.execute(
-        "SELECT kind, value, unit FROM readings WHERE device_id = ? AND value IS NOT NULL"
-        " ORDER BY id DESC LIMIT 1", (device_id,)).fetchone()
+    row = reading_rows.latest_value(store, device_id)
     if row is None:
         return "-"
     kind, value, unit = row
@@ -89,17 +90,13 @@ def render(store: Store, started: float, duration: float | None, broker: str | N
     for d in st["devices"]:
         lines.append(f"{d['id']:<18} {d['profile']:<15} {'up' if d['connected'] else 'down':<6}"
                      f" {d['readings_24h']:>6} {d['readings_total']:>7}  {_latest(store, d['id'])}")
-    summaries = store.conn.execute(
-        "SELECT kind, count(*) FROM summaries GROUP BY kind ORDER BY kind").fetchall()
+    summaries = summary_rows.counts_by_kind(store)
     lines.append("")
     lines.append("summaries  " + (", ".join(f"{k} {n}" for k, n in summaries) or "none yet"))
-    alerts = store.conn.execute(
-        "SELECT severity, message FROM alerts WHERE state != 'resolved' ORDER BY id DESC"
-        " LIMIT 5").fetchall()
+    alerts = alert_rows.newest_open(store, 5)
     lines.append(f"alerts     {st['alerts_open']} open")
     lines.extend(f"  [{sev}] {msg}" for sev, msg in alerts)
-    sent = store.conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL"
-                              ).fetchone()[0]
+    sent = outbox.sent_rows(store)
     lines.append(f"outbox     {st['outbox']['pending']} pending, {sent} acknowledged by the"
                  f" broker; rejected frames "
                  f"{sum(d['rejected_frames'] for d in st['devices'])}")

@@ -18,7 +18,6 @@ but not summarised.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,10 @@ import numpy as np
 from edge_gateway.logfmt import log
 from edge_gateway.reading import Summary, iso, parse_iso
 from edge_gateway.store import Store
+from edge_gateway.store import patients as patient_rows
+from edge_gateway.store import readings as reading_rows
+from edge_gateway.store import summaries as summary_rows
+from edge_gateway.store.outbox import enqueue_summary
 
 LOG = logging.getLogger("edge_gateway.dsp")
 
@@ -116,22 +119,16 @@ class DspScheduler:
 
     def patients(self) -> list[str]:
         """Every patient (a cheap table; windows without readings cost one indexed query)."""
-        return [r[0] for r in self.store.conn.execute("SELECT id FROM patients ORDER BY id")]
+        return patient_rows.ids(self.store)
 
     def _first_time(self, patient: str, kinds: Sequence[str]) -> datetime | None:
-        q = ",".join("?" * len(kinds))
-        row = self.store.conn.execute(
-            f"SELECT min(time) FROM readings WHERE patient_id = ? AND kind IN ({q})",
-            [patient, *kinds]).fetchone()
-        return parse_iso(row[0]) if row and row[0] else None
+        return parse_iso(reading_rows.first_time(self.store, patient, kinds))
 
     def load(self, patient: str, kinds: Sequence[str], start: datetime, end: datetime,
              lead: timedelta = timedelta(0)) -> Series:
-        q = ",".join("?" * len(kinds))
-        rows = self.store.conn.execute(
-            f"SELECT time, value, extra, kind, record_key FROM readings WHERE patient_id = ?"
-            f" AND kind IN ({q}) AND time >= ? AND time < ? AND value IS NOT NULL"
-            f" ORDER BY time, id", [patient, *kinds, iso(start - lead), iso(end)]).fetchall()
+        first, last = iso(start - lead), iso(end)
+        assert first is not None and last is not None
+        rows = reading_rows.window(self.store, patient, kinds, first, last)
         t0 = start.timestamp()
         times = np.fromiter(((parse_iso(r[0]) or start).timestamp() - t0 for r in rows),
                             dtype=np.float64, count=len(rows))
@@ -181,25 +178,15 @@ class DspScheduler:
         return made
 
     def _store(self, summaries: list[Summary], progress_key: str, progress: datetime) -> int:
-        from edge_gateway.store.outbox import enqueue_summary
-
         stored: list[tuple[Summary, int]] = []
-        with self.store.transaction() as conn:
+        # Summaries, their outbox rows and the progress mark commit together.
+        with self.store.transaction():
             for summary in summaries:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO summaries (patient_id, device_id, kind, window_start,"
-                    " window_end, metrics, coverage, algorithm, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.patient_id, summary.device_id, summary.kind,
-                     iso(summary.window_start), iso(summary.window_end),
-                     json.dumps(summary.metrics, default=_json_default), summary.coverage,
-                     summary.algorithm, iso(summary.created_at)))
-                if cur.rowcount:
-                    summary_id = int(cur.lastrowid or 0)
+                summary_id = summary_rows.add(self.store, summary, json_default=_json_default)
+                if summary_id is not None:
                     enqueue_summary(self.store, summary_id, summary)
                     stored.append((summary, summary_id))
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
-                         " DO UPDATE SET value = excluded.value", (progress_key, iso(progress)))
+            self.store.set_meta(progress_key, iso(progress) or "")
         if self.on_summary is not None:
             for summary, summary_id in stored:
                 self.on_summary(summary, summary_id)

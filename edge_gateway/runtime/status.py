@@ -5,45 +5,38 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edge_gateway.store import Store
+from edge_gateway.store import Store, outbox
+from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import devices as device_rows
+from edge_gateway.store import readings as reading_rows
 
 
 def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     since_dt = now - timedelta(hours=24)
-    conn = store.conn
     devices = []
-    rows = conn.execute(
-        "SELECT d.id, d.name, d.profile, d.patient_id, d.connected, d.connected_changed_at,"
-        " d.transport, d.battery_pct, d.last_seen_at, d.last_reading_at, d.readings_total"
-        " FROM devices d ORDER BY d.id").fetchall()
-    for (dev_id, name, profile, patient, connected, changed, transport, battery,
-         seen, last, total) in rows:
-        rejected = conn.execute(
-            "SELECT count(*) FROM raw_frames WHERE device_id = ? AND status = 'rejected'",
-            (dev_id,)).fetchone()[0]
+    for d in device_rows.status_rows(store):
         devices.append({
-            "id": dev_id, "name": name, "profile": profile, "patient": patient,
-            "transport": transport, "connected": bool(connected),
-            "connected_recorded_at": changed, "last_seen_at": seen,
-            "last_reading_at": last, "readings_24h": store.readings_since(dev_id, since_dt),
-            "readings_total": int(total), "rejected_frames": int(rejected),
-            "battery_pct": battery,
+            "id": d.id, "name": d.name, "profile": d.profile, "patient": d.patient_id,
+            "transport": d.transport, "connected": bool(d.connected),
+            "connected_recorded_at": d.connected_changed_at, "last_seen_at": d.last_seen_at,
+            "last_reading_at": d.last_reading_at,
+            "readings_24h": store.readings_since(d.id, since_dt),
+            "readings_total": int(d.readings_total),
+            "rejected_frames": reading_rows.rejected_frames(store, d.id),
+            "battery_pct": d.battery_pct,
         })
-    pending, oldest = conn.execute(
-        "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
-    last_sync = conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
-    meta_last = store.meta("last_sync_at")
+    pending, oldest = outbox.pending_and_oldest(store)
+    last_sync = outbox.last_sent_at(store)
+    meta_last = store.meta(outbox.META_LAST_SUCCESS)
     if meta_last and (last_sync is None or meta_last > last_sync):
         last_sync = meta_last
-    open_alerts = conn.execute(
-        "SELECT count(*) FROM alerts WHERE state != 'resolved'").fetchone()[0]
     return {
         "gateway_db_id": store.db_id,
         "devices": devices,
-        "outbox": {"pending": int(pending), "oldest_pending_at": oldest},
+        "outbox": {"pending": pending, "oldest_pending_at": oldest},
         "last_sync_at": last_sync,
-        "alerts_open": int(open_alerts),
+        "alerts_open": alert_rows.open_count(store),
         "storage": {
             "db_path": str(store.path),
             "db_bytes": store.file_bytes(),

@@ -52,9 +52,11 @@ def _now() -> datetime:
 class Store:
     """One open database.  Not thread-safe: use it from one thread (the daemon's loop)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, cap_bytes: int | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, cap_bytes: int | None, *,
+                 readonly: bool = False) -> None:
         self.conn = conn
         self.path = path
+        self.readonly = readonly
         self._db: Any = None
         self.cap_bytes = cap_bytes
         self.keep_raw = True
@@ -119,11 +121,13 @@ class Store:
                 f"{path}: cannot open the database: {err}",
                 hint="check the path and permissions; `edge-gateway db check` inspects it",
             ) from err
-        return cls(conn, path, cap_bytes)
+        return cls(conn, path, cap_bytes, readonly=readonly)
 
     def close(self) -> None:
+        """Checkpoint (unless opened read-only: a reader must not write) and close."""
         try:
-            self.checkpoint()
+            if not self.readonly:
+                self.checkpoint()
         finally:
             self.conn.close()
 
@@ -138,6 +142,47 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """Join the caller's open transaction when there is one, else run our own.
+
+        Repository writes go through this, so a caller groups them (a caregiver change and its
+        audit row, a summary and its outbox row) with ``with store.transaction():``.
+        """
+        if self.conn.in_transaction:
+            yield self.conn
+        else:
+            with self.transaction() as conn:
+                yield conn
+
+    @contextmanager
+    def relaxed_sync(self) -> Iterator[None]:
+        """Commit without fsync (``synchronous = NORMAL``) inside the block, FULL again after.
+
+        For sync's settling only: losing a "sent" mark to a power cut (never to a process
+        crash: the WAL write itself is done) only means those items are published again, which
+        at-least-once delivery allows.  An fsync per PUBACK batch would cap the drain rate at
+        the disk's sync rate; the next ``FULL`` commit of anything else syncs these frames too.
+        """
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = FULL")
+
+    def stream(self, sql: str, args: Sequence[Any] = (), *,
+               arraysize: int = 500) -> Iterator[Any]:
+        """Stream a query's rows on a dedicated cursor (several may stay open at once, as in
+        an export merging readings, summaries and alerts), ``arraysize`` rows at a time."""
+        cur = self.conn.cursor()
+        cur.arraysize = arraysize
+        cur.execute(sql, args)
+        while True:
+            batch = cur.fetchmany()
+            if not batch:
+                return
+            yield from batch
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file and truncate it (on shutdown and backups)."""
@@ -301,7 +346,8 @@ class Store:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as conn:
+        """Set one meta value; joins the caller's open transaction (the DSP's progress mark)."""
+        with self.write() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
@@ -422,6 +468,14 @@ class Store:
             " ORDER BY name")]
         return {n: int(self.conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0])
                 for n in names}
+
+
+def period_filter(col: str, patient_id: str, since: str | None,
+                  until: str | None) -> tuple[str, list[Any]]:
+    """`` AND <col> >= ?`` (and `` AND <col> < ?`` with an end) for a query that starts
+    ``WHERE patient_id = ?``, with the arguments of all three."""
+    sql = f" AND {col} >= ?" + (f" AND {col} < ?" if until else "")
+    return sql, [patient_id, since] + ([until] if until else [])
 
 
 _INSERT_READING = (

@@ -16,21 +16,19 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from edge_gateway.reading import Alert, Reading, Summary, iso
 from edge_gateway.store.db import Store
-from edge_gateway.sync import payload
-from edge_gateway.sync.payload import (
-    PRIORITY_ALERT,
-    PRIORITY_BULK,
-    PRIORITY_NAMES,
-    PRIORITY_SUMMARY,
-    Item,
-)
+
+#: Send order: alerts first, then summaries, then bulk readings (``outbox.priority``).
+PRIORITY_ALERT = 0
+PRIORITY_SUMMARY = 1
+PRIORITY_BULK = 2
+PRIORITY_NAMES = {PRIORITY_ALERT: "alert", PRIORITY_SUMMARY: "summary", PRIORITY_BULK: "bulk"}
 
 SEQ_COUNTER = "outbox.seq"
 SENT_COUNTER = "sync.sent"
@@ -44,19 +42,63 @@ META_LAST_ERROR_AT = "sync.last_error_at"
 _MAX_ERROR = 300
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One outbox row as the payload builder needs it."""
+
+    seq: int
+    msg_id: str
+    priority: int
+    kind: str  # "alert" | "summary" | "reading"
+    patient_id: str | None
+    created_at: str  # ISO 8601 UTC text, as stored
+    raw: str  # the item as compact JSON text, as the outbox keeps it
+
+    @property
+    def body(self) -> dict[str, Any]:
+        obj = json.loads(self.raw)
+        assert isinstance(obj, dict)
+        return obj
+
+
+def message_id(gateway: str, db_id: str, seq: int) -> str:
+    """``<gateway>:<db_id>:<seq>``: unique per database, never reused after a restore."""
+    return f"{gateway}:{db_id}:{seq}"
+
+
 def gateway_id(store: Store) -> str:
     """The gateway id message ids are made with (set by the daemon from the config)."""
     return store.meta(META_GATEWAY) or os.uname().nodename
 
 
-@contextmanager
-def _write(store: Store) -> Iterator[sqlite3.Connection]:
-    """Join the caller's transaction when there is one, else run our own."""
-    if store.conn.in_transaction:
-        yield store.conn
-    else:
-        with store.transaction() as conn:
-            yield conn
+# ---------------------------------------------------------------------- item bodies
+def summary_body(summary_id: int | None, s: Summary) -> dict[str, Any]:
+    """What the outbox keeps for a summary (the envelope is added at publish time)."""
+    return {
+        "summary_id": summary_id, "kind": s.kind, "patient": s.patient_id, "device": s.device_id,
+        "window_start": iso(s.window_start), "window_end": iso(s.window_end),
+        "metrics": dict(s.metrics), "coverage": s.coverage, "algorithm": s.algorithm,
+        "created_at": iso(s.created_at),
+    }
+
+
+def alert_body(alert_id: int | None, a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id, "rule": a.rule, "severity": a.severity, "state": a.state,
+        "message": a.message, "raised_at": iso(a.raised_at), "key": a.key, "value": a.value,
+        "unit": a.unit, "patient": a.patient_id, "device": a.device_id,
+        "details": dict(a.details),
+    }
+
+
+def reading_body(reading_id: int | None, r: Reading) -> dict[str, Any]:
+    """What the outbox keeps for a raw reading (bulk sync)."""
+    return {
+        "reading_id": reading_id, "kind": r.kind, "value": r.value, "unit": r.unit,
+        "special": r.special, "time": iso(r.time), "received_at": iso(r.received_at),
+        "device_time": r.device_time, "patient": r.patient_id, "device": r.device_id,
+        "characteristic": r.characteristic, "record_key": r.record_key,
+    }
 
 
 class Outbox:
@@ -78,11 +120,11 @@ class Outbox:
             raise ValueError(f"priority must be one of {sorted(PRIORITY_NAMES)}")
         text = json.dumps(dict(body), separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False, default=str)
-        with _write(self.store) as conn:
+        with self.store.write() as conn:
             self.store.bump(SEQ_COUNTER, 1, conn)
             seq = int(conn.execute("SELECT value FROM counters WHERE name = ?",
                                    (SEQ_COUNTER,)).fetchone()[0])
-            msg_id = payload.message_id(self.gateway, self.store.db_id, seq)
+            msg_id = message_id(self.gateway, self.store.db_id, seq)
             conn.execute(
                 "INSERT INTO outbox (id, msg_id, priority, kind, patient_id, ref_table, ref_id,"
                 " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -126,7 +168,7 @@ class Outbox:
         if not ids:
             return 0
         when = iso(at)
-        with _write(self.store) as conn:
+        with self.store.write() as conn:
             n = _update_pending(conn, "sent_at = ?, attempts = attempts + 1, last_attempt_at = ?,"
                                 " last_error = NULL", (when, when), ids)
             if n:
@@ -140,7 +182,7 @@ class Outbox:
             return 0
         when = iso(at)
         error = error[:_MAX_ERROR]
-        with _write(self.store) as conn:
+        with self.store.write() as conn:
             n = _update_pending(conn, "attempts = attempts + 1, last_attempt_at = ?,"
                                 " last_error = ?", (when, error), ids)
             if n:
@@ -151,18 +193,49 @@ class Outbox:
 
     def note_error(self, error: str, at: datetime) -> None:
         """Remember a link-level error (broker unreachable) that settled no item."""
-        with _write(self.store) as conn:
+        with self.store.write() as conn:
             _set_meta(conn, META_LAST_ERROR, error[:_MAX_ERROR])
             _set_meta(conn, META_LAST_ERROR_AT, iso(at) or "")
 
     # ------------------------------------------------------------------ status
     def pending(self) -> int:
-        return int(self.store.conn.execute(
-            "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+        return pending_count(self.store)
 
     def status(self) -> dict[str, Any]:
         """The facts `sync status` shows; counts are outbox items since the database began."""
         return status(self.store)
+
+
+def pending_count(store: Store) -> int:
+    """How many items wait for the broker."""
+    return int(store.conn.execute(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+
+def pending_and_oldest(store: Store) -> tuple[int, str | None]:
+    """How many items wait for the broker, and when the oldest of them was queued."""
+    n, oldest = store.conn.execute(
+        "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
+    return int(n), oldest
+
+
+def oldest_pending_at(store: Store) -> str | None:
+    """When the oldest item still waiting for the broker was queued (None: nothing waits)."""
+    oldest: str | None = store.conn.execute(
+        "SELECT min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+    return oldest
+
+
+def last_sent_at(store: Store) -> str | None:
+    """The newest broker acknowledgement the rows still show (sent rows may be evicted)."""
+    last: str | None = store.conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+    return last
+
+
+def sent_rows(store: Store) -> int:
+    """Acknowledged items still held (eviction removes old ones; ``sync.sent`` counts all)."""
+    return int(store.conn.execute(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0])
 
 
 def status(store: Store) -> dict[str, Any]:
@@ -176,7 +249,7 @@ def status(store: Store) -> dict[str, Any]:
     ).fetchone()
     last_success = store.meta(META_LAST_SUCCESS)
     if last_success is None:  # a database from before the meta key: the rows still know
-        last_success = conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+        last_success = last_sent_at(store)
     return {
         "pending": sum(by_priority.values()),
         "pending_by_priority": by_priority,
@@ -211,7 +284,7 @@ def _update_pending(conn: sqlite3.Connection, assignments: str, params: tuple[An
 def enqueue_summary(store: Store, summary_id: int | None, summary: Summary) -> str:
     """Queue a stored summary for the broker.  Call it inside the transaction that stored it."""
     return Outbox(store).add(
-        "summary", payload.summary_body(summary_id, summary), priority=PRIORITY_SUMMARY,
+        "summary", summary_body(summary_id, summary), priority=PRIORITY_SUMMARY,
         created_at=summary.created_at, patient_id=summary.patient_id,
         ref_table="summaries", ref_id=summary_id,
     )
@@ -220,7 +293,7 @@ def enqueue_summary(store: Store, summary_id: int | None, summary: Summary) -> s
 def enqueue_alert(store: Store, alert_id: int | None, alert: Alert, at: datetime) -> str:
     """Queue an alert event (raised, escalated, acknowledged, resolved); ``at`` is its time."""
     return Outbox(store).add(
-        "alert", payload.alert_body(alert_id, alert), priority=PRIORITY_ALERT, created_at=at,
+        "alert", alert_body(alert_id, alert), priority=PRIORITY_ALERT, created_at=at,
         patient_id=alert.patient_id, ref_table="alerts", ref_id=alert_id,
     )
 
@@ -238,9 +311,9 @@ def enqueue_readings(store: Store, readings: Iterable[Reading]) -> int:
     """Queue committed readings for bulk sync (``sync.bulk = true``), in one transaction."""
     ob = Outbox(store)
     n = 0
-    with _write(store):
+    with store.write():
         for r in readings:
-            ob.add("reading", payload.reading_body(None, r), priority=PRIORITY_BULK,
+            ob.add("reading", reading_body(None, r), priority=PRIORITY_BULK,
                    created_at=r.received_at, patient_id=r.patient_id, ref_table="readings")
             n += 1
     return n

@@ -34,6 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_gateway.config import MqttSection
 from edge_gateway.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -50,43 +51,6 @@ class PublishRefused(SyncError):
         self.code = code
         super().__init__(f"broker refused the publish to {topic}: {reason} (0x{code:02x})",
                          hint="check the broker's ACL for this gateway's user and topics")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    """Broker settings (mapped from the deployment config's ``[mqtt]`` section)."""
-
-    host: str
-    port: int = 1883
-    tls: bool = False
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    keepalive_s: int = 30
-    session_expiry_s: int = 7 * 24 * 3600
-    inflight: int = 20
-    topic_prefix: str = "edge-gateway"
-    connect_timeout_s: float = 10.0
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    @classmethod
-    def from_url(cls, url: str, **kw: Any) -> MqttSettings:
-        """``mqtt://HOST:PORT`` or ``mqtts://HOST[:PORT]`` plus any other field."""
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT,"
-                             f" got {url!r}")
-        tls = parts.scheme == "mqtts"
-        return cls(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls,
-                   **kw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +76,7 @@ class _TrackingContext(ssl.SSLContext):
         return sock
 
 
-def tls_context(s: MqttSettings) -> ssl.SSLContext:
+def tls_context(s: MqttSection) -> ssl.SSLContext:
     ctx = _TrackingContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.wrapped = []
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -130,9 +94,13 @@ def tls_context(s: MqttSettings) -> ssl.SSLContext:
 
 
 class Link:
-    """One MQTT 5 connection.  Use ``async with Link.connect(...) as link``."""
+    """One MQTT 5 connection.  Use ``async with Link.connect(...) as link``.
 
-    def __init__(self, settings: MqttSettings, will: Retained | None) -> None:
+    ``settings`` is the config's ``[mqtt]`` section as ``config.resolve_mqtt`` resolves it (host
+    set, client id and password filled in).
+    """
+
+    def __init__(self, settings: MqttSection, will: Retained | None) -> None:
         self.settings = settings
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
@@ -169,7 +137,7 @@ class Link:
         client.max_queued_messages_set(0)
         client.connect_timeout = s.connect_timeout_s
         if s.username:
-            client.username_pw_set(s.username, s.password)
+            client.username_pw_set(s.username, s.password or None)
         if self._will is not None:
             client.will_set(self._will.topic, self._will.payload, qos=1, retain=True)
         self._ctx: ssl.SSLContext | None = None
@@ -180,7 +148,7 @@ class Link:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, settings: MqttSettings, *, will: Retained | None = None,
+    async def connect(cls, settings: MqttSection, *, will: Retained | None = None,
                       online: Retained | None = None,
                       offline: Retained | None = None) -> AsyncIterator[Link]:
         """Connect, publish ``online``; on exit publish ``offline`` and disconnect cleanly."""

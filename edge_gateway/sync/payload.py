@@ -12,94 +12,43 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from edge_gateway import fhir
+from edge_gateway.config import SyncSection
+from edge_gateway.drivers import registry
 from edge_gateway.errors import SyncError
-from edge_gateway.reading import Alert, Reading, Summary, iso
+from edge_gateway.reading import iso
+from edge_gateway.store.outbox import Item
+from edge_gateway.units import Kind
 
 #: Envelope schema.  Bump the number only for changes a consumer must know about.
 SCHEMA = "edge-gateway/1"
 
-PRIORITY_ALERT = 0
-PRIORITY_SUMMARY = 1
-PRIORITY_BULK = 2
-PRIORITY_NAMES = {PRIORITY_ALERT: "alert", PRIORITY_SUMMARY: "summary", PRIORITY_BULK: "bulk"}
-
 FORMATS = ("json", "fhir")
 COMPRESSIONS = ("none", "gzip", "zstd")
 
-_LOINC = "http://loinc.org"
-_UCUM = "http://unitsofmeasure.org"
-_LOCAL = "urn:edge-gateway:code"
-_IDS = "urn:edge-gateway:msg"
-
-#: Metric / reading kind -> (LOINC code, display).  Only codes we are sure of; anything else is
-#: coded in our local system so nothing is ever mislabelled.
-LOINC_CODES: dict[str, tuple[str, str]] = {
-    "heart_rate": ("8867-4", "Heart rate"),
-    "hr": ("8867-4", "Heart rate"),
-    "mean_hr": ("8867-4", "Heart rate"),
-    "pulse_rate": ("8867-4", "Heart rate"),
-    "sdnn": ("80404-7", "R-R interval.standard deviation (Heart rate variability)"),
-    "systolic": ("8480-6", "Systolic blood pressure"),
-    "diastolic": ("8462-4", "Diastolic blood pressure"),
-    "mean_arterial_pressure": ("8478-0", "Mean blood pressure"),
-    "map": ("8478-0", "Mean blood pressure"),
-    "blood_pressure": ("85354-9", "Blood pressure panel with all children optional"),
-    "bp": ("85354-9", "Blood pressure panel with all children optional"),
-    "glucose": ("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer"),
-    "cgm_glucose": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid"),
-    "cgm": ("99504-3", "Glucose [Mass/volume] in Interstitial fluid"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-}
-
-#: Metric-name suffix -> UCUM unit (summary metrics carry their unit in the name: ``sdnn_ms``).
-_SUFFIX_UNITS = (
-    ("_mg_dl_min", "mg/dL/min"), ("_mgdl", "mg/dL"), ("_mg_dl", "mg/dL"),
-    ("_mmol_l", "mmol/L"), ("_mmol", "mmol/L"), ("_mmhg", "mmHg"), ("_kpa", "kPa"),
-    ("_bpm", "/min"), ("_per_min", "/min"), ("_ms", "ms"), ("_pct", "%"), ("_s", "s"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One outbox row as the payload builder needs it."""
-
-    seq: int
-    msg_id: str
-    priority: int
-    kind: str  # "alert" | "summary" | "reading"
-    patient_id: str | None
-    created_at: str  # ISO 8601 UTC text, as stored
-    raw: str  # the item as compact JSON text, as the outbox keeps it
-
-    @property
-    def body(self) -> dict[str, Any]:
-        obj = json.loads(self.raw)
-        assert isinstance(obj, dict)
-        return obj
-
-
 @dataclass(frozen=True, slots=True)
 class Options:
-    """How to shape messages (from the deployment config)."""
+    """Where messages go (gateway, site, topic prefix) and how they are shaped: the config's
+    ``[sync]`` section (format, compression, batch size)."""
 
     gateway: str
     site: str = "home"
     prefix: str = "edge-gateway"
-    format: str = "json"
-    compression: str = "none"
-    batch_size: int = 50
+    sync: SyncSection = field(default_factory=SyncSection)
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
-        if self.batch_size < 1:
+        # The config checks these at load; a section built in code (tests, tools) is not.
+        s = self.sync
+        if s.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {s.format!r}")
+        if s.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {s.compression!r}")
+        if s.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
 
 
@@ -117,11 +66,6 @@ class Message:
 
 
 # ---------------------------------------------------------------------- ids & topics
-def message_id(gateway: str, db_id: str, seq: int) -> str:
-    """``<gateway>:<db_id>:<seq>``: unique per database, never reused after a restore."""
-    return f"{gateway}:{db_id}:{seq}"
-
-
 def batch_id(item_ids: Sequence[str]) -> str:
     """A batch's id: derived from its items, so the same batch re-sent keeps its id."""
     if len(item_ids) == 1:
@@ -166,36 +110,6 @@ def status_payload(status: str, gateway: str, site: str, at: datetime | None,
     return _dumps(obj)
 
 
-# ---------------------------------------------------------------------- outbox bodies
-def summary_body(summary_id: int | None, s: Summary) -> dict[str, Any]:
-    """What the outbox keeps for a summary (the envelope is added at publish time)."""
-    return {
-        "summary_id": summary_id, "kind": s.kind, "patient": s.patient_id, "device": s.device_id,
-        "window_start": iso(s.window_start), "window_end": iso(s.window_end),
-        "metrics": dict(s.metrics), "coverage": s.coverage, "algorithm": s.algorithm,
-        "created_at": iso(s.created_at),
-    }
-
-
-def alert_body(alert_id: int | None, a: Alert) -> dict[str, Any]:
-    return {
-        "alert_id": alert_id, "rule": a.rule, "severity": a.severity, "state": a.state,
-        "message": a.message, "raised_at": iso(a.raised_at), "key": a.key, "value": a.value,
-        "unit": a.unit, "patient": a.patient_id, "device": a.device_id,
-        "details": dict(a.details),
-    }
-
-
-def reading_body(reading_id: int | None, r: Reading) -> dict[str, Any]:
-    """What the outbox keeps for a raw reading (bulk sync)."""
-    return {
-        "reading_id": reading_id, "kind": r.kind, "value": r.value, "unit": r.unit,
-        "special": r.special, "time": iso(r.time), "received_at": iso(r.received_at),
-        "device_time": r.device_time, "patient": r.patient_id, "device": r.device_id,
-        "characteristic": r.characteristic, "record_key": r.record_key,
-    }
-
-
 # ---------------------------------------------------------------------- batching
 def group(items: Iterable[Item], batch_size: int) -> list[list[Item]]:
     """Split items (already in send order) into batches sharing priority, kind and patient.
@@ -232,7 +146,7 @@ def build(items: Sequence[Item], opts: Options, now: datetime | str) -> Message:
         "patient": first.patient_id,
         "created_at": max(it.created_at for it in items),
         "sent_at": now if isinstance(now, str) else iso(now),
-        "format": opts.format,
+        "format": opts.sync.format,
     }
     # The stored item text is spliced in as it is: decoding and re-encoding every item would
     # be most of a backlog drain's CPU time (the outbox only ever holds compact JSON objects).
@@ -249,9 +163,9 @@ def build(items: Sequence[Item], opts: Options, now: datetime | str) -> Message:
     if len(items) > 1:
         props += [("batch_id", env["id"]), ("count", str(len(items)))]
     encoding = "identity"
-    if opts.compression != "none":
-        raw = compress(raw, opts.compression)
-        encoding = opts.compression
+    if opts.sync.compression != "none":
+        raw = compress(raw, opts.sync.compression)
+        encoding = opts.sync.compression
         props.append(("content-encoding", encoding))
     return Message(
         topic=data_topic(opts, first.patient_id, first.kind), payload=raw, id=env["id"],
@@ -299,7 +213,7 @@ def fit(items: Sequence[Item], opts: Options, now: datetime,
 
 
 def _data(it: Item, opts: Options) -> bytes:
-    if opts.format == "fhir":
+    if opts.sync.format == "fhir":
         return _dumps(fhir_resource(it))
     return it.raw.encode()
 
@@ -312,7 +226,7 @@ def _splice(obj: bytes, key: bytes, value: bytes) -> bytes:
 def build_all(items: Sequence[Item], opts: Options, now: datetime) -> list[Message]:
     stamp = iso(now)
     assert stamp is not None
-    return [build(g, opts, stamp) for g in group(items, opts.batch_size)]
+    return [build(g, opts, stamp) for g in group(items, opts.sync.batch_size)]
 
 
 def _dumps(obj: Any) -> bytes:
@@ -370,83 +284,25 @@ def items_of(envelope: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 # ---------------------------------------------------------------------- FHIR R4
-def unit_of(metric: str) -> tuple[str, str]:
-    """``sdnn_ms`` -> (``sdnn``, ``ms``); a name without a known suffix is unitless ``1``."""
-    for suffix, unit in _SUFFIX_UNITS:
-        if metric.endswith(suffix):
-            return metric[: -len(suffix)], unit
-    return metric, "1"
-
-
-def _coding(name: str, local_prefix: str) -> dict[str, Any]:
-    hit = LOINC_CODES.get(name)
-    if hit is not None:
-        return {"coding": [{"system": _LOINC, "code": hit[0], "display": hit[1]}], "text": name}
-    return {"coding": [{"system": _LOCAL, "code": f"{local_prefix}{name}"}], "text": name}
-
-
-def _quantity(value: Any, unit: str) -> dict[str, Any]:
-    return {"value": value, "unit": unit, "system": _UCUM, "code": unit}
-
-
-def _value(value: Any, unit: str) -> dict[str, Any]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        if value is None:
-            return {"dataAbsentReason": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                "code": "unknown"}]}}
-        return {"valueString": str(value)}
-    return {"valueQuantity": _quantity(value, unit)}
-
-
-def _subject(patient: str | None) -> dict[str, Any]:
-    return {"subject": {"reference": f"Patient/{patient}"}} if patient else {}
-
-
-def fhir_resource(it: Item) -> dict[str, Any]:
-    """The item as a FHIR R4 resource: Observation (summary, reading) or Flag (alert)."""
+def fhir_resource(it: Item, kinds: Mapping[str, Kind] | None = None) -> dict[str, Any]:
+    """The item as a FHIR R4 resource (built by :mod:`edge_gateway.fhir`): Observation
+    (summary, reading) or Flag (alert).  ``kinds`` defaults to the registry's table."""
+    table = registry.kinds() if kinds is None else kinds
     b = it.body
-    ident = [{"system": _IDS, "value": it.msg_id}]
+    patient = b.get("patient") or it.patient_id
     if it.kind == "alert":
-        flag: dict[str, Any] = {
-            "resourceType": "Flag", "identifier": ident,
-            "status": "inactive" if b.get("state") == "resolved" else "active",
-            "category": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/flag-category",
-                "code": "clinical"}]}],
-            "code": {"coding": [{"system": _LOCAL, "code": f"alert/{b.get('rule')}"}],
-                     "text": b.get("message")},
-            **_subject(b.get("patient") or it.patient_id),
-            "period": {"start": b.get("raised_at")},
-            "extension": [
-                {"url": "urn:edge-gateway:severity", "valueCode": str(b.get("severity"))},
-                {"url": "urn:edge-gateway:state", "valueCode": str(b.get("state"))},
-            ],
-        }
-        return flag
-    obs: dict[str, Any] = {
-        "resourceType": "Observation", "identifier": ident, "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "vital-signs"}]}],
-        **_subject(b.get("patient") or it.patient_id),
-    }
-    if b.get("device"):
-        obs["device"] = {"display": str(b["device"])}
+        return fhir.flag(rule=b.get("rule"), message=b.get("message"), state=b.get("state"),
+                         severity=b.get("severity"), start=b.get("raised_at"),
+                         patient=patient, msg_id=it.msg_id)
+    device = str(b["device"]) if b.get("device") else None
     if it.kind == "summary":
-        obs["code"] = _coding(str(b.get("kind")), "summary/")
-        obs["effectivePeriod"] = {"start": b.get("window_start"), "end": b.get("window_end")}
-        obs["issued"] = b.get("created_at")
-        components = []
-        for metric, value in dict(b.get("metrics") or {}).items():
-            name, unit = unit_of(metric)
-            components.append({"code": _coding(name, "metric/"), **_value(value, unit)})
-        obs["component"] = components
-        obs["method"] = {"text": str(b.get("algorithm"))}
-        obs["extension"] = [{"url": "urn:edge-gateway:coverage",
-                             "valueDecimal": b.get("coverage")}]
-    else:  # a raw reading (bulk)
-        obs["code"] = _coding(str(b.get("kind")), "reading/")
-        obs["effectiveDateTime"] = b.get("time")
-        obs.update(_value(b.get("value"), str(b.get("unit") or "1")))
+        return fhir.summary_observation(
+            table, str(b.get("kind")), dict(b.get("metrics") or {}),
+            start=b.get("window_start"), end=b.get("window_end"), issued=b.get("created_at"),
+            algorithm=b.get("algorithm"), coverage=b.get("coverage"), patient=patient,
+            device=device, msg_id=it.msg_id)
+    obs = fhir.reading_observation(  # a raw reading (bulk)
+        table, str(b.get("kind")), b.get("value"), str(b.get("unit") or "1"),
+        when=b.get("time"), patient=patient, device=device, msg_id=it.msg_id)
+    assert obs is not None  # not strict: every reading gives a resource
     return obs

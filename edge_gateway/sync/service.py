@@ -23,61 +23,20 @@ import random
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_gateway.backoff import Backoff, full_jitter
+from edge_gateway.config import MqttSection, SyncSection
 from edge_gateway.errors import SyncError
 from edge_gateway.store.db import Store
 from edge_gateway.store.outbox import Outbox
 from edge_gateway.sync import payload
-from edge_gateway.sync.mqtt import Link, MqttSettings, PublishRefused, Retained
-
-if TYPE_CHECKING:
-    from edge_gateway.config import Config
+from edge_gateway.sync.mqtt import Link, PublishRefused, Retained
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSettings:
-    """How the sync shapes and paces messages (the deployment config's ``[sync]``)."""
-
-    batch_size: int = 50
-    format: str = "json"
-    compression: str = "none"
-    bulk: bool = False
-    interval_s: float = 5.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
-    #: A publish the broker refused (e.g. not authorized) is retried after this long at first.
-    refused_retry_s: float = 60.0
-    #: On stop, how long to wait for PUBACKs of what is already in flight.
-    stop_grace_s: float = 2.0
-
-
-def settings_from_config(cfg: Config, password: str | None = None) -> tuple[
-        MqttSettings | None, SyncSettings]:
-    """Map the deployment config onto the sync's settings (``None``: no broker configured)."""
-    m, s = cfg.mqtt, cfg.sync
-    sync = SyncSettings(batch_size=s.batch_size, format=s.format, compression=s.compression,
-                        bulk=s.bulk, interval_s=s.interval_s)
-    if not m.host:
-        return None, sync
-    return MqttSettings(
-        host=m.host, port=m.port, tls=m.tls,
-        client_id=m.client_id or f"edge-gateway-{cfg.gateway_id}",
-        username=m.username or None, password=(password if password is not None else m.password)
-        or None, ca_file=m.ca_file or None, cert_file=m.cert_file or None,
-        key_file=m.key_file or None, keepalive_s=m.keepalive_s,
-        session_expiry_s=m.session_expiry_s, inflight=m.inflight, topic_prefix=m.topic_prefix,
-    ), sync
-
-
-def full_jitter(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
-    """AWS-style full jitter: uniform in [0, min(cap, initial·2^attempt)]."""
-    return rng.uniform(0.0, min(cap, initial * (2.0 ** min(attempt, 30))))
 
 
 def _now() -> datetime:
@@ -99,10 +58,19 @@ class _Flight:
 
 
 class SyncService:
-    """Publishes the outbox of ``store`` to the broker in ``mqtt`` (None: keep buffering)."""
+    """Publishes the outbox of ``store`` to the broker in ``mqtt`` (None: keep buffering).
+
+    ``mqtt`` is the config's ``[mqtt]`` as ``config.resolve_mqtt`` resolves it, ``sync`` its
+    ``[sync]``: batch size, format, compression, idle interval, reconnect backoff.
+    """
+
+    #: A publish the broker refused (e.g. not authorized) is retried after this long at first.
+    REFUSED_RETRY_S = 60.0
+    #: On stop, how long to wait for PUBACKs of what is already in flight.
+    STOP_GRACE_S = 2.0
 
     def __init__(
-        self, store: Store, mqtt: MqttSettings | None, sync: SyncSettings, gateway_id: str,
+        self, store: Store, mqtt: MqttSection | None, sync: SyncSection, gateway_id: str,
         site_id: str, *, clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
     ) -> None:
@@ -115,9 +83,7 @@ class SyncService:
         self.clock = clock
         self.rng = rng or random.Random()
         prefix = mqtt.topic_prefix if mqtt else "edge-gateway"
-        self.opts = payload.Options(gateway=gateway_id, site=site_id, prefix=prefix,
-                                    format=sync.format, compression=sync.compression,
-                                    batch_size=sync.batch_size)
+        self.opts = payload.Options(gateway=gateway_id, site=site_id, prefix=prefix, sync=sync)
         if sync.compression != "none":
             payload.compress(b"{}", sync.compression)  # fail at start when zstd is missing
         self.status_topic = payload.status_topic(prefix, site_id, gateway_id)
@@ -159,7 +125,7 @@ class SyncService:
             await stop.wait()
             return
         loop = asyncio.get_running_loop()
-        attempt = 0
+        backoff = Backoff(self.sync.backoff_initial_s, self.sync.backoff_max_s, rng=self.rng)
         while True:
             if deadline is not None and loop.time() >= deadline:
                 return
@@ -169,7 +135,7 @@ class SyncService:
                 async with Link.connect(self.mqtt, will=self._retained("offline"),
                                         online=self._retained("online"),
                                         offline=self._retained("offline")) as link:
-                    attempt = 0
+                    backoff.reset()
                     self.connected = True
                     log.info("sync: connected to %s", self.mqtt.url)
                     done = await self._session(link, stop, wake, until_empty,
@@ -190,9 +156,7 @@ class SyncService:
                 self._note(f"database error: {err}")
             finally:
                 self.connected = False
-            delay = full_jitter(attempt, self.sync.backoff_initial_s, self.sync.backoff_max_s,
-                                self.rng)
-            attempt += 1
+            delay = backoff.next()
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - loop.time()))
             with contextlib.suppress(TimeoutError):
@@ -310,7 +274,8 @@ class SyncService:
             return
         done, fl.done = fl.done, []
         now = self.clock()
-        with _relaxed(self.store), self.store.transaction():
+        # Settling commits without fsync: see Store.relaxed_sync for why that is safe.
+        with self.store.relaxed_sync(), self.store.transaction():
             ok = [seq for _f, msg, err in done if err is None for seq in msg.seqs]
             self.outbox.accept(ok, now)
             for _f, msg, err in done:
@@ -324,8 +289,8 @@ class SyncService:
                     n = self._refusals.get(seq, 0)
                     self._refusals[seq] = n + 1
                     self._held[seq] = loop_now + full_jitter(
-                        n, self.sync.refused_retry_s, self.sync.backoff_max_s, self.rng
-                    ) + self.sync.refused_retry_s / 2
+                        n, self.REFUSED_RETRY_S, self.sync.backoff_max_s, self.rng
+                    ) + self.REFUSED_RETRY_S / 2
         # Free exactly the slots whose outcome was just committed.  (A future can already be
         # done while its callback is still queued: freeing it here would re-send its items.)
         for fut, msg, _err in done:
@@ -338,27 +303,11 @@ class SyncService:
             pending = [f for f in fl.outstanding if not f.done()]
             if pending:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.wait(pending), self.sync.stop_grace_s)
+                    await asyncio.wait_for(asyncio.wait(pending), self.STOP_GRACE_S)
             await asyncio.sleep(0)  # let the futures' done-callbacks record them
         self._settle(fl, asyncio.get_running_loop().time())
         await link.close(self._retained("offline"))
         # Anything still unanswered stays pending in SQLite and goes out next time.
-
-
-@contextlib.contextmanager
-def _relaxed(store: Store) -> Iterator[None]:
-    """Commit without fsync (``synchronous = NORMAL``) for settling only.
-
-    Losing a "sent" mark to a power cut (never to a process crash: the WAL write itself is
-    done) only means those items are published again, which at-least-once delivery allows.
-    An fsync per PUBACK batch would cap the drain rate at the disk's sync rate; the next
-    ``FULL`` commit of anything else syncs these frames too.
-    """
-    store.conn.execute("PRAGMA synchronous = NORMAL")
-    try:
-        yield
-    finally:
-        store.conn.execute("PRAGMA synchronous = FULL")
 
 
 async def _first(aws: list[Any], within_s: float | None) -> None:
@@ -398,12 +347,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 async def _amain(a: argparse.Namespace) -> int:
     store = Store.open(a.db)
     try:
-        mqtt = MqttSettings.from_url(
-            a.broker, client_id=a.client_id or f"edge-gateway-{a.gateway}",
-            keepalive_s=a.keepalive, inflight=a.inflight, ca_file=a.ca_file,
-            cert_file=a.cert_file, key_file=a.key_file, username=a.username,
-            password=a.password)
-        svc = SyncService(store, mqtt, SyncSettings(
+        mqtt = MqttSection(
+            client_id=a.client_id or f"edge-gateway-{a.gateway}", keepalive_s=a.keepalive,
+            inflight=a.inflight, ca_file=a.ca_file or "", cert_file=a.cert_file or "",
+            key_file=a.key_file or "", username=a.username or "", password=a.password or "",
+        ).at(a.broker)
+        svc = SyncService(store, mqtt, SyncSection(
             batch_size=a.batch_size, format=a.format, compression=a.compression,
             backoff_initial_s=0.2, backoff_max_s=5.0), a.gateway, a.site)
         if a.drain is not None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
 
-from edge_gateway.drivers.backfill import RecordMark, glucose_mark
+from edge_gateway.drivers.backfill import RecordMark, sequence_mark
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
 from edge_gateway.drivers.profiles.base import DateTime
 from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
@@ -258,7 +258,7 @@ class Sink:
 
     def __call__(self, device_id: str, char: str, received_at: datetime, payload: bytes) -> None:
         self.frames.append((device_id, char, received_at, payload))
-        if char == GLM and decodes(payload) and (mark := glucose_mark(payload)) is not None:
+        if char == GLM and decodes(payload) and (mark := sequence_mark(payload)) is not None:
             key = (device_id, self.epoch.get(device_id, 0))
             self.glucose.setdefault(key, []).append(mark)
 

@@ -10,8 +10,9 @@ from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, decodes, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.backfill import MemoryLedger, bp_record_mark
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.drivers.backfill import MemoryLedger, recorded_mark
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers.session import DeviceSession
 
 ADDR = "D0:00:00:00:00:01"
 
@@ -163,7 +164,7 @@ def test_bp_records_backfill_with_link_loss_and_reset(
         ledger = MemoryLedger()
 
         def records(char: str = "2b36") -> list[int]:
-            return [m.key for p in sink.of(char) if (m := bp_record_mark(p)) is not None]
+            return [m.key for p in sink.of(char) if (m := recorded_mark(p)) is not None]
 
         async with virtual_bluez([cuff]):
             await ble.scan(0.3, ["1810"])

@@ -10,7 +10,8 @@ from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.peripheral import Faults
 
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers.session import DeviceSession
 
 
 def test_six_devices_at_once_then_shutdown_with_sessions_open(

@@ -10,7 +10,8 @@ from ble_sim import GLM, GlucoseMeter, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.errors import DeviceError
 
 ADDR = "F0:00:00:00:00:01"

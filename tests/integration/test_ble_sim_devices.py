@@ -12,9 +12,10 @@ from hardware_sim.peripherals.base import FrameFaults
 from hardware_sim.peripherals.cgm import CgmSensor
 from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 
-from edge_gateway.drivers import ble
-from edge_gateway.drivers.backfill import CGM_MEASUREMENT, CgmBackfill, MemoryLedger, RecordMark
-from edge_gateway.drivers.session import Backoff, DeviceSession
+from edge_gateway.drivers import ble, registry
+from edge_gateway.drivers.backfill import CgmBackfill, MemoryLedger, RecordMark
+from edge_gateway.backoff import Backoff
+from edge_gateway.drivers.session import DeviceSession
 
 START = datetime.now(UTC) - timedelta(minutes=1)
 
@@ -30,7 +31,9 @@ class CgmLedger(MemoryLedger):
     def __call__(self, device_id: str, char: str, _at: datetime, payload: bytes) -> None:
         if char == "2aaa":
             self.session = payload
-        keys = CgmBackfill(None).keys(payload) if char == CGM_MEASUREMENT else None
+        spec = registry.current().racp.get(char)
+        keys = CgmBackfill(None, spec).keys(payload) if spec is not None \
+            and spec.identity == "time_offset" else None
         if keys is not None and self.session is not None:  # as the store: whole frames only
             self.offsets[-1].extend(keys)
             self.note(device_id, char, RecordMark(max(self.offsets[-1]), self.session))

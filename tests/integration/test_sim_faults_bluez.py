@@ -19,10 +19,10 @@ from hardware_sim.peripherals import BloodPressureCuff
 from hardware_sim.scenario import Simulation, build_scenario, load_scenario
 
 from edge_gateway.drivers import ble
+from edge_gateway.drivers.profiles.base import full_uuid
 from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
 from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.profiles.support import CurrentTime
-from edge_gateway.drivers.transport import full_uuid
 from edge_gateway.errors import MalformedPayload
 
 

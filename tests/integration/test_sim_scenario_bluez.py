@@ -17,8 +17,8 @@ from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 from hardware_sim.scenario import build_scenario, load_scenario
 
 from edge_gateway.drivers import ble, registry
+from edge_gateway.drivers.profiles.base import full_uuid
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint as Racp
-from edge_gateway.drivers.transport import full_uuid
 
 #: (measurement characteristic, RACP request to send first or None) per health service.
 FIRST_FRAME = {

@@ -119,7 +119,7 @@ def test_acknowledge_stops_escalation_and_renotify(engine: AlertEngine, store: S
     # ...but a worse level re-arms it.
     ts = feed(engine, cgm([50], start=T0 + timedelta(minutes=110)))
     assert events(ts, "glucose_low") == ["escalated"]
-    [row] = list_alerts(store.conn, patient_id="alice")
+    [row] = list_alerts(store, patient_id="alice")
     assert row.acknowledged_by == "carol" and row.state == "escalated"
 
 

@@ -16,8 +16,8 @@ from edge_gateway.drivers.backfill import (
     response_code,
 )
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
-from edge_gateway.drivers.session import Backoff
-from edge_gateway.drivers.transport import full_uuid, short_uuid
+from edge_gateway.drivers.profiles.base import full_uuid, short_uuid
+from edge_gateway.backoff import Backoff
 
 
 def test_backoff_is_full_jitter_under_a_growing_capped_ceiling() -> None:

@@ -12,10 +12,11 @@ from click.testing import CliRunner, Result
 
 from edge_gateway.alerts.engine import AlertEngine
 from edge_gateway.alerts.thresholds import ThresholdLoader
-from edge_gateway.care.caregiver import audit_entries, os_actor
 from edge_gateway.cli import main
 from edge_gateway.reading import Reading
 from edge_gateway.store import Store
+from edge_gateway.store.audit import entries as audit_entries
+from edge_gateway.store.audit import os_actor
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 GROUPS = ("patients", "thresholds", "alerts")
@@ -189,3 +190,32 @@ def test_export_command_writes_a_file(db: Path, tmp_path: Path) -> None:
     store.close()
     res = run(db, "export", "--patient", "alice", "--since", "20.11.2026")
     assert res.exit_code == 2 and "not a date" in res.output
+
+
+def test_a_change_whose_audit_row_fails_is_not_made(db: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit row is written in the change's transaction: no audit, no change."""
+    from edge_gateway.care import caregiver as C
+    from edge_gateway.store import audit
+
+    run(db, "patients", "add", "alice")
+    store = Store.open(db)
+    version = store.meta("settings_version")
+    entries = len(audit_entries(store))
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("audit log unavailable")
+
+    monkeypatch.setattr(audit, "record", broken)
+    with pytest.raises(RuntimeError):
+        C.set_threshold(store, "alice", "glucose.low_l1", "65 mg/dL")
+    with pytest.raises(RuntimeError):
+        C.remove_patient(store, "alice", purge=True)
+    with pytest.raises(RuntimeError):
+        C.add_patient(store, "bob")
+    monkeypatch.undo()
+    assert C.show_patient(store, "alice")["threshold_overrides"] == {}
+    assert [p["id"] for p in C.list_patients(store)] == ["alice"]
+    assert store.meta("settings_version") == version
+    assert len(audit_entries(store)) == entries
+    store.close()

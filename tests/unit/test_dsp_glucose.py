@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from edge_gateway.dsp.glucose import (
-    MMOL_TO_MG,
     count_events,
     glucose_metrics,
     mage_ma,
@@ -19,6 +18,7 @@ from edge_gateway.dsp.glucose import (
     to_mg_dl,
     trend,
 )
+from edge_gateway.units import MGDL_PER_MMOLL
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -42,7 +42,7 @@ def test_consensus_bands_and_stats_by_hand() -> None:
     assert r.sd_mg_dl == pytest.approx(np.std(g, ddof=1))
     assert r.cv_pct == pytest.approx(100 * np.std(g, ddof=1) / g.mean())
     assert r.gmi_pct == pytest.approx(3.31 + 0.02392 * g.mean())
-    assert r.mean_mmol_l == pytest.approx(g.mean() / MMOL_TO_MG)
+    assert r.mean_mmol_l == pytest.approx(g.mean() / MGDL_PER_MMOLL)
     assert r.coverage_pct == pytest.approx(100.0)
 
 

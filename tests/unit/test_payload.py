@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from edge_gateway.config import SyncSection
 from edge_gateway.reading import Alert, Summary
+from edge_gateway.store.outbox import Item, alert_body, summary_body
 from edge_gateway.sync import payload
-from edge_gateway.sync.payload import Item, Options
+from edge_gateway.sync.payload import Options
+from edge_gateway.units import metric_unit
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -75,65 +78,91 @@ def test_compression_round_trips_and_shrinks_a_batch(method: str) -> None:
     items = [item(i, body={"metrics": {"sdnn_ms": 40.0 + i, "mean_hr_bpm": 60}})
              for i in range(1, 51)]
     plain = payload.build(items, Options(gateway="gw1"), NOW)
-    packed = payload.build(items, Options(gateway="gw1", compression=method), NOW)
+    packing = Options(gateway="gw1", sync=SyncSection(compression=method))
+    packed = payload.build(items, packing, NOW)
     assert len(packed.payload) < len(plain.payload) / 3
     assert dict(packed.user_properties)["content-encoding"] == method
     assert payload.decode(packed.payload, method) == payload.decode(plain.payload)
     # same input, same bytes (gzip would otherwise stamp the time)
-    assert payload.build(items, Options(gateway="gw1", compression=method), NOW).payload \
-        == packed.payload
+    assert payload.build(items, packing, NOW).payload == packed.payload
 
 
 def test_summary_and_alert_bodies() -> None:
     s = Summary("p1", "bp", NOW, NOW + timedelta(minutes=2),
                 {"systolic_mmhg": 128.0, "diastolic_mmhg": 82.0}, 1.0, "bp/1", NOW, "cuff")
-    b = payload.summary_body(5, s)
+    b = summary_body(5, s)
     assert b["summary_id"] == 5 and b["window_start"] == "2026-11-25T10:00:00.000000Z"
     a = Alert("p1", "glucose_low", "urgent", "raised", "low", NOW, "k", 60.0, "mg/dL")
-    assert payload.alert_body(9, a)["severity"] == "urgent"
+    assert alert_body(9, a)["severity"] == "urgent"
 
 
 def test_fhir_observation_uses_loinc_and_ucum() -> None:
-    s = Summary("p1", "bp", NOW, NOW + timedelta(minutes=2),
-                {"systolic_mmhg": 128.0, "diastolic_mmhg": 82.0, "note": None, "odd_x": 3},
-                1.0, "bp/1", NOW, "cuff")
-    it = Item(1, "gw1:db1:1", 1, "summary", "p1", "t", json.dumps(payload.summary_body(1, s)))
+    s = Summary("p1", "hrv", NOW, NOW + timedelta(minutes=5),
+                {"sdnn_ms": 48.5, "mean_hr_bpm": 61.0, "note": None, "odd_x": 3},
+                1.0, "hrv/1", NOW, "strap")
+    it = Item(1, "gw1:db1:1", 1, "summary", "p1", "t", json.dumps(summary_body(1, s)))
     obs = payload.fhir_resource(it)
     assert obs["resourceType"] == "Observation" and obs["status"] == "final"
-    assert obs["code"]["coding"][0] == {"system": "http://loinc.org", "code": "85354-9",
-                                        "display": "Blood pressure panel with all children "
-                                                   "optional"}
-    comps = {c["code"]["text"]: c for c in obs["component"]}
-    assert comps["systolic"]["code"]["coding"][0]["code"] == "8480-6"
-    assert comps["systolic"]["valueQuantity"] == {
-        "value": 128.0, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mmHg"}
-    assert comps["diastolic"]["code"]["coding"][0]["code"] == "8462-4"
-    assert "dataAbsentReason" in comps["note"]
-    assert comps["odd_x"]["code"]["coding"][0]["system"] == "urn:edge-gateway:code"
+    # A summary kind has no LOINC code: it is coded locally, its metrics in LOINC where known.
+    assert obs["code"]["coding"][0] == {"system": "urn:edge-gateway:code",
+                                        "code": "summary/hrv"}
+    assert obs["category"][0]["coding"][0]["code"] == "vital-signs"
+    comps = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    assert comps["80404-7"]["valueQuantity"] == {
+        "value": 48.5, "unit": "ms", "system": "http://unitsofmeasure.org", "code": "ms"}
+    assert comps["8867-4"]["valueQuantity"]["code"] == "/min"
+    assert "dataAbsentReason" in comps["metric/note"]
+    assert comps["metric/odd_x"]["valueQuantity"]["code"] == "1"
     assert obs["subject"] == {"reference": "Patient/p1"}
     assert obs["identifier"][0]["value"] == "gw1:db1:1"
 
 
+def test_fhir_bp_summary_and_readings_use_valid_ucum() -> None:
+    # The weekly BP summary's pressures carry no unit suffix: their kinds give mm[Hg] (UCUM),
+    # not the "mmHg" readings store; glucose summaries are laboratory observations.
+    s = Summary("p1", "bp_weekly", NOW, NOW + timedelta(days=7),
+                {"mean_systolic": 128.0, "mean_diastolic": 82.0}, 1.0, "bp/1", NOW, "cuff")
+    obs = payload.fhir_resource(
+        Item(1, "gw1:db1:1", 1, "summary", "p1", "t", json.dumps(summary_body(1, s))))
+    assert {c["valueQuantity"]["code"] for c in obs["component"]} == {"mm[Hg]"}
+    assert {c["valueQuantity"]["unit"] for c in obs["component"]} == {"mmHg"}
+    g = Summary("p1", "glucose_daily", NOW, NOW + timedelta(days=1), {"mean_mg_dl": 104.0},
+                1.0, "glucose/1", NOW, "cgm")
+    obs = payload.fhir_resource(
+        Item(2, "gw1:db1:2", 1, "summary", "p1", "t", json.dumps(summary_body(2, g))))
+    assert obs["category"][0]["coding"][0]["code"] == "laboratory"
+    reading = {"kind": "bp_systolic", "value": 16.0, "unit": "kPa",
+               "time": "2026-11-25T10:00:00.000000Z", "patient": "p1", "device": "cuff"}
+    obs = payload.fhir_resource(
+        Item(3, "gw1:db1:3", 2, "reading", "p1", "t", json.dumps(reading)))
+    assert obs["code"]["coding"][0]["code"] == "8480-6"
+    assert obs["valueQuantity"]["code"] == "mm[Hg]"
+    assert obs["valueQuantity"]["value"] == pytest.approx(120.01, abs=0.01)
+
+
 def test_fhir_format_keeps_the_envelope_and_alerts_become_flags() -> None:
     a = Alert("p1", "glucose_low", "urgent", "raised", "glucose low", NOW, "k", 60.0, "mg/dL")
-    it = Item(3, "gw1:db1:3", 0, "alert", "p1", "t", json.dumps(payload.alert_body(1, a)))
-    env = payload.decode(payload.build([it], Options(gateway="gw1", format="fhir"), NOW).payload)
+    it = Item(3, "gw1:db1:3", 0, "alert", "p1", "t", json.dumps(alert_body(1, a)))
+    as_fhir = Options(gateway="gw1", sync=SyncSection(format="fhir"))
+    env = payload.decode(payload.build([it], as_fhir, NOW).payload)
     assert env["format"] == "fhir" and env["kind"] == "alert"
     assert env["data"]["resourceType"] == "Flag" and env["data"]["status"] == "active"
 
 
 def test_units_from_metric_names() -> None:
-    assert payload.unit_of("sdnn_ms") == ("sdnn", "ms")
-    assert payload.unit_of("mean_hr_bpm") == ("mean_hr", "/min")
-    assert payload.unit_of("mean_glucose_mg_dl") == ("mean_glucose", "mg/dL")
-    assert payload.unit_of("ratio") == ("ratio", "1")
+    assert metric_unit("sdnn_ms") == ("sdnn", "ms")
+    assert metric_unit("mean_hr_bpm") == ("mean_hr", "/min")
+    assert metric_unit("mean_glucose_mg_dl") == ("mean_glucose", "mg/dL")
+    assert metric_unit("lf_ms2") == ("lf", "ms2")
+    assert metric_unit("mean_systolic") == ("mean_systolic", "mmHg")
+    assert metric_unit("ratio") == ("ratio", "1")
 
 
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError):
-        Options(gateway="g", format="xml")
+        Options(gateway="g", sync=SyncSection(format="xml"))
     with pytest.raises(ValueError):
-        Options(gateway="g", compression="lz4")
+        Options(gateway="g", sync=SyncSection(compression="lz4"))
 
 
 def test_fhir_resources_validate_against_the_r4b_models() -> None:
@@ -146,7 +175,7 @@ def test_fhir_resources_validate_against_the_r4b_models() -> None:
                 {"mean_glucose_mg_dl": 104.0, "trend_mg_dl_min": -0.4, "missing_pct": None},
                 0.93, "glucose/1", NOW, "cgm-1")
     obs = payload.fhir_resource(Item(1, "gw1:db1:1", 1, "summary", "p1", "t",
-                                     json.dumps(payload.summary_body(1, s))))
+                                     json.dumps(summary_body(1, s))))
     Observation.model_validate(obs)
     reading = {"kind": "heart_rate", "value": 61.0, "unit": "/min",
                "time": "2026-11-25T10:00:00.000000Z", "patient": "p1", "device": "strap"}
@@ -154,7 +183,7 @@ def test_fhir_resources_validate_against_the_r4b_models() -> None:
         Item(2, "gw1:db1:2", 2, "reading", "p1", "t", json.dumps(reading))))
     a = Alert("p1", "glucose_low", "urgent", "resolved", "low", NOW, "k", 60.0, "mg/dL")
     flag = payload.fhir_resource(Item(3, "gw1:db1:3", 0, "alert", "p1", "t",
-                                      json.dumps(payload.alert_body(1, a))))
+                                      json.dumps(alert_body(1, a))))
     assert flag["status"] == "inactive"
     Flag.model_validate(flag)
 
@@ -162,7 +191,7 @@ def test_fhir_resources_validate_against_the_r4b_models() -> None:
 def test_fit_splits_oversize_batches_and_sets_aside_oversize_items() -> None:
     items = [item(i, body={"pad": "x" * 100}) for i in range(1, 11)]
     items.append(item(11, body={"pad": "x" * 5000}))
-    opts = Options(gateway="gw1", batch_size=50)
+    opts = Options(gateway="gw1", sync=SyncSection(batch_size=50))
     assert len(payload.build_all(items, opts, NOW)) == 1
     ok, too_big = payload.fit(items, opts, NOW, 1000)
     assert [m.seqs for m in ok] == [(i,) for i in range(1, 11)]
@@ -180,7 +209,8 @@ def test_packet_size_matches_paho() -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    msg = payload.build([item(1), item(2)], Options(gateway="gw1", compression="gzip"), NOW)
+    gzipped = Options(gateway="gw1", sync=SyncSection(compression="gzip"))
+    msg = payload.build([item(1), item(2)], gzipped, NOW)
     c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     sent: list[bytes] = []
     c._packet_queue = lambda cmd, packet, mid, qos, info=None: sent.append(bytes(packet))  # type: ignore[method-assign]

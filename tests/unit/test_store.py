@@ -230,3 +230,38 @@ def test_status_json_has_the_documented_keys(tmp_path: Path) -> None:
     assert set(st["outbox"]) >= {"pending", "oldest_pending_at"}
     assert "last_sync_at" in st
     assert set(st["storage"]) >= {"db_bytes", "cap_bytes", "evicted"}
+
+
+def test_repository_writes_join_the_open_transaction(tmp_path: Path) -> None:
+    """A change and its audit row commit or roll back together; alone, each commits."""
+    from edge_gateway.store import audit, patients, settings
+
+    store = Store.open(tmp_path / "g.db")
+    with pytest.raises(RuntimeError), store.transaction():
+        patients.insert(store, "alice", "Alice", None, "2026-11-20T08:00:00.000000Z")
+        audit.record(store, "carol", "patient.add", "alice")
+        settings.bump_version(store)
+        raise RuntimeError("the caller failed after the writes")
+    assert not patients.exists(store, "alice")
+    assert audit.entries(store) == []
+    assert store.meta(settings.SETTINGS_VERSION) is None
+    audit.record(store, "carol", "export", "alice", {"rows": 3})  # no transaction: its own
+    assert [(e["actor"], e["details"]) for e in audit.entries(store)] == [("carol", {"rows": 3})]
+    store.close()
+
+
+def test_relaxed_sync_is_full_again_afterwards(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "g.db")
+    with store.relaxed_sync():
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+
+
+def test_a_read_only_store_closes_without_writing(tmp_path: Path) -> None:
+    Store.open(tmp_path / "g.db").close()
+    reader = Store.open(tmp_path / "g.db", readonly=True)
+    assert reader.readonly
+    reader.close()  # no checkpoint: a reader must not write
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.conn.execute("SELECT 1")

@@ -1,27 +1,81 @@
-"""Shared pieces of the codecs: a bounds-checked reader, writers, Date Time, the Reading helper.
+"""Shared pieces of the codecs: the :class:`Profile` record, UUIDs, a bounds-checked reader,
+writers, Date Time, the Reading helper and the one-field codec bases.
 
 Every codec in this package is a frozen dataclass with ``from_bytes`` (classmethod),
 ``to_bytes`` and ``to_json``.  Decoding goes through :class:`Reader`, which checks each field's
 length before reading it, so a short or long payload raises
 :class:`~edge_gateway.errors.MalformedPayload` naming the characteristic, the offset and the
 field — never ``struct.error`` or ``IndexError``.
+
+A profile module declares everything about itself in one :class:`Profile` (``PROFILE``, or
+``PROFILES`` for a module holding several small services); the registry builds every table
+from those.  A helper module (this one, ``racp``, ``ieee11073``, ``e2e_crc``, ``cgm_socp``)
+declares none.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+import uuid as _uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 from edge_gateway.drivers.profiles.ieee11073 import Float32, SFloat
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
+from edge_gateway.units import Kind
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _S16 = struct.Struct("<h")
+
+
+# ---------------------------------------------------------------------------------------------
+# UUIDs
+# ---------------------------------------------------------------------------------------------
+
+#: The Bluetooth Base UUID after the 32-bit alias: ``0000xxxx`` + this is a 16-bit SIG UUID.
+BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+_HEX = frozenset("0123456789abcdef")
+
+
+def short_uuid(uuid: str) -> str:
+    """The one spelling of a service or characteristic UUID that every table and the store use.
+
+    A 16-bit SIG UUID (``"2A37"``, ``"0x2a37"``, or the full Base-UUID form
+    ``00002a37-0000-1000-8000-00805f9b34fb``) -> four lower-case hex digits ``"2a37"``; any
+    other valid 128-bit UUID (a vendor's) -> its canonical lower-case 36-character form.
+    Anything else raises ``ValueError``.
+    """
+    text = uuid.strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if len(text) == 4 and _HEX.issuperset(text):
+        return text
+    if len(text) >= 32:
+        try:
+            full = str(_uuid.UUID(text))
+        except ValueError:
+            pass
+        else:
+            if full.startswith("0000") and full.endswith(BASE_UUID_SUFFIX):
+                return full[4:8]
+            return full
+    raise ValueError(f"{uuid!r} is not a 16-bit Bluetooth SIG UUID (like 2a37) "
+                     "or a 128-bit UUID")
+
+
+def full_uuid(uuid: str | int) -> str:
+    """``"2a37"`` / ``0x2A37`` / any UUID spelling -> the full 128-bit lower-case UUID."""
+    if isinstance(uuid, int):
+        return f"{uuid:08x}{BASE_UUID_SUFFIX}"
+    text = uuid.strip().lower()
+    if len(text) in (4, 8):
+        return f"{int(text, 16):08x}{BASE_UUID_SUFFIX}"
+    short = short_uuid(text)
+    return f"0000{short}{BASE_UUID_SUFFIX}" if len(short) == 4 else short
 
 
 class Codec(Protocol):
@@ -36,6 +90,65 @@ class Codec(Protocol):
     def to_bytes(self) -> bytes: ...
 
     def to_json(self) -> dict[str, Any]: ...
+
+
+#: ``to_readings(decoded, *, device_id, characteristic, received_at, device_clock_offset,
+#: reset_epoch, session_start)`` -> Readings: a profile's measurement function.
+ToReadings = Callable[..., list[Reading]]
+
+#: How stored records are identified over RACP (the backfill strategy follows from it):
+#: ``"sequence"``: a GLS-style uint16 sequence number, the record's base time its identity;
+#: ``"time_offset"``: CGM time offsets within a sensor session (``Racp.session`` names it);
+#: ``"recorded"``: BLS 1.1 Records, sequence number + the recorded measurement bytes.
+RecordIdentity = Literal["sequence", "time_offset", "recorded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Racp:
+    """A profile's stored records, fetched over the Record Access Control Point (0x2A52)."""
+
+    #: The characteristic the records arrive on (it must be subscribed).
+    records: str
+    identity: RecordIdentity
+    #: Characteristics collected with the records when offered (e.g. glucose context).
+    also: tuple[str, ...] = ()
+    #: ``time_offset`` only: the characteristic read to identify the sensor session.
+    session: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """Everything the gateway needs to know about one profile (or serial protocol).
+
+    Characteristics are UUID strings in any spelling :func:`short_uuid` accepts (the registry
+    normalises them); a serial protocol's one "characteristic" is ``serial:<protocol>``.
+    Compared by identity (it holds a mapping of functions).
+    """
+
+    #: The profile's name (``devices.profile``), e.g. ``"heart_rate"``.
+    name: str
+    #: Its service UUID; None for a serial protocol (nothing to scan or subscribe to).
+    service: str | None
+    #: Every codec the profile owns (``decode`` finds them by their ``characteristic``).
+    codecs: tuple[type[Codec], ...]
+    #: Characteristic -> ``to_readings``: which characteristics carry measurements.
+    measurements: Mapping[str, ToReadings] = field(default_factory=dict)
+    #: Subscribed to (notify or indicate) when the device offers them, in this order.
+    subscribe: tuple[str, ...] = ()
+    #: Read once per connection and handed on as a frame (features, sensor location, …).
+    read_once: tuple[str, ...] = ()
+    #: Read on the first connection only (Device Information).
+    read_first: tuple[str, ...] = ()
+    #: Continuous streams: a device offering one is never disconnected for idleness.
+    streams: tuple[str, ...] = ()
+    #: The device hands out its records only to a bonded gateway (pair before use).
+    needs_bond: bool = False
+    #: Stored records fetched over RACP, or None.
+    racp: Racp | None = None
+    #: ``devices scan`` looks for this service as a health device (False: support services).
+    scan: bool = True
+    #: Reading kinds this profile emits that the core table (``units.KINDS``) lacks.
+    kinds: tuple[Kind, ...] = ()
 
 
 class Reader:
@@ -282,28 +395,95 @@ def timed_key(dt: DateTime | None, received_at: datetime, user_id: int | None = 
     return key if user_id is None else f"u{user_id}:{key}"
 
 
+class UIntField:
+    """A characteristic that is one little-endian unsigned integer: the codec skeleton that
+    Battery Level, Body Sensor Location, Temperature Type, the feature fields … share.
+
+    A subclass is a frozen dataclass with exactly one ``int`` field and sets
+    ``characteristic``, ``name``, ``WHAT`` (the field as error messages name it), ``SIZE``
+    (1, 2 or 4 bytes) and either ``KEY`` (+ ``NAMES`` for an enumeration) or its own
+    ``to_json``.
+    """
+
+    __slots__ = ()
+    characteristic: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    WHAT: ClassVar[str] = ""
+    SIZE: ClassVar[int] = 1
+    KEY: ClassVar[str] = ""
+    NAMES: ClassVar[Mapping[int, str] | None] = None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        r = Reader(cls.characteristic, raw)
+        size = cls.SIZE
+        v = r.u8(cls.WHAT) if size == 1 else r.u16(cls.WHAT) if size == 2 else r.u32(cls.WHAT)
+        r.end()
+        return cls(v)  # type: ignore[call-arg]
+
+    @property
+    def raw_value(self) -> int:
+        """The one field's value, whatever the subclass calls it."""
+        return int(getattr(self, fields(self)[0].name))  # type: ignore[arg-type]
+
+    def to_bytes(self) -> bytes:
+        v = self.raw_value
+        return bytes((v,)) if self.SIZE == 1 else p16(v) if self.SIZE == 2 else p32(v)
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.raw_value
+        return {self.KEY: v if self.NAMES is None else enum_name(v, self.NAMES)}
+
+
 @dataclass(frozen=True, slots=True)
-class Feature16:
+class Feature16(UIntField):
     """A characteristic that is one 16-bit feature field (BLS 0x2A49, GLS 0x2A51).
 
     Subclasses set ``characteristic``, ``name`` and ``BITS`` (bit number -> feature name).
     """
 
-    characteristic: ClassVar[str] = ""
-    name: ClassVar[str] = ""
+    WHAT: ClassVar[str] = "features"
+    SIZE: ClassVar[int] = 2
     BITS: ClassVar[Mapping[int, str]] = {}
 
     features: int
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader(cls.characteristic, raw)
-        v = r.u16("features")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return p16(self.features)
-
     def to_json(self) -> dict[str, Any]:
         return {"features": bits(self.features, self.BITS)}
+
+
+@dataclass(frozen=True, slots=True)
+class TextField:
+    """A UTF-8 string characteristic (Device Information §3.1–3.6); invalid UTF-8 is malformed.
+
+    A subclass is declared in one line: ``class ModelNumber(TextField, uuid="2a24",
+    label="Model Number String", key="model_number"): __slots__ = ()``.
+    """
+
+    characteristic: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    key: ClassVar[str] = ""
+
+    value: str
+
+    def __init_subclass__(cls, *, uuid: str = "", label: str = "", key: str = "") -> None:
+        # No super() call: slots=True rebuilds this class, which breaks zero-argument
+        # super(); object.__init_subclass__ does nothing anyway.
+        if uuid:
+            cls.characteristic, cls.name, cls.key = uuid, label, key
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedPayload(cls.characteristic, err.start,
+                                   f"invalid UTF-8 in {cls.name.lower()}: {err.reason}",
+                                   raw) from None
+        return cls(text)
+
+    def to_bytes(self) -> bytes:
+        return self.value.encode("utf-8")
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.key: self.value}

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Self
 from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
+    Profile,
+    Racp,
     Reader,
     ReadingContext,
     bits,
@@ -23,6 +25,7 @@ from edge_gateway.drivers.profiles.base import (
     ts_json,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 
 _F_KPA = 0x01
@@ -188,3 +191,20 @@ class BloodPressureFeature(Feature16):
     characteristic: ClassVar[str] = "2a49"
     name: ClassVar[str] = "Blood Pressure Feature"
     BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS
+
+
+PROFILE = Profile(
+    name="blood_pressure", service="1810",
+    codecs=(BloodPressureMeasurement, IntermediateCuffPressure, BloodPressureFeature,
+            RecordAccessControlPoint),
+    measurements={"2a35": to_readings},
+    subscribe=(
+        "2a35",  # Blood Pressure Measurement (indicate; stored ones arrive on connect)
+        "2a36",  # Intermediate Cuff Pressure (notify)
+        "2b36",  # Blood Pressure Record (BLS 1.1, with RACP); kept raw, no codec yet
+    ),
+    read_once=("2a49",),
+    streams=("2a36",),
+    needs_bond=True,  # BLS §5.1: stored measurements go to a bonded collector only
+    racp=Racp(records="2b36", identity="recorded"),
+)

@@ -13,13 +13,14 @@ here is fixed once the flags or op code are known) and report it rather than gue
 
 from __future__ import annotations
 
-import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    Profile,
+    Racp,
     Reader,
     ReadingContext,
     bits,
@@ -28,46 +29,16 @@ from edge_gateway.drivers.profiles.base import (
     p24,
     psf,
 )
+from edge_gateway.drivers.profiles.cgm_socp import (
+    CGM_LOCATIONS,
+    CGM_TYPES,
+    CGMSpecificOpsControlPoint,
+)
+from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, end_with_crc, with_crc
 from edge_gateway.drivers.profiles.ieee11073 import _SFLOAT_CACHE, SFloat
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
-
-# -------------------------------------------------------------------------------------------
-# E2E-CRC
-# -------------------------------------------------------------------------------------------
-
-
-#: Each byte's bits in reverse order.
-_REV8 = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
-
-
-def crc16_mcrf4xx(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/MCRF4XX (poly 0x1021 reflected, init 0xFFFF, no xorout); check value 0x6F91.
-
-    A reflected CRC is the plain one over bit-reversed bytes, bit-reversed at the end, so
-    the C implementation of the plain CCITT CRC in ``binascii`` does the work (~10× faster
-    than a Python loop; every CGM record goes through here).  0xFFFF is its own reverse.
-    """
-    rev = _REV8
-    seed = rev[crc >> 8] | rev[crc & 0xFF] << 8
-    out = binascii.crc_hqx(data.translate(rev), seed)
-    return rev[out >> 8] | rev[out & 0xFF] << 8
-
-
-def _crc_ok(raw: bytes, start: int, end: int, crc: int | None) -> bool | None:
-    if crc is None:
-        return None
-    return crc16_mcrf4xx(raw[start:end]) == crc
-
-
-def _with_crc(body: bytes, crc: int | None, add_crc: bool) -> bytes:
-    """Append the E2E-CRC: ``crc`` as given (to reproduce a frame) or computed when asked."""
-    if crc is not None:
-        return body + p16(crc)
-    if add_crc:
-        return body + p16(crc16_mcrf4xx(body))
-    return body
-
 
 # -------------------------------------------------------------------------------------------
 # Sensor Status Annunciation (CGMS §3.1.1.5; 24 bits, LSO first: Status, Cal/Temp, Warning)
@@ -157,7 +128,7 @@ class CGMRecord:
         has_crc = self.crc is not None or add_crc
         size = len(body) + 1 + (2 if has_crc else 0)
         out = bytes((size,)) + bytes(body)
-        return _with_crc(out, self.crc, add_crc)
+        return with_crc(out, self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         status = self.sensor_status
@@ -364,14 +335,6 @@ FEATURE_BITS = {
     13: "multiple_bond", 14: "multiple_sessions", 15: "cgm_trend_information",
     16: "cgm_quality",
 }
-CGM_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
-             4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
-             7: "undetermined_whole_blood", 8: "undetermined_plasma",
-             9: "interstitial_fluid", 10: "control_solution"}
-CGM_LOCATIONS = {1: "finger", 2: "alternate_site_test", 3: "earlobe", 4: "control_solution",
-                 5: "subcutaneous_tissue", 15: "not_available"}
-
-
 @dataclass(frozen=True, slots=True)
 class CGMFeature:
     """CGM Feature 0x2AA8 (CGMS §3.2): features (24 bits), type/location nibbles, E2E-CRC.
@@ -432,12 +395,10 @@ class CGMStatus:
         r = Reader("2aa9", raw)
         offset = r.u16("time offset")
         status = r.u24("status")
-        crc = r.u16("E2E-CRC") if r.left >= 2 else None
-        r.end()
-        return cls(offset, status, crc, _crc_ok(raw, 0, 5, crc))
+        return cls(offset, status, *end_with_crc(r))
 
     def to_bytes(self, add_crc: bool = False) -> bytes:
-        return _with_crc(p16(self.time_offset) + p24(self.status), self.crc, add_crc)
+        return with_crc(p16(self.time_offset) + p24(self.status), self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         return {"time_offset_min": self.time_offset,
@@ -469,13 +430,11 @@ class CGMSessionStartTime:
         start = r.datetime7("session start time")
         tz = r.s8("time zone")
         dst = r.u8("DST offset")
-        crc = r.u16("E2E-CRC") if r.left >= 2 else None
-        r.end()
-        return cls(start, tz, dst, crc, _crc_ok(raw, 0, 9, crc))
+        return cls(start, tz, dst, *end_with_crc(r))
 
     def to_bytes(self, add_crc: bool = False) -> bytes:
         body = self.start.to_bytes() + bytes((self.time_zone & 0xFF, self.dst_offset & 0xFF))
-        return _with_crc(body, self.crc, add_crc)
+        return with_crc(body, self.crc, add_crc)
 
     def utc_start(self) -> datetime | None:
         """The start in UTC when time zone and DST are known (local − zone − DST)."""
@@ -515,18 +474,29 @@ class CGMSessionRunTime:
     def from_bytes(cls, raw: bytes) -> Self:
         r = Reader("2aab", raw)
         hours = r.u16("session run time")
-        crc = r.u16("E2E-CRC") if r.left >= 2 else None
-        r.end()
-        return cls(hours, crc, _crc_ok(raw, 0, 2, crc))
+        return cls(hours, *end_with_crc(r))
 
     def to_bytes(self, add_crc: bool = False) -> bytes:
-        return _with_crc(p16(self.run_time_h), self.crc, add_crc)
+        return with_crc(p16(self.run_time_h), self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         return {"session_run_time_h": self.run_time_h, "crc_ok": self.crc_ok}
 
 
+PROFILE = Profile(
+    name="cgm", service="181f",
+    codecs=(CGMMeasurement, CGMFeature, CGMStatus, CGMSessionStartTime, CGMSessionRunTime,
+            CGMSpecificOpsControlPoint, RecordAccessControlPoint),
+    measurements={"2aa7": to_readings},
+    subscribe=("2aa7",),  # notify
+    # Feature, then Session Start Time: CGM measurements are timed from the session start.
+    read_once=("2aa8", "2aaa"),
+    streams=("2aa7",),
+    racp=Racp(records="2aa7", identity="time_offset", session="2aaa"),
+)
+
+
 __all__ = [
-    "CGMFeature", "CGMMeasurement", "CGMRecord", "CGMSessionRunTime", "CGMSessionStartTime",
-    "CGMStatus", "crc16_mcrf4xx", "to_readings",
+    "PROFILE", "CGMFeature", "CGMMeasurement", "CGMRecord", "CGMSessionRunTime",
+    "CGMSessionStartTime", "CGMStatus", "to_readings",
 ]

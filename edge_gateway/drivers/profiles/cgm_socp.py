@@ -1,5 +1,7 @@
 """CGM Specific Ops Control Point 0x2AAC (CGMS §3.6), kept apart from cgm.py for size.
 
+A helper module of the CGM profile (``cgm.PROFILE`` lists its codec): it declares no profile.
+
 Every op code has a fixed operand, so an extra two bytes after it can only be the E2E-CRC
 (present when the CGM Feature says so).  Unknown op codes are kept with their operand bytes.
 """
@@ -10,9 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import Reader, bits, enum_name, p16, psf
-from edge_gateway.drivers.profiles.cgm import CGM_LOCATIONS, CGM_TYPES, _with_crc, crc16_mcrf4xx
+from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, with_crc
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
+#: CGM Type and Sample Location nibbles (CGMS §3.2), shared with CGM Feature in cgm.py.
+CGM_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
+             4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
+             7: "undetermined_whole_blood", 8: "undetermined_plasma",
+             9: "interstitial_fluid", 10: "control_solution"}
+CGM_LOCATIONS = {1: "finger", 2: "alternate_site_test", 3: "earlobe", 4: "control_solution",
+                 5: "subcutaneous_tissue", 15: "not_available"}
 SOCP_OPS = {
     1: "set_communication_interval", 2: "get_communication_interval",
     3: "communication_interval_response", 4: "set_glucose_calibration_value",
@@ -134,7 +143,7 @@ class CGMSpecificOpsControlPoint:
         if self.response_code is not None:
             body.append(self.response_code)
         body += self.operand_raw
-        return _with_crc(bytes(body), self.crc, add_crc)
+        return with_crc(bytes(body), self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

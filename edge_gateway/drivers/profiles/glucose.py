@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Self
 from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
+    Profile,
+    Racp,
     Reader,
     ReadingContext,
     bits,
@@ -24,9 +26,9 @@ from edge_gateway.drivers.profiles.base import (
     psf,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number
+from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
-
-MG_DL_PER_MMOL_L = 18.016
+from edge_gateway.units import MGDL_PER_MMOLL
 
 GLUCOSE_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
                  4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
@@ -189,7 +191,7 @@ def to_readings(m: GlucoseMeasurement, *, device_id: str, characteristic: str,
         mmol = m.glucose_mmol_l
         extra["original_value"] = mmol
         extra["original_unit"] = "mmol/L"
-        value = None if mmol is None else mmol * MG_DL_PER_MMOL_L
+        value = None if mmol is None else mmol * MGDL_PER_MMOLL
     else:
         value = m.glucose_mg_dl
     return [ctx.reading("glucose", value, "mg/dL", special=m.concentration.special,
@@ -345,3 +347,15 @@ class GlucoseFeature(Feature16):
     name: ClassVar[str] = "Glucose Feature"
     BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS
 
+
+
+PROFILE = Profile(
+    name="glucose", service="1808",
+    codecs=(GlucoseMeasurement, GlucoseMeasurementContext, GlucoseFeature,
+            RecordAccessControlPoint),
+    measurements={"2a18": to_readings},
+    subscribe=("2a18", "2a34"),  # measurement, context (notify)
+    read_once=("2a51",),
+    needs_bond=True,  # GLS §5.1: records go to a bonded collector only
+    racp=Racp(records="2a18", identity="sequence", also=("2a34",)),
+)

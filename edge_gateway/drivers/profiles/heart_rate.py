@@ -8,11 +8,12 @@ Control Point).
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import Reader, ReadingContext, enum_name, rx_key
+from edge_gateway.drivers.profiles.base import Profile, ReadingContext, UIntField, rx_key
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
@@ -170,50 +171,40 @@ BODY_SENSOR_LOCATIONS = {0: "other", 1: "chest", 2: "wrist", 3: "finger", 4: "ha
 
 
 @dataclass(frozen=True, slots=True)
-class BodySensorLocation:
+class BodySensorLocation(UIntField):
     """Body Sensor Location 0x2A38 (HRS §3.2, GSS §3.37): one uint8; unknown values kept."""
 
     characteristic: ClassVar[str] = "2a38"
     name: ClassVar[str] = "Body Sensor Location"
+    WHAT: ClassVar[str] = "body sensor location"
+    KEY: ClassVar[str] = "body_sensor_location"
+    NAMES: ClassVar[Mapping[int, str]] = BODY_SENSOR_LOCATIONS
 
     location: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a38", raw)
-        v = r.u8("body sensor location")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return bytes((self.location,))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"body_sensor_location": enum_name(self.location, BODY_SENSOR_LOCATIONS)}
 
 
 HR_CONTROL_OPS = {1: "reset_energy_expended"}
 
 
 @dataclass(frozen=True, slots=True)
-class HeartRateControlPoint:
+class HeartRateControlPoint(UIntField):
     """Heart Rate Control Point 0x2A39 (HRS §3.3, GSS §3.114): uint8 op code (1 = reset
     energy expended; others reserved, kept)."""
 
     characteristic: ClassVar[str] = "2a39"
     name: ClassVar[str] = "Heart Rate Control Point"
+    WHAT: ClassVar[str] = "op code"
+    KEY: ClassVar[str] = "op_code"
+    NAMES: ClassVar[Mapping[int, str]] = HR_CONTROL_OPS
 
     op_code: int
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a39", raw)
-        v = r.u8("op code")
-        r.end()
-        return cls(v)
 
-    def to_bytes(self) -> bytes:
-        return bytes((self.op_code,))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op_code": enum_name(self.op_code, HR_CONTROL_OPS)}
+PROFILE = Profile(
+    name="heart_rate", service="180d",
+    codecs=(HeartRateMeasurement, BodySensorLocation, HeartRateControlPoint),
+    measurements={"2a37": to_readings},
+    subscribe=("2a37",),  # notify
+    read_once=("2a38",),
+    streams=("2a37",),
+)

@@ -17,7 +17,8 @@ versions differ in the optional fields (Radical-7 adds ``PVI``, ``SPHB``, ``EXC1
 fields beyond the required ones are kept verbatim, in order, and re-encoded as received.
 
 The codec is pure, like the BLE ones: a frame (one line without its CR LF) in, a frozen record
-out, ``MalformedPayload`` for anything that does not fit.
+out, ``MalformedPayload`` for anything that does not fit.  Its ``PROFILE`` has no service: its
+one "characteristic" is ``serial:masimo-rad8``, the name serial frames carry.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import ReadingContext, bits, iso_naive
+from edge_gateway.drivers.profiles.base import Profile, ReadingContext, bits, iso_naive
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
@@ -178,7 +179,8 @@ class Rad8Record:
 
 
 def to_readings(r: Rad8Record, *, device_id: str, characteristic: str, received_at: datetime,
-                device_clock_offset: timedelta | None, reset_epoch: int = 0) -> list[Reading]:
+                device_clock_offset: timedelta | None, reset_epoch: int = 0,
+                session_start: datetime | None = None) -> list[Reading]:
     """``spo2`` (%), ``pulse_rate`` (/min) and ``perfusion_index`` (%) keyed by device time.
 
     Parameters sent as dashes, and every number on a line whose exception bits say there is
@@ -197,3 +199,9 @@ def to_readings(r: Rad8Record, *, device_id: str, characteristic: str, received_
             out.append(ctx.reading(kind, value, unit, record_key=key,
                                    device_time=r.device_time, extra=extra))
     return out
+
+
+PROFILE = Profile(
+    name="masimo_rad8", service=None, codecs=(Rad8Record,),
+    measurements={CHARACTERISTIC: to_readings}, scan=False,
+)

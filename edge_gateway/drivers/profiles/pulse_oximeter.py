@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    Profile,
     Reader,
     ReadingContext,
     bits,
@@ -57,6 +58,51 @@ def _specials(out: dict[str, Any], **fields: SFloat | None) -> None:
             out[f"{name}_special"] = v.special
 
 
+# Both measurements end with the same three optional fields — measurement status (16 bits),
+# device and sensor status (24 bits), pulse amplitude index (SFLOAT) — flagged by three
+# consecutive bits starting at ``bit`` (Spot-Check 0x02, Continuous 0x04).
+
+def _read_status(r: Reader, flags: int, bit: int) -> tuple[int | None, int | None,
+                                                             SFloat | None]:
+    ms = r.u16("measurement status") if flags & bit else None
+    ds = r.u24("device and sensor status") if flags & bit << 1 else None
+    pai = r.sfloat("pulse amplitude index") if flags & bit << 2 else None
+    return ms, ds, pai
+
+
+def _status_bytes(m: PLXSpotCheck | PLXContinuous, bit: int) -> tuple[int, bytes]:
+    flags = 0
+    out = b""
+    if m.measurement_status is not None:
+        flags |= bit
+        out += p16(m.measurement_status)
+    if m.device_status is not None:
+        flags |= bit << 1
+        out += p24(m.device_status)
+    if m.pulse_amplitude_index is not None:
+        flags |= bit << 2
+        out += psf(m.pulse_amplitude_index)
+    return flags, out
+
+
+def _status_json(m: PLXSpotCheck | PLXContinuous) -> dict[str, Any]:
+    return {
+        "measurement_status": None if m.measurement_status is None
+        else bits(m.measurement_status, MEASUREMENT_STATUS_BITS),
+        "device_and_sensor_status": None if m.device_status is None
+        else bits(m.device_status, DEVICE_STATUS_BITS),
+        "pulse_amplitude_index_pct": _v(m.pulse_amplitude_index),
+    }
+
+
+def _finish_json(out: dict[str, Any], m: PLXSpotCheck | PLXContinuous) -> dict[str, Any]:
+    _specials(out, spo2=m.spo2, pulse_rate=m.pulse_rate,
+              pulse_amplitude_index=m.pulse_amplitude_index)
+    if m.reserved_flags:
+        out["reserved_flags"] = m.reserved_flags
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class PLXSpotCheck:
     """PLX Spot-Check Measurement 0x2A5E (PLXS §3.1).
@@ -86,46 +132,28 @@ class PLXSpotCheck:
         spo2 = r.sfloat("SpO2")
         pr = r.sfloat("pulse rate")
         ts = r.datetime7("timestamp") if flags & 0x01 else None
-        ms = r.u16("measurement status") if flags & 0x02 else None
-        ds = r.u24("device and sensor status") if flags & 0x04 else None
-        pai = r.sfloat("pulse amplitude index") if flags & 0x08 else None
+        ms, ds, pai = _read_status(r, flags, 0x02)
         r.end()
         return cls(spo2, pr, ts, ms, ds, pai, bool(flags & 0x10), flags & 0xE0)
 
     def to_bytes(self) -> bytes:
-        flags = (self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0)
+        flags, tail = _status_bytes(self, 0x02)
+        flags |= (self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0)
         out = psf(self.spo2) + psf(self.pulse_rate)
         if self.timestamp is not None:
             flags |= 0x01
             out += self.timestamp.to_bytes()
-        if self.measurement_status is not None:
-            flags |= 0x02
-            out += p16(self.measurement_status)
-        if self.device_status is not None:
-            flags |= 0x04
-            out += p24(self.device_status)
-        if self.pulse_amplitude_index is not None:
-            flags |= 0x08
-            out += psf(self.pulse_amplitude_index)
-        return bytes((flags,)) + out
+        return bytes((flags,)) + out + tail
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "spo2_pct": self.spo2.value,
             "pulse_rate_bpm": self.pulse_rate.value,
             "timestamp": ts_json(self.timestamp),
-            "measurement_status": None if self.measurement_status is None
-            else bits(self.measurement_status, MEASUREMENT_STATUS_BITS),
-            "device_and_sensor_status": None if self.device_status is None
-            else bits(self.device_status, DEVICE_STATUS_BITS),
-            "pulse_amplitude_index_pct": _v(self.pulse_amplitude_index),
+            **_status_json(self),
             "device_clock_not_set": self.clock_not_set,
         }
-        _specials(out, spo2=self.spo2, pulse_rate=self.pulse_rate,
-                  pulse_amplitude_index=self.pulse_amplitude_index)
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return _finish_json(out, self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,31 +188,19 @@ class PLXContinuous:
             if flags & 0x01 else None
         slow = (r.sfloat("SpO2 (slow)"), r.sfloat("pulse rate (slow)")) \
             if flags & 0x02 else None
-        ms = r.u16("measurement status") if flags & 0x04 else None
-        ds = r.u24("device and sensor status") if flags & 0x08 else None
-        pai = r.sfloat("pulse amplitude index") if flags & 0x10 else None
+        ms, ds, pai = _read_status(r, flags, 0x04)
         r.end()
         return cls(spo2, pr, fast, slow, ms, ds, pai, flags & 0xE0)
 
     def to_bytes(self) -> bytes:
-        flags = self.reserved_flags & 0xE0
+        flags, tail = _status_bytes(self, 0x04)
+        flags |= self.reserved_flags & 0xE0
         out = psf(self.spo2) + psf(self.pulse_rate)
-        if self.fast is not None:
-            flags |= 0x01
-            out += psf(self.fast[0]) + psf(self.fast[1])
-        if self.slow is not None:
-            flags |= 0x02
-            out += psf(self.slow[0]) + psf(self.slow[1])
-        if self.measurement_status is not None:
-            flags |= 0x04
-            out += p16(self.measurement_status)
-        if self.device_status is not None:
-            flags |= 0x08
-            out += p24(self.device_status)
-        if self.pulse_amplitude_index is not None:
-            flags |= 0x10
-            out += psf(self.pulse_amplitude_index)
-        return bytes((flags,)) + out
+        for bit, pair in ((0x01, self.fast), (0x02, self.slow)):
+            if pair is not None:
+                flags |= bit
+                out += psf(pair[0]) + psf(pair[1])
+        return bytes((flags,)) + out + tail
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -194,17 +210,9 @@ class PLXContinuous:
             "pulse_rate_fast_bpm": None if self.fast is None else self.fast[1].value,
             "spo2_slow_pct": None if self.slow is None else self.slow[0].value,
             "pulse_rate_slow_bpm": None if self.slow is None else self.slow[1].value,
-            "measurement_status": None if self.measurement_status is None
-            else bits(self.measurement_status, MEASUREMENT_STATUS_BITS),
-            "device_and_sensor_status": None if self.device_status is None
-            else bits(self.device_status, DEVICE_STATUS_BITS),
-            "pulse_amplitude_index_pct": _v(self.pulse_amplitude_index),
+            **_status_json(self),
         }
-        _specials(out, spo2=self.spo2, pulse_rate=self.pulse_rate,
-                  pulse_amplitude_index=self.pulse_amplitude_index)
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return _finish_json(out, self)
 
 
 def to_readings(m: PLXSpotCheck | PLXContinuous, *, device_id: str, characteristic: str,
@@ -275,3 +283,13 @@ class PLXFeatures:
             "device_and_sensor_status_support": None if self.device_status_support is None
             else bits(self.device_status_support, DEVICE_STATUS_BITS),
         }
+
+
+PROFILE = Profile(
+    name="pulse_oximeter", service="1822",
+    codecs=(PLXSpotCheck, PLXContinuous, PLXFeatures),
+    measurements={"2a5e": to_readings, "2a5f": to_readings},
+    subscribe=("2a5f", "2a5e"),  # continuous (notify), spot-check (indicate)
+    read_once=("2a60",),
+    streams=("2a5f",),
+)

@@ -4,6 +4,8 @@ Specifications: Battery Service v1.0 (BAS) §3.1; Device Information Service v1.
 §3.1–3.9; Current Time Service v1.1 (CTS) §3.1; GATT Specification Supplement "Battery
 Level", "Manufacturer Name String" …, "PnP ID", "System ID", "Current Time", "Date Time",
 "Exact Time 256", "Day of Week", "Adjust Reason", "Local Time Information".
+
+Three small services live here, so the module declares ``PROFILES`` (three), not ``PROFILE``.
 """
 
 from __future__ import annotations
@@ -14,35 +16,28 @@ from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    Profile,
     Reader,
     ReadingContext,
+    TextField,
+    UIntField,
     bits,
     enum_name,
     p16,
     rx_key,
 )
-from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
 
 @dataclass(frozen=True, slots=True)
-class BatteryLevel:
+class BatteryLevel(UIntField):
     """Battery Level 0x2A19 (BAS §3.1): uint8 percent; 101–255 are reserved but kept."""
 
     characteristic: ClassVar[str] = "2a19"
     name: ClassVar[str] = "Battery Level"
+    WHAT: ClassVar[str] = "battery level"
 
     level: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a19", raw)
-        v = r.u8("battery level")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return bytes((self.level,))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"battery_level_pct": self.level}
@@ -64,77 +59,33 @@ def to_readings(m: BatteryLevel, *, device_id: str, characteristic: str,
                         extra={} if ok else {"raw": m.level})]
 
 
-class _DeviceString:
-    """A UTF-8 Device Information string (DIS §3.1–3.6); invalid UTF-8 is malformed."""
-
-    characteristic: ClassVar[str]
-    name: ClassVar[str]
-    key: ClassVar[str]
-    value: str
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        try:
-            text = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise MalformedPayload(cls.characteristic, err.start,
-                                   f"invalid UTF-8 in {cls.name.lower()}: {err.reason}",
-                                   raw) from None
-        return cls(text)  # type: ignore[call-arg]
-
-    def to_bytes(self) -> bytes:
-        return self.value.encode("utf-8")
-
-    def to_json(self) -> dict[str, Any]:
-        return {self.key: self.value}
+# Device Information strings (DIS §3.1–3.6): UTF-8, invalid UTF-8 is malformed.
+class ManufacturerName(TextField, uuid="2a29", label="Manufacturer Name String",
+                       key="manufacturer_name"):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ManufacturerName(_DeviceString):
-    characteristic: ClassVar[str] = "2a29"
-    name: ClassVar[str] = "Manufacturer Name String"
-    key: ClassVar[str] = "manufacturer_name"
-    value: str
+class ModelNumber(TextField, uuid="2a24", label="Model Number String", key="model_number"):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ModelNumber(_DeviceString):
-    characteristic: ClassVar[str] = "2a24"
-    name: ClassVar[str] = "Model Number String"
-    key: ClassVar[str] = "model_number"
-    value: str
+class SerialNumber(TextField, uuid="2a25", label="Serial Number String", key="serial_number"):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class SerialNumber(_DeviceString):
-    characteristic: ClassVar[str] = "2a25"
-    name: ClassVar[str] = "Serial Number String"
-    key: ClassVar[str] = "serial_number"
-    value: str
+class FirmwareRevision(TextField, uuid="2a26", label="Firmware Revision String",
+                       key="firmware_revision"):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class FirmwareRevision(_DeviceString):
-    characteristic: ClassVar[str] = "2a26"
-    name: ClassVar[str] = "Firmware Revision String"
-    key: ClassVar[str] = "firmware_revision"
-    value: str
+class HardwareRevision(TextField, uuid="2a27", label="Hardware Revision String",
+                       key="hardware_revision"):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class HardwareRevision(_DeviceString):
-    characteristic: ClassVar[str] = "2a27"
-    name: ClassVar[str] = "Hardware Revision String"
-    key: ClassVar[str] = "hardware_revision"
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class SoftwareRevision(_DeviceString):
-    characteristic: ClassVar[str] = "2a28"
-    name: ClassVar[str] = "Software Revision String"
-    key: ClassVar[str] = "software_revision"
-    value: str
+class SoftwareRevision(TextField, uuid="2a28", label="Software Revision String",
+                       key="software_revision"):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,3 +258,21 @@ class LocalTimeInformation:
     def to_json(self) -> dict[str, Any]:
         return {"time_zone_min": None if self.time_zone == -128 else 15 * self.time_zone,
                 "dst_offset_min": None if self.dst_offset == 255 else 15 * self.dst_offset}
+
+
+PROFILES = (
+    Profile(
+        name="battery", service="180f", codecs=(BatteryLevel,),
+        measurements={"2a19": to_readings}, read_once=("2a19",), scan=False,
+    ),
+    Profile(
+        name="device_information", service="180a",
+        codecs=(ManufacturerName, ModelNumber, SerialNumber, FirmwareRevision,
+                HardwareRevision, SoftwareRevision, SystemID, PnPID),
+        # Manufacturer, model, serial, firmware: they do not change between connections.
+        read_first=("2a29", "2a24", "2a25", "2a26"), scan=False,
+    ),
+    # Current Time is read and set by drivers/current_time.py, not by these tables.
+    Profile(name="current_time", service="1805",
+            codecs=(DateTimeChar, CurrentTime, LocalTimeInformation), scan=False),
+)

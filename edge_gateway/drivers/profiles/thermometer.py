@@ -7,16 +7,18 @@ Supplement "Temperature Measurement", "Temperature Type", "Intermediate Temperat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    Profile,
     Reader,
     ReadingContext,
+    UIntField,
     enum_name,
-    p16,
     pf32,
     timed_key,
     ts_json,
@@ -114,46 +116,37 @@ def to_readings(m: TemperatureMeasurement, *, device_id: str, characteristic: st
 
 
 @dataclass(frozen=True, slots=True)
-class TemperatureType:
+class TemperatureType(UIntField):
     """Temperature Type 0x2A1D (HTS §3.2): uint8 enumeration, unknown values kept."""
 
     characteristic: ClassVar[str] = "2a1d"
     name: ClassVar[str] = "Temperature Type"
+    WHAT: ClassVar[str] = "temperature type"
+    KEY: ClassVar[str] = "temperature_type"
+    NAMES: ClassVar[Mapping[int, str]] = TEMPERATURE_TYPES
 
     temperature_type: int
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a1d", raw)
-        v = r.u8("temperature type")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return bytes((self.temperature_type,))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"temperature_type": enum_name(self.temperature_type, TEMPERATURE_TYPES)}
-
 
 @dataclass(frozen=True, slots=True)
-class MeasurementInterval:
+class MeasurementInterval(UIntField):
     """Measurement Interval 0x2A21 (HTS §3.4): uint16 seconds, 0 = no periodic measurement."""
 
     characteristic: ClassVar[str] = "2a21"
     name: ClassVar[str] = "Measurement Interval"
+    WHAT: ClassVar[str] = "measurement interval"
+    SIZE: ClassVar[int] = 2
+    KEY: ClassVar[str] = "measurement_interval_s"
 
     interval_s: int
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a21", raw)
-        v = r.u16("measurement interval")
-        r.end()
-        return cls(v)
 
-    def to_bytes(self) -> bytes:
-        return p16(self.interval_s)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"measurement_interval_s": self.interval_s}
+PROFILE = Profile(
+    name="thermometer", service="1809",
+    codecs=(TemperatureMeasurement, IntermediateTemperature, TemperatureType,
+            MeasurementInterval),
+    measurements={"2a1c": to_readings},
+    subscribe=("2a1c", "2a1e"),  # measurement (indicate), intermediate (notify)
+    read_once=("2a1d",),
+    streams=("2a1e",),
+)

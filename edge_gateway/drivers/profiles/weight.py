@@ -12,11 +12,12 @@ from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    Profile,
     Reader,
     ReadingContext,
+    UIntField,
     bits,
     p16,
-    p32,
     timed_key,
     ts_json,
 )
@@ -153,24 +154,16 @@ HEIGHT_RESOLUTIONS = {0: None, 1: "0.01 m / 1 in", 2: "0.005 m / 0.5 in",
 
 
 @dataclass(frozen=True, slots=True)
-class WeightScaleFeature:
+class WeightScaleFeature(UIntField):
     """Weight Scale Feature 0x2A9E (WSS §3.2): 32 bits — bits 0–2 supported fields,
     bits 3–6 weight resolution, bits 7–9 height resolution."""
 
     characteristic: ClassVar[str] = "2a9e"
     name: ClassVar[str] = "Weight Scale Feature"
+    WHAT: ClassVar[str] = "features"
+    SIZE: ClassVar[int] = 4
 
     features: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a9e", raw)
-        v = r.u32("features")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return p32(self.features)
 
     def to_json(self) -> dict[str, Any]:
         wres = (self.features >> 3) & 0xF
@@ -181,3 +174,11 @@ class WeightScaleFeature:
             "height_resolution": HEIGHT_RESOLUTIONS.get(hres, hres),
             "reserved_bits": self.features >> 10,
         }
+
+
+PROFILE = Profile(
+    name="weight", service="181d", codecs=(WeightMeasurement, WeightScaleFeature),
+    measurements={"2a9d": to_readings},
+    subscribe=("2a9d",),  # indicate
+    read_once=("2a9e",),
+)

@@ -31,9 +31,9 @@ from edge_gateway.drivers.profiles.cgm import (
     CGMSessionRunTime,
     CGMSessionStartTime,
     CGMStatus,
-    crc16_mcrf4xx,
 )
 from edge_gateway.drivers.profiles.cgm_socp import CGMSpecificOpsControlPoint as Socp
+from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 from edge_gateway.errors import MalformedPayload
 
