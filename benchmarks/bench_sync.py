@@ -33,12 +33,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_gateway.config import MqttSection, SyncSection  # noqa: E402
 from edge_gateway.reading import Alert, Summary  # noqa: E402
 from edge_gateway.store.db import Store  # noqa: E402
 from edge_gateway.store.outbox import Item, Outbox, enqueue_alert, enqueue_summary  # noqa: E402
 from edge_gateway.sync import payload  # noqa: E402
-from edge_gateway.sync.mqtt import MqttSettings  # noqa: E402
-from edge_gateway.sync.service import SyncService, SyncSettings  # noqa: E402
+from edge_gateway.sync.service import SyncService  # noqa: E402
 from tests.integration.mosquitto import Broker  # noqa: E402
 
 N = 10_000
@@ -82,9 +82,9 @@ def gateway_rate(port: int, workdir: Path, n: int) -> float:
         for i in range(n):
             ob.add("summary", {"i": i, "metrics": {"sdnn_ms": 42.0}}, priority=1,
                    created_at=now, patient_id="p1")
-    svc = SyncService(store, MqttSettings(host="127.0.0.1", port=port, client_id="bench-gw",
-                                          inflight=WINDOW),
-                      SyncSettings(batch_size=1), "gw-bench", "bench")
+    svc = SyncService(store, MqttSection(host="127.0.0.1", port=port, client_id="bench-gw",
+                                         inflight=WINDOW),
+                      SyncSection(batch_size=1), "gw-bench", "bench")
     t = time.perf_counter()
     left = asyncio.run(svc.drain(300))
     rate = n / (time.perf_counter() - t)
@@ -146,8 +146,8 @@ def bytes_per_day(workdir: Path) -> dict[str, int]:
         ("json_batched_gzip", "json", 50, "gzip"), ("json_batched_zstd", "json", 50, "zstd"),
         ("fhir_single", "fhir", 1, "none"), ("fhir_batched_zstd", "fhir", 50, "zstd"),
     ):
-        opts = payload.Options(gateway="gw-bench", site="bench", format=fmt, compression=comp,
-                               batch_size=batch)
+        opts = payload.Options(gateway="gw-bench", site="bench", sync=SyncSection(
+            format=fmt, compression=comp, batch_size=batch))
         msgs = payload.build_all(items, opts, start + timedelta(days=1))
         out[name] = sum(publish_packet_bytes(m) for m in msgs)
         out[name + "_messages"] = len(msgs)

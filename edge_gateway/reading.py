@@ -3,7 +3,8 @@
 All are frozen, slotted dataclasses.  Times are timezone-aware UTC ``datetime``s; the device's
 own clock is kept beside the derived UTC time as the device reported it (naive ISO 8601 text),
 because a device clock may be off by minutes or years and the truth must stay recoverable.
-Units are UCUM codes (``mg/dL``, ``mmol/L``, ``mmHg``, ``kPa``, ``/min``, ``ms``, ``%``).
+Units are UCUM codes (``mg/dL``, ``mmol/L``, ``kPa``, ``/min``, ``ms``, ``%``), except
+``mmHg`` (UCUM ``mm[Hg]``): ``units.UNITS`` gives each one's UCUM code and display.
 """
 
 from __future__ import annotations

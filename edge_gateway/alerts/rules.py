@@ -26,13 +26,14 @@ from typing import Any
 
 from edge_gateway.alerts.thresholds import Thresholds
 from edge_gateway.reading import Reading, Summary
-from edge_gateway.units import MGDL_PER_MMOLL, MMHG_PER_KPA
+from edge_gateway.units import BP_PARTS, MGDL_PER_MMOLL, MMHG_PER_KPA
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
 
 GLUCOSE_KINDS = frozenset({"glucose", "cgm_glucose"})
-SYSTOLIC_KINDS = frozenset({"systolic", "bp_systolic"})
-DIASTOLIC_KINDS = frozenset({"diastolic", "bp_diastolic"})
+#: Blood-pressure kinds by part (the table is units.BP_PARTS).
+SYSTOLIC_KINDS = frozenset(k for k, part in BP_PARTS.items() if part == "sys")
+DIASTOLIC_KINDS = frozenset(k for k, part in BP_PARTS.items() if part == "dia")
 BATTERY_KINDS = frozenset({"battery", "battery_pct", "battery_level"})
 #: Summary kinds the AF and pause rules read (the DSP scheduler's short rhythm windows).
 RHYTHM_KINDS = frozenset({"rhythm"})

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +62,28 @@ def handle_errors(func: F) -> F:
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+#: The ``--json`` flag of commands that print text by default (see ``emit``).
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON instead of text.")
+
+
+def emit(obj: Any, as_json: bool, text: str | Iterable[str] = (), *,
+         empty: str | None = None) -> None:
+    """Print ``obj`` as JSON with ``--json``, else ``text`` (one line, or lines).
+
+    ``empty`` is printed instead of ``text`` when ``obj`` is empty (an empty list says why
+    nothing is shown and what to do).  Pass ``text`` as a generator to format only when needed.
+    """
+    if as_json:
+        echo_json(obj)
+        return
+    if empty is not None and not obj:
+        click.echo(empty)
+        return
+    for line in [text] if isinstance(text, str) else text:
+        click.echo(line)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

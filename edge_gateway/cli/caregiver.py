@@ -16,10 +16,9 @@ from typing import Any
 import click
 
 from edge_gateway.care import caregiver as C
-from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import json_option as _JSON
 from edge_gateway.cli.core import open_store
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 def _store(ctx: Context) -> Any:
@@ -57,7 +56,7 @@ def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None
         edge-gateway patients add alice --name "Alice B."
     """
     p = C.add_patient(_store(ctx), patient, name=name, notes=notes)
-    echo_json(p) if as_json else click.echo(f"added patient {p['id']}")
+    emit(p, as_json, f"added patient {p['id']}")
 
 
 @patients.command("list")
@@ -72,15 +71,11 @@ def patients_list(ctx: Context, as_json: bool) -> None:
         edge-gateway patients list --json
     """
     rows = C.list_patients(_store(ctx))
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no patients yet (add one with: edge-gateway patients add ID)")
-    for p in rows:
-        click.echo(f"{p['id']:<16} {p['name'] or '-':<20} devices={','.join(p['devices']) or '-'}"
-                   f"  readings={p['readings']}  open_alerts={p['open_alerts']}"
-                   f"  last={p['last_reading_at'] or '-'}")
+    emit(rows, as_json, (f"{p['id']:<16} {p['name'] or '-':<20}"
+                         f" devices={','.join(p['devices']) or '-'}"
+                         f"  readings={p['readings']}  open_alerts={p['open_alerts']}"
+                         f"  last={p['last_reading_at'] or '-'}" for p in rows),
+         empty="no patients yet (add one with: edge-gateway patients add ID)")
 
 
 @patients.command("show")
@@ -96,15 +91,15 @@ def patients_show(ctx: Context, patient: str, as_json: bool) -> None:
         edge-gateway patients show alice
     """
     p = C.show_patient(_store(ctx), patient)
-    if as_json:
-        echo_json(p)
-        return
-    for k, v in p.items():
-        if k == "threshold_overrides":
-            v = ", ".join(f"{key}={val}" for key, val in v.items()) or "-"
-        elif isinstance(v, list):
-            v = ", ".join(v) or "-"
-        click.echo(f"{k:<20} {v if v is not None else '-'}")
+    emit(p, as_json, (f"{k:<20} {_field_text(k, v)}" for k, v in p.items()))
+
+
+def _field_text(key: str, v: Any) -> str:
+    if key == "threshold_overrides":
+        return ", ".join(f"{k}={val}" for k, val in v.items()) or "-"
+    if isinstance(v, list):
+        return ", ".join(v) or "-"
+    return "-" if v is None else str(v)
 
 
 @patients.command("remove")
@@ -129,11 +124,9 @@ def patients_remove(ctx: Context, patient: str, purge: bool, yes: bool, as_json:
         click.confirm(f"Delete ALL data of patient {patient}? This cannot be undone",
                       abort=True)
     deleted = C.remove_patient(store, patient, purge=purge)
-    if as_json:
-        echo_json({"patient": patient, "purged": purge, "deleted": deleted})
-    else:
-        counts = ", ".join(f"{k} {v}" for k, v in deleted.items() if v)
-        click.echo(f"removed patient {patient}" + (f" (deleted {counts})" if counts else ""))
+    counts = ", ".join(f"{k} {v}" for k, v in deleted.items() if v)
+    emit({"patient": patient, "purged": purge, "deleted": deleted}, as_json,
+         f"removed patient {patient}" + (f" (deleted {counts})" if counts else ""))
 
 
 # ------------------------------------------------------------------------------ thresholds
@@ -163,11 +156,8 @@ def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
         edge-gateway thresholds show alice
     """
     rows = C.show_thresholds(_store(ctx), patient)
-    if as_json:
-        echo_json(rows)
-        return
-    for r in rows:
-        click.echo(f"{r['key']:<22} {r['value']:<12} {r['source']:<8} {r['help']}")
+    emit(rows, as_json,
+         (f"{r['key']:<22} {r['value']:<12} {r['source']:<8} {r['help']}" for r in rows))
 
 
 @thresholds.command("set")
@@ -187,10 +177,7 @@ def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bo
         edge-gateway thresholds set alice glucose.low_l1 "70 mg/dL"
     """
     r = C.set_threshold(_store(ctx), patient, key, value)
-    if as_json:
-        echo_json(r)
-    else:
-        click.echo(f"{patient}: {key} = {r['value']} ({r['canonical']:g} {r['unit']})")
+    emit(r, as_json, f"{patient}: {key} = {r['value']} ({r['canonical']:g} {r['unit']})")
 
 
 @thresholds.command("reset")
@@ -207,12 +194,8 @@ def thresholds_reset(ctx: Context, patient: str, key: str | None, as_json: bool)
         edge-gateway thresholds reset alice glucose.low_l1
     """
     r = C.reset_threshold(_store(ctx), patient, key)
-    if as_json:
-        echo_json(r)
-    elif key is None:
-        click.echo(f"{patient}: {r['reset']} override(s) removed")
-    else:
-        click.echo(f"{patient}: {key} = {r['value']} ({r['source']})")
+    emit(r, as_json, f"{patient}: {r['reset']} override(s) removed" if key is None
+         else f"{patient}: {key} = {r['value']} ({r['source']})")
 
 
 # ------------------------------------------------------------------------------ alerts
@@ -246,13 +229,7 @@ def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
         edge-gateway alerts list --patient alice --json
     """
     rows = C.list_alerts(_store(ctx), patient=patient, include_resolved=include_resolved)
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no open alerts")
-    for a in rows:
-        click.echo(_alert_line(a))
+    emit(rows, as_json, (_alert_line(a) for a in rows), empty="no open alerts")
 
 
 @alerts.command("ack")
@@ -282,7 +259,7 @@ def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
         res = asyncio.run(runner.deliver(t.to_json()))
         if not res.ok:
             click.echo(f"warning: alert hook failed: {res.error}", err=True)
-    echo_json(a) if as_json else click.echo(_alert_line(a))
+    emit(a, as_json, _alert_line(a))
 
 
 @alerts.command("history")
@@ -300,14 +277,9 @@ def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool)
         edge-gateway alerts history --patient alice --limit 20
     """
     rows = C.alert_history(_store(ctx), patient=patient, limit=limit)
-    if as_json:
-        echo_json(rows)
-        return
-    for a in rows:
-        click.echo(_alert_line(a))
-        for e in a["events"]:
-            by = f" by {e['by']}" if e.get("by") else ""
-            click.echo(f"        {e['at']}  {e['state']}{by}")
+    emit(rows, as_json, (line for a in rows for line in (_alert_line(a), *(
+        f"        {e['at']}  {e['state']}{' by ' + e['by'] if e.get('by') else ''}"
+        for e in a["events"]))))
 
 
 # ------------------------------------------------------------------------------ export, report

@@ -18,21 +18,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from edge_gateway.drivers.profiles.support import CurrentTime
 from edge_gateway.drivers.transport import FrameCallback, Transport
 from edge_gateway.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-CURRENT_TIME = "2a2b"
+CURRENT_TIME = CurrentTime.characteristic
 ADJUST_MANUAL = 0x01  # "manual time update" (CTS Table 3.3)
 
 
 def encode_current_time(local: datetime, adjust_reason: int = ADJUST_MANUAL) -> bytes:
-    y = local.year
-    return bytes((
-        y & 0xFF, y >> 8, local.month, local.day, local.hour, local.minute, local.second,
-        local.isoweekday(), (local.microsecond * 256) // 1_000_000, adjust_reason,
-    ))
+    """The Current Time value that sets a device's clock to ``local`` (its wall time)."""
+    return CurrentTime.for_write(local, adjust_reason).to_bytes()
 
 
 def decode_current_time(raw: bytes) -> datetime | None:

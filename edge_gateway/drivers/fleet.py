@@ -20,10 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import registry
 from edge_gateway.drivers.backfill import RecordMark, cgm_offsets, recorded_mark, sequence_mark
 from edge_gateway.drivers.profiles.cgm import CGMSessionStartTime
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.drivers.transport import Transport
 from edge_gateway.errors import DeviceError, MalformedPayload

@@ -40,7 +40,7 @@ from edge_gateway.drivers.backfill import (
     backfills,
     response_code,
 )
-from edge_gateway.drivers.current_time import sync_clock
+from edge_gateway.drivers.current_time import CURRENT_TIME, sync_clock
 from edge_gateway.drivers.transport import FrameCallback, GattError, Transport
 from edge_gateway.errors import DeviceError
 
@@ -226,7 +226,7 @@ class DeviceSession:
         for uuid in reg.read_once + (reg.read_first if self.stats.connects == 1 else ()):
             if t.has(uuid):
                 self._deliver_one(uuid, self.now(), await t.read(uuid))
-        if t.has("2a2b"):
+        if t.has(CURRENT_TIME):
             # Measure only: the stored records about to arrive were stamped by the device's
             # clock as it is now, so their UTC must be derived with this offset.  The clock is
             # set (if it drifted) once they are in.
@@ -248,7 +248,7 @@ class DeviceSession:
                     self.stats.backfilled += n
                     log.info("%s: backfilled %d records", self.device_id, n)
         self._backfilled = True
-        if t.has("2a2b") and self.set_clock:
+        if t.has(CURRENT_TIME) and self.set_clock:
             # Cuffs without RACP indicate their stored readings on connect: let them finish.
             await self._quiet(2.0, limit_s=30.0)
             await sync_clock(self)

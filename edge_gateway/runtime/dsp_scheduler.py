@@ -34,6 +34,7 @@ from edge_gateway.store import patients as patient_rows
 from edge_gateway.store import readings as reading_rows
 from edge_gateway.store import summaries as summary_rows
 from edge_gateway.store.outbox import enqueue_summary
+from edge_gateway.units import bp_records
 
 LOG = logging.getLogger("edge_gateway.dsp")
 
@@ -316,21 +317,17 @@ def _bp(series: Series) -> tuple[dict[str, Any], float, str] | None:
 
     from edge_gateway.dsp import bp
 
-    by_key: dict[str, dict[str, float]] = {}
-    when: dict[str, float] = {}
-    for t, v, kind, key in zip(series.times_s, series.values, series.kinds, series.keys,
-                               strict=True):
-        if t < 0:
-            continue
-        by_key.setdefault(key, {})[kind] = float(v)
-        when.setdefault(key, float(t))
-    keys = [k for k, m in by_key.items() if "bp_systolic" in m and "bp_diastolic" in m]
-    if not keys:
+    rows = [row for row in zip(series.times_s, series.values, series.kinds, series.keys,
+                               strict=True) if row[0] >= 0]
+    recs = [rec for rec in bp_records(rows, key=lambda row: row[3], kind=lambda row: row[2])
+            .values() if rec.complete]
+    if not recs:
         return None
-    t = np.array([when[k] for k in keys]) + series.start.timestamp()
-    sys_ = np.array([by_key[k]["bp_systolic"] for k in keys])
-    dia = np.array([by_key[k]["bp_diastolic"] for k in keys])
-    pulse = np.array([by_key[k].get("pulse_rate", np.nan) for k in keys])
+    t = np.array([float(rec.first[0]) for rec in recs]) + series.start.timestamp()
+    sys_ = np.array([float(rec.parts["sys"][1]) for rec in recs])
+    dia = np.array([float(rec.parts["dia"][1]) for rec in recs])
+    pulse = np.array([float(rec.parts["pulse"][1]) if "pulse" in rec.parts else np.nan
+                      for rec in recs])
     res = bp.bp_summary(t, sys_, dia, pulse, utc_offset_s=series.utc_offset_s)
     return asdict(res), 1.0, bp.ALGORITHM
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, decodes, until
 from hardware_sim.bluez import VirtualBlueZ
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.backfill import MemoryLedger, recorded_mark
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers.session import DeviceSession
 
 ADDR = "D0:00:00:00:00:01"

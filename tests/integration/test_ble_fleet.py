@@ -9,8 +9,8 @@ from ble_sim import GLM, HRM, GlucoseMeter, HeartRateStrap, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.peripheral import Faults
 
-from edge_gateway.drivers import ble
 from edge_gateway.backoff import Backoff
+from edge_gateway.drivers import ble
 from edge_gateway.drivers.session import DeviceSession
 
 

@@ -9,8 +9,8 @@ import pytest
 from ble_sim import GLM, GlucoseMeter, Sink, until
 from hardware_sim.bluez import VirtualBlueZ
 
-from edge_gateway.drivers import ble
 from edge_gateway.backoff import Backoff
+from edge_gateway.drivers import ble
 from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.errors import DeviceError
 

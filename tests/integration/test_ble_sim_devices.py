@@ -12,9 +12,9 @@ from hardware_sim.peripherals.base import FrameFaults
 from hardware_sim.peripherals.cgm import CgmSensor
 from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble, registry
 from edge_gateway.drivers.backfill import CgmBackfill, MemoryLedger, RecordMark
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers.session import DeviceSession
 
 START = datetime.now(UTC) - timedelta(minutes=1)

@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 from mosquitto import fill, need_mosquitto, running_broker, subscriber
 
+from edge_gateway.config import MqttSection, SyncSection
 from edge_gateway.store.db import Store
-from edge_gateway.sync.mqtt import MqttSettings
-from edge_gateway.sync.service import SyncService, SyncSettings
+from edge_gateway.sync.service import SyncService
 
 WEEK_S = 7 * 24 * 3600
 
 
-def drain_backlog(tmp_path: Path, summaries: int, alerts: int, sync: SyncSettings,
+def drain_backlog(tmp_path: Path, summaries: int, alerts: int, sync: SyncSection,
                   within_s: float) -> None:
     need_mosquitto()
     store = Store.open(tmp_path / "g.db")
     ids = fill(store, summaries, alerts, step_s=WEEK_S / summaries)
     with running_broker(tmp_path / "broker") as broker, subscriber(broker) as sub:
-        svc = SyncService(store, MqttSettings(host="127.0.0.1", port=broker.port,
-                                              client_id="gw1"), sync, "gw1", "home")
+        svc = SyncService(store, MqttSection(host="127.0.0.1", port=broker.port,
+                                             client_id="gw1"), sync, "gw1", "home")
         t = time.monotonic()
         left = asyncio.run(svc.drain(within_s))
         took = time.monotonic() - t
@@ -37,9 +37,9 @@ def drain_backlog(tmp_path: Path, summaries: int, alerts: int, sync: SyncSetting
 
 def test_one_week_backlog_drained_batched_and_compressed(tmp_path: Path) -> None:
     # One patient's week: HRV every 5 minutes (2016) plus a few alerts.
-    drain_backlog(tmp_path, 2016, 12, SyncSettings(batch_size=50, compression="gzip"), 60)
+    drain_backlog(tmp_path, 2016, 12, SyncSection(batch_size=50, compression="gzip"), 60)
 
 
 @pytest.mark.soak
 def test_four_week_backlog_one_item_per_message(tmp_path: Path) -> None:
-    drain_backlog(tmp_path, 4 * 2016 * 3, 50, SyncSettings(batch_size=1), 300)
+    drain_backlog(tmp_path, 4 * 2016 * 3, 50, SyncSection(batch_size=1), 300)

@@ -9,16 +9,16 @@ from pathlib import Path
 
 from mosquitto import Broker, Subscriber, fill, need_mosquitto, subscriber, until
 
+from edge_gateway.config import MqttSection, SyncSection
 from edge_gateway.store.db import Store
-from edge_gateway.sync.mqtt import MqttSettings
-from edge_gateway.sync.service import SyncService, SyncSettings
+from edge_gateway.sync.service import SyncService
 
-FAST = SyncSettings(batch_size=1, backoff_initial_s=0.2, backoff_max_s=1.0, interval_s=0.2)
+FAST = SyncSection(batch_size=1, backoff_initial_s=0.2, backoff_max_s=1.0, interval_s=0.2)
 
 
-def service(store: Store, broker: Broker, sync: SyncSettings = FAST, **kw: object) -> SyncService:
-    mqtt = MqttSettings(host="127.0.0.1", port=broker.port, client_id="gw1",
-                        connect_timeout_s=2.0, **kw)  # type: ignore[arg-type]
+def service(store: Store, broker: Broker, sync: SyncSection = FAST, **kw: object) -> SyncService:
+    mqtt = MqttSection(host="127.0.0.1", port=broker.port, client_id="gw1",
+                       connect_timeout_s=2.0, **kw)  # type: ignore[arg-type]
     return SyncService(store, mqtt, sync, "gw1", "home")
 
 
@@ -219,8 +219,8 @@ def test_batches_over_the_brokers_packet_limit_are_split_and_oversize_items_held
             t = datetime(2026, 11, 25, tzinfo=UTC)
             huge = enqueue_summary(store, 999, Summary(
                 "p1", "hrv", t, t, {"notes": "x" * 5000}, 1.0, "hrv/1", t))
-            svc = service(store, broker, SyncSettings(batch_size=50, backoff_initial_s=0.2,
-                                                      backoff_max_s=1.0))
+            svc = service(store, broker, SyncSection(batch_size=50, backoff_initial_s=0.2,
+                                                     backoff_max_s=1.0))
             left = asyncio.run(svc.drain(5.0))
             st = svc.status()
             assert left == 1 and st["failed"] == 1

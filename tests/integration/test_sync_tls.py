@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from mosquitto import Broker, fill, need_mosquitto, subscriber
 
+from edge_gateway.config import MqttSection, SyncSection
 from edge_gateway.errors import SyncError
 from edge_gateway.store.db import Store
-from edge_gateway.sync.mqtt import Link, MqttSettings
-from edge_gateway.sync.service import SyncService, SyncSettings
+from edge_gateway.sync.mqtt import Link
+from edge_gateway.sync.service import SyncService
 
 
 def _ssl(*args: str, cwd: Path) -> None:
@@ -63,16 +64,16 @@ def tls_broker(tmp_path: Path, pki: Path) -> Iterator[Broker]:
         b.stop()
 
 
-def settings(broker: Broker, pki: Path, **kw: str) -> MqttSettings:
-    return MqttSettings.from_url(broker.tls_url, client_id="gw1", connect_timeout_s=3.0,
-                                 ca_file=kw.pop("ca_file", str(pki / "ca.crt")), **kw)
+def settings(broker: Broker, pki: Path, **kw: str) -> MqttSection:
+    return MqttSection(client_id="gw1", connect_timeout_s=3.0,
+                       ca_file=kw.pop("ca_file", str(pki / "ca.crt")), **kw).at(broker.tls_url)
 
 
-def drain(tmp_path: Path, mqtt: MqttSettings, n: int = 5) -> tuple[int, SyncService, list[str]]:
+def drain(tmp_path: Path, mqtt: MqttSection, n: int = 5) -> tuple[int, SyncService, list[str]]:
     store = Store.open(tmp_path / "g.db")
     ids = fill(store, n)
-    svc = SyncService(store, mqtt, SyncSettings(batch_size=1, backoff_initial_s=0.2,
-                                                backoff_max_s=0.5), "gw1", "home")
+    svc = SyncService(store, mqtt, SyncSection(batch_size=1, backoff_initial_s=0.2,
+                                               backoff_max_s=0.5), "gw1", "home")
     left = asyncio.run(svc.drain(2.0))
     return left, svc, ids
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.drivers.backfill import (
     HoleFinder,
     report_all,
@@ -17,7 +18,6 @@ from edge_gateway.drivers.backfill import (
 )
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
 from edge_gateway.drivers.profiles.base import full_uuid, short_uuid
-from edge_gateway.backoff import Backoff
 
 
 def test_backoff_is_full_jitter_under_a_growing_capped_ceiling() -> None:

@@ -95,10 +95,11 @@ def test_accept_reject_and_status(tmp_path: Path) -> None:
 def test_full_jitter_backoff_is_bounded_and_capped_at_five_minutes() -> None:
     import random
 
-    from edge_gateway.sync.service import SyncSettings, full_jitter
+    from edge_gateway.backoff import full_jitter
+    from edge_gateway.config import SyncSection
 
     rng = random.Random(1)
-    s = SyncSettings()
+    s = SyncSection()
     assert s.backoff_max_s == 300.0
     for attempt in range(40):
         bound = min(300.0, 1.0 * 2 ** attempt)
