@@ -198,6 +198,11 @@ class Reader:
     def u32(self, what: str) -> int:
         return int(_U32.unpack_from(self.raw, self.need(4, what))[0])
 
+    def nibbles(self, what: str) -> tuple[int, int]:
+        """One byte as (low, high) nibble: GSS "Type-Sample Location", "Tester-Health"."""
+        v = self.u8(what)
+        return v & 0xF, v >> 4
+
     def sfloat(self, what: str) -> SFloat:
         return SFloat.from_raw(self.u16(what))
 
@@ -245,6 +250,18 @@ def p24(v: int) -> bytes:
 
 def p32(v: int) -> bytes:
     return _U32.pack(v & 0xFFFFFFFF)
+
+
+#: Type of sample (GSS "Type-Sample Location", low nibble), the same for glucose and CGM.
+SAMPLE_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
+                4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
+                7: "undetermined_whole_blood", 8: "undetermined_plasma",
+                9: "interstitial_fluid", 10: "control_solution"}
+
+
+def pnib(low: int, high: int) -> bytes:
+    """Two nibbles in one byte, ``low`` in bits 0–3 (the inverse of :meth:`Reader.nibbles`)."""
+    return bytes(((high & 0xF) << 4 | (low & 0xF),))
 
 
 def psf(v: SFloat) -> bytes:
@@ -399,10 +416,11 @@ class UIntField:
     """A characteristic that is one little-endian unsigned integer: the codec skeleton that
     Battery Level, Body Sensor Location, Temperature Type, the feature fields … share.
 
-    A subclass is a frozen dataclass with exactly one ``int`` field and sets
-    ``characteristic``, ``name``, ``WHAT`` (the field as error messages name it), ``SIZE``
-    (1, 2 or 4 bytes) and either ``KEY`` (+ ``NAMES`` for an enumeration) or its own
-    ``to_json``.
+    A subclass is a frozen dataclass with exactly one ``int`` field, declared in its class
+    line: ``class BodySensorLocation(UIntField, uuid="2a38", label="Body Sensor Location",
+    what="body sensor location", key="body_sensor_location", names=LOCATIONS)``.  ``what``
+    names the field in error messages, ``size`` is 1, 2 or 4 bytes, ``key`` (+ ``names`` for
+    an enumeration) is its JSON; a subclass may write its own ``to_json`` instead.
     """
 
     __slots__ = ()
@@ -412,6 +430,26 @@ class UIntField:
     SIZE: ClassVar[int] = 1
     KEY: ClassVar[str] = ""
     NAMES: ClassVar[Mapping[int, str] | None] = None
+    BITS: ClassVar[Mapping[int, str]] = {}
+
+    def __init_subclass__(cls, *, uuid: str = "", label: str = "", what: str | None = None,
+                          size: int | None = None, key: str = "",
+                          names: Mapping[int, str] | None = None,
+                          bits: Mapping[int, str] | None = None) -> None:
+        # Only what the class line gives is set: dataclass(slots=True) re-creates the class
+        # without the keywords, and Feature16 presets what its subclasses share.
+        if uuid:
+            cls.characteristic, cls.name = uuid, label
+        if what is not None:
+            cls.WHAT = what
+        if size is not None:
+            cls.SIZE = size
+        if key:
+            cls.KEY = key
+        if names is not None:
+            cls.NAMES = names
+        if bits is not None:
+            cls.BITS = bits
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
@@ -436,15 +474,12 @@ class UIntField:
 
 
 @dataclass(frozen=True, slots=True)
-class Feature16(UIntField):
+class Feature16(UIntField, what="features", size=2):
     """A characteristic that is one 16-bit feature field (BLS 0x2A49, GLS 0x2A51).
 
-    Subclasses set ``characteristic``, ``name`` and ``BITS`` (bit number -> feature name).
+    A subclass is its class line: ``class GlucoseFeature(Feature16, uuid="2a51",
+    label="Glucose Feature", bits=FEATURE_BITS): __slots__ = ()`` (bit number -> name).
     """
-
-    WHAT: ClassVar[str] = "features"
-    SIZE: ClassVar[int] = 2
-    BITS: ClassVar[Mapping[int, str]] = {}
 
     features: int
 

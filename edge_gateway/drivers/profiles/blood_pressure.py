@@ -6,7 +6,6 @@ Supplement "Blood Pressure Measurement", "Intermediate Cuff Pressure", "Blood Pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -184,13 +183,11 @@ def to_readings(m: BloodPressureMeasurement, *, device_id: str, characteristic: 
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class BloodPressureFeature(Feature16):
+class BloodPressureFeature(Feature16, uuid="2a49", label="Blood Pressure Feature",
+                           bits=FEATURE_BITS):
     """Blood Pressure Feature 0x2A49 (BLS §3.3): 16 feature bits."""
 
-    characteristic: ClassVar[str] = "2a49"
-    name: ClassVar[str] = "Blood Pressure Feature"
-    BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS
+    __slots__ = ()
 
 
 PROFILE = Profile(

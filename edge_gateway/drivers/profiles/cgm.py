@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
+    SAMPLE_TYPES,
     DateTime,
     Profile,
     Racp,
@@ -27,11 +28,11 @@ from edge_gateway.drivers.profiles.base import (
     enum_name,
     p16,
     p24,
+    pnib,
     psf,
 )
 from edge_gateway.drivers.profiles.cgm_socp import (
     CGM_LOCATIONS,
-    CGM_TYPES,
     CGMSpecificOpsControlPoint,
 )
 from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, end_with_crc, with_crc
@@ -354,24 +355,23 @@ class CGMFeature:
     def from_bytes(cls, raw: bytes) -> Self:
         r = Reader("2aa8", raw)
         features = r.u24("features")
-        nib = r.u8("type/sample location")
+        kind, location = r.nibbles("type/sample location")
         crc = r.u16("E2E-CRC")
         r.end()
-        return cls(features, nib & 0x0F, nib >> 4, crc)
+        return cls(features, kind, location, crc)
 
     @property
     def e2e_crc_supported(self) -> bool:
         return bool(self.features >> 12 & 1)
 
     def to_bytes(self) -> bytes:
-        return p24(self.features) + bytes(((self.sample_location & 0xF) << 4
-                                           | (self.type & 0xF),)) + p16(self.crc)
+        return p24(self.features) + pnib(self.type, self.sample_location) + p16(self.crc)
 
     def to_json(self) -> dict[str, Any]:
         body = self.to_bytes()[:4]
         return {
             "features": bits(self.features, FEATURE_BITS),
-            "type": enum_name(self.type, CGM_TYPES),
+            "type": enum_name(self.type, SAMPLE_TYPES),
             "sample_location": enum_name(self.sample_location, CGM_LOCATIONS),
             "crc_ok": crc16_mcrf4xx(body) == self.crc if self.e2e_crc_supported else None,
         }

@@ -11,15 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import Reader, bits, enum_name, p16, psf
+from edge_gateway.drivers.profiles.base import (
+    SAMPLE_TYPES,
+    Reader,
+    bits,
+    enum_name,
+    p16,
+    pnib,
+    psf,
+)
 from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, with_crc
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
-#: CGM Type and Sample Location nibbles (CGMS §3.2), shared with CGM Feature in cgm.py.
-CGM_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
-             4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
-             7: "undetermined_whole_blood", 8: "undetermined_plasma",
-             9: "interstitial_fluid", 10: "control_solution"}
+#: CGM Sample Location (CGMS §3.2; types are base.SAMPLE_TYPES), shared with cgm.py.
 CGM_LOCATIONS = {1: "finger", 2: "alternate_site_test", 3: "earlobe", 4: "control_solution",
                  5: "subcutaneous_tissue", 15: "not_available"}
 SOCP_OPS = {
@@ -64,14 +68,14 @@ class Calibration:
 
     def to_bytes(self) -> bytes:
         return (psf(self.glucose) + p16(self.time_min)
-                + bytes(((self.sample_location & 0xF) << 4 | (self.type & 0xF),))
+                + pnib(self.type, self.sample_location)
                 + p16(self.next_time_min) + p16(self.record_number)
                 + bytes((self.status & 0xFF,)))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "glucose_mg_dl": self.glucose.value, "calibration_time_min": self.time_min,
-            "type": enum_name(self.type, CGM_TYPES),
+            "type": enum_name(self.type, SAMPLE_TYPES),
             "sample_location": enum_name(self.sample_location, CGM_LOCATIONS),
             "next_calibration_time_min": self.next_time_min,
             "record_number": self.record_number,
@@ -110,11 +114,11 @@ class CGMSpecificOpsControlPoint:
         elif op in _CALIBRATION_OPS:
             g = r.sfloat("calibration glucose concentration")
             t = r.u16("calibration time")
-            nib = r.u8("calibration type/sample location")
+            kind, location = r.nibbles("calibration type/sample location")
             nxt = r.u16("next calibration time")
             num = r.u16("calibration data record number")
             st = r.u8("calibration status")
-            cal = Calibration(g, t, nib & 0xF, nib >> 4, nxt, num, st)
+            cal = Calibration(g, t, kind, location, nxt, num, st)
         elif op == 5:
             rec = r.u16("calibration data record number")
         elif op == 28:

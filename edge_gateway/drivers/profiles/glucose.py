@@ -7,12 +7,12 @@ the GSS "Record Access Control Point" (RACP, in racp.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
+    SAMPLE_TYPES,
     DateTime,
     Feature16,
     Profile,
@@ -22,6 +22,7 @@ from edge_gateway.drivers.profiles.base import (
     bits,
     enum_name,
     p16,
+    pnib,
     ps16,
     psf,
 )
@@ -30,10 +31,6 @@ from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 from edge_gateway.units import MGDL_PER_MMOLL
 
-GLUCOSE_TYPES = {1: "capillary_whole_blood", 2: "capillary_plasma", 3: "venous_whole_blood",
-                 4: "venous_plasma", 5: "arterial_whole_blood", 6: "arterial_plasma",
-                 7: "undetermined_whole_blood", 8: "undetermined_plasma",
-                 9: "interstitial_fluid", 10: "control_solution"}
 SAMPLE_LOCATIONS = {1: "finger", 2: "alternate_site_test", 3: "earlobe",
                     4: "control_solution", 15: "not_available"}
 SENSOR_STATUS_BITS = {
@@ -94,8 +91,7 @@ class GlucoseMeasurement:
         gtype = loc = 0
         if flags & _F_CONC:
             conc = r.sfloat("glucose concentration")
-            nib = r.u8("type/sample location")
-            gtype, loc = nib & 0xF, nib >> 4
+            gtype, loc = r.nibbles("type/sample location")
         status = r.u16("sensor status annunciation") if flags & _F_STATUS else None
         r.end()
         return cls(seq, base, offset, conc, bool(flags & _F_MOL), gtype, loc, status,
@@ -117,8 +113,7 @@ class GlucoseMeasurement:
         if self.time_offset is not None:
             out += ps16(self.time_offset)
         if self.concentration is not None:
-            out += psf(self.concentration) + bytes(((self.sample_location & 0xF) << 4
-                                                    | (self.type & 0xF),))
+            out += psf(self.concentration) + pnib(self.type, self.sample_location)
         if self.sensor_status is not None:
             out += p16(self.sensor_status)
         return out
@@ -153,7 +148,7 @@ class GlucoseMeasurement:
             "time_offset_min": self.time_offset,
             "glucose_mg_dl": self.glucose_mg_dl,
             "glucose_mmol_l": self.glucose_mmol_l,
-            "type": enum_name(self.type, GLUCOSE_TYPES) if has_conc else None,
+            "type": enum_name(self.type, SAMPLE_TYPES) if has_conc else None,
             "sample_location": enum_name(self.sample_location, SAMPLE_LOCATIONS)
             if has_conc else None,
             "sensor_status": None if self.sensor_status is None
@@ -264,8 +259,7 @@ class GlucoseMeasurementContext:
         if flags & _C_MEAL:
             meal = r.u8("meal")
         if flags & _C_TESTER:
-            nib = r.u8("tester/health")
-            tester, health = nib & 0xF, nib >> 4
+            tester, health = r.nibbles("tester/health")
         if flags & _C_EXERCISE:
             dur = r.u16("exercise duration")
             inten = r.u8("exercise intensity")
@@ -289,7 +283,7 @@ class GlucoseMeasurementContext:
             body += bytes((self.meal,))
         if self.tester is not None or self.health is not None:
             flags |= _C_TESTER
-            body += bytes((((self.health or 0) & 0xF) << 4 | ((self.tester or 0) & 0xF),))
+            body += pnib(self.tester or 0, self.health or 0)
         if self.exercise_duration_s is not None and self.exercise_intensity_pct is not None:
             flags |= _C_EXERCISE
             body += p16(self.exercise_duration_s) + bytes((self.exercise_intensity_pct,))
@@ -339,14 +333,10 @@ FEATURE_BITS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class GlucoseFeature(Feature16):
+class GlucoseFeature(Feature16, uuid="2a51", label="Glucose Feature", bits=FEATURE_BITS):
     """Glucose Feature 0x2A51 (GLS, GSS "Glucose Feature"): 16 feature bits."""
 
-    characteristic: ClassVar[str] = "2a51"
-    name: ClassVar[str] = "Glucose Feature"
-    BITS: ClassVar[Mapping[int, str]] = FEATURE_BITS
-
+    __slots__ = ()
 
 
 PROFILE = Profile(

@@ -8,7 +8,6 @@ Control Point).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -171,14 +170,10 @@ BODY_SENSOR_LOCATIONS = {0: "other", 1: "chest", 2: "wrist", 3: "finger", 4: "ha
 
 
 @dataclass(frozen=True, slots=True)
-class BodySensorLocation(UIntField):
+class BodySensorLocation(UIntField, uuid="2a38", label="Body Sensor Location",
+                         what="body sensor location", key="body_sensor_location",
+                         names=BODY_SENSOR_LOCATIONS):
     """Body Sensor Location 0x2A38 (HRS §3.2, GSS §3.37): one uint8; unknown values kept."""
-
-    characteristic: ClassVar[str] = "2a38"
-    name: ClassVar[str] = "Body Sensor Location"
-    WHAT: ClassVar[str] = "body sensor location"
-    KEY: ClassVar[str] = "body_sensor_location"
-    NAMES: ClassVar[Mapping[int, str]] = BODY_SENSOR_LOCATIONS
 
     location: int
 
@@ -187,15 +182,10 @@ HR_CONTROL_OPS = {1: "reset_energy_expended"}
 
 
 @dataclass(frozen=True, slots=True)
-class HeartRateControlPoint(UIntField):
+class HeartRateControlPoint(UIntField, uuid="2a39", label="Heart Rate Control Point",
+                            what="op code", key="op_code", names=HR_CONTROL_OPS):
     """Heart Rate Control Point 0x2A39 (HRS §3.3, GSS §3.114): uint8 op code (1 = reset
     energy expended; others reserved, kept)."""
-
-    characteristic: ClassVar[str] = "2a39"
-    name: ClassVar[str] = "Heart Rate Control Point"
-    WHAT: ClassVar[str] = "op code"
-    KEY: ClassVar[str] = "op_code"
-    NAMES: ClassVar[Mapping[int, str]] = HR_CONTROL_OPS
 
     op_code: int
 

@@ -30,12 +30,8 @@ from edge_gateway.reading import Reading
 
 
 @dataclass(frozen=True, slots=True)
-class BatteryLevel(UIntField):
+class BatteryLevel(UIntField, uuid="2a19", label="Battery Level", what="battery level"):
     """Battery Level 0x2A19 (BAS §3.1): uint8 percent; 101–255 are reserved but kept."""
-
-    characteristic: ClassVar[str] = "2a19"
-    name: ClassVar[str] = "Battery Level"
-    WHAT: ClassVar[str] = "battery level"
 
     level: int
 

@@ -7,7 +7,6 @@ Supplement "Temperature Measurement", "Temperature Type", "Intermediate Temperat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -116,27 +115,18 @@ def to_readings(m: TemperatureMeasurement, *, device_id: str, characteristic: st
 
 
 @dataclass(frozen=True, slots=True)
-class TemperatureType(UIntField):
+class TemperatureType(UIntField, uuid="2a1d", label="Temperature Type",
+                      what="temperature type", key="temperature_type",
+                      names=TEMPERATURE_TYPES):
     """Temperature Type 0x2A1D (HTS §3.2): uint8 enumeration, unknown values kept."""
-
-    characteristic: ClassVar[str] = "2a1d"
-    name: ClassVar[str] = "Temperature Type"
-    WHAT: ClassVar[str] = "temperature type"
-    KEY: ClassVar[str] = "temperature_type"
-    NAMES: ClassVar[Mapping[int, str]] = TEMPERATURE_TYPES
 
     temperature_type: int
 
 
 @dataclass(frozen=True, slots=True)
-class MeasurementInterval(UIntField):
+class MeasurementInterval(UIntField, uuid="2a21", label="Measurement Interval",
+                          what="measurement interval", size=2, key="measurement_interval_s"):
     """Measurement Interval 0x2A21 (HTS §3.4): uint16 seconds, 0 = no periodic measurement."""
-
-    characteristic: ClassVar[str] = "2a21"
-    name: ClassVar[str] = "Measurement Interval"
-    WHAT: ClassVar[str] = "measurement interval"
-    SIZE: ClassVar[int] = 2
-    KEY: ClassVar[str] = "measurement_interval_s"
 
     interval_s: int
 

@@ -154,14 +154,10 @@ HEIGHT_RESOLUTIONS = {0: None, 1: "0.01 m / 1 in", 2: "0.005 m / 0.5 in",
 
 
 @dataclass(frozen=True, slots=True)
-class WeightScaleFeature(UIntField):
+class WeightScaleFeature(UIntField, uuid="2a9e", label="Weight Scale Feature",
+                         what="features", size=4):
     """Weight Scale Feature 0x2A9E (WSS §3.2): 32 bits — bits 0–2 supported fields,
     bits 3–6 weight resolution, bits 7–9 height resolution."""
-
-    characteristic: ClassVar[str] = "2a9e"
-    name: ClassVar[str] = "Weight Scale Feature"
-    WHAT: ClassVar[str] = "features"
-    SIZE: ClassVar[int] = 4
 
     features: int
 
