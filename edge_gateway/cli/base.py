@@ -64,9 +64,9 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
-#: The ``--json`` flag of commands that print text by default (see ``emit``).
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print JSON instead of text.")
+def json_option(help: str = "Print JSON instead of text.") -> Callable[[F], F]:
+    """The ``--json`` flag (``as_json``) of commands that print text by default; see ``emit``."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
 
 
 def emit(obj: Any, as_json: bool, text: str | Iterable[str] = (), *,

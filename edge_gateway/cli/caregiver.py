@@ -8,6 +8,7 @@ with the OS user as the actor.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,7 @@ from typing import Any
 import click
 
 from edge_gateway.care import caregiver as C
-from edge_gateway.cli.base import Context, emit, handle_errors, main, pass_ctx
-from edge_gateway.cli.base import json_option as _JSON
+from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
 from edge_gateway.cli.core import open_store
 
 
@@ -44,7 +44,7 @@ def patients() -> None:
 @click.argument("patient")
 @click.option("--name", default=None, help="Display name (kept on this gateway only).")
 @click.option("--notes", default=None, help="Free text for caregivers.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None,
@@ -60,7 +60,7 @@ def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None
 
 
 @patients.command("list")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def patients_list(ctx: Context, as_json: bool) -> None:
@@ -80,7 +80,7 @@ def patients_list(ctx: Context, as_json: bool) -> None:
 
 @patients.command("show")
 @click.argument("patient")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def patients_show(ctx: Context, patient: str, as_json: bool) -> None:
@@ -108,7 +108,7 @@ def _field_text(key: str, v: Any) -> str:
               help="Also delete every reading, summary and alert of the patient and their "
                    "unsent outbox items (privacy request).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def patients_remove(ctx: Context, patient: str, purge: bool, yes: bool, as_json: bool) -> None:
@@ -145,7 +145,7 @@ def thresholds() -> None:
 
 @thresholds.command("show")
 @click.argument("patient")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
@@ -164,7 +164,7 @@ def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
 @click.argument("patient")
 @click.argument("key")
 @click.argument("value")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bool) -> None:
@@ -183,7 +183,7 @@ def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bo
 @thresholds.command("reset")
 @click.argument("patient")
 @click.argument("key", required=False)
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def thresholds_reset(ctx: Context, patient: str, key: str | None, as_json: bool) -> None:
@@ -217,7 +217,7 @@ def _alert_line(a: dict[str, Any]) -> str:
 @alerts.command("list")
 @click.option("--patient", default=None, help="Only this patient's alerts.")
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved alerts.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
@@ -234,7 +234,7 @@ def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
 
 @alerts.command("ack")
 @click.argument("alert_id", type=int)
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
@@ -266,7 +266,7 @@ def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
 @click.option("--patient", default=None, help="Only this patient's alerts.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000),
               help="At most this many alerts, newest first.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool) -> None:
@@ -277,9 +277,15 @@ def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool)
         edge-gateway alerts history --patient alice --limit 20
     """
     rows = C.alert_history(_store(ctx), patient=patient, limit=limit)
-    emit(rows, as_json, (line for a in rows for line in (_alert_line(a), *(
-        f"        {e['at']}  {e['state']}{' by ' + e['by'] if e.get('by') else ''}"
-        for e in a["events"]))))
+    emit(rows, as_json, _history_lines(rows))
+
+
+def _history_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
+    for a in rows:
+        yield _alert_line(a)
+        for e in a["events"]:
+            by = f" by {e['by']}" if e.get("by") else ""
+            yield f"        {e['at']}  {e['state']}{by}"
 
 
 # ------------------------------------------------------------------------------ export, report

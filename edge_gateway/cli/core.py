@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import (
+    Context,
+    echo_json,
+    emit,
+    handle_errors,
+    json_option,
+    main,
+    pass_ctx,
+)
 from edge_gateway.errors import ConfigError
 
 
@@ -44,7 +53,7 @@ def run(ctx: Context) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @pass_ctx
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
@@ -60,22 +69,23 @@ def status(ctx: Context, as_json: bool) -> None:
 
     store = open_store(ctx, readonly=True)
     st = gateway_status(store)
-    if as_json:
-        echo_json(st)
-        return
-    click.echo(f"database  {st['storage']['db_path']}  ({st['storage']['db_bytes']:,} bytes,"
-               f" cap {st['storage']['cap_bytes'] or 0:,}, evicted {st['storage']['evicted']})")
-    click.echo(f"outbox    {st['outbox']['pending']} pending"
-               f" (oldest {st['outbox']['oldest_pending_at'] or '-'});"
-               f" last sync {st['last_sync_at'] or 'never'}")
-    click.echo(f"alerts    {st['alerts_open']} open")
+    emit(st, as_json, _status_lines(st))
+
+
+def _status_lines(st: dict[str, Any]) -> Iterator[str]:
+    yield (f"database  {st['storage']['db_path']}  ({st['storage']['db_bytes']:,} bytes,"
+           f" cap {st['storage']['cap_bytes'] or 0:,}, evicted {st['storage']['evicted']})")
+    yield (f"outbox    {st['outbox']['pending']} pending"
+           f" (oldest {st['outbox']['oldest_pending_at'] or '-'});"
+           f" last sync {st['last_sync_at'] or 'never'}")
+    yield f"alerts    {st['alerts_open']} open"
     if not st["devices"]:
-        click.echo("devices   none yet (add one with: edge-gateway devices add)")
+        yield "devices   none yet (add one with: edge-gateway devices add)"
     for d in st["devices"]:
         state = "connected" if d["connected"] else "disconnected"
-        click.echo(f"device    {d['id']:<20} {d['profile']:<15} patient={d['patient'] or '-':<10}"
-                   f" {state:<12} 24h={d['readings_24h']:<6} total={d['readings_total']:<8}"
-                   f" last={d['last_reading_at'] or '-'}")
+        yield (f"device    {d['id']:<20} {d['profile']:<15} patient={d['patient'] or '-':<10}"
+               f" {state:<12} 24h={d['readings_24h']:<6} total={d['readings_total']:<8}"
+               f" last={d['last_reading_at'] or '-'}")
 
 
 @main.group()
@@ -133,7 +143,7 @@ def db() -> None:
 
 
 @db.command("check")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @pass_ctx
 @handle_errors
 def db_check(ctx: Context, as_json: bool) -> None:
@@ -152,19 +162,16 @@ def db_check(ctx: Context, as_json: bool) -> None:
            "file_bytes": store.file_bytes(), "used_bytes": store.used_bytes(),
            "cap_bytes": store.cap_bytes, "evicted": store.evicted(),
            "tables": store.table_counts()}
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"{out['path']}: integrity {'ok' if ok else 'FAILED'}")
-        click.echo(f"  size {out['file_bytes']:,} bytes (used {out['used_bytes']:,}),"
-                   f" evicted rows {out['evicted']}")
-        for name, n in out["tables"].items():
-            click.echo(f"  {name:<20} {n:>10,}")
-        if not ok:
-            for p in problems:
-                click.echo(f"  problem: {p}", err=True)
-            click.echo("  restore the latest backup (edge-gateway db backup) and report this",
-                       err=True)
+    emit(out, as_json, [
+        f"{out['path']}: integrity {'ok' if ok else 'FAILED'}",
+        f"  size {out['file_bytes']:,} bytes (used {out['used_bytes']:,}),"
+        f" evicted rows {out['evicted']}",
+        *(f"  {name:<20} {n:>10,}" for name, n in out["tables"].items())])
+    if not ok and not as_json:
+        for p in problems:
+            click.echo(f"  problem: {p}", err=True)
+        click.echo("  restore the latest backup (edge-gateway db backup) and report this",
+                   err=True)
     if not ok:
         raise SystemExit(1)
 

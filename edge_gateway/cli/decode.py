@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import echo_json, fail, handle_errors, main
+from edge_gateway.cli.base import emit, fail, handle_errors, json_option, main
 from edge_gateway.drivers import registry
 from edge_gateway.errors import MalformedPayload, UsageError
 
@@ -72,7 +72,7 @@ def _scalar(v: Any) -> str:
 @main.command()
 @click.argument("characteristic", metavar="CHAR")
 @click.argument("hex_parts", metavar="HEX", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @handle_errors
 def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> None:
     """Decode a raw payload of characteristic CHAR (16-bit UUID in hex, e.g. 2a37, or a
@@ -102,10 +102,5 @@ def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> No
         fail(MalformedPayload(f"{uuid} ({codec.name})", err.offset, err.reason, err.raw))
         return
     obj = decoded.to_json()
-    if as_json:
-        echo_json(obj)
-        return
     label = f"0x{uuid.upper()}" if len(uuid) == 4 else uuid
-    click.echo(f"{codec.name} ({label}), {len(raw)} bytes")
-    for line in _human(obj, "  "):
-        click.echo(line)
+    emit(obj, as_json, [f"{codec.name} ({label}), {len(raw)} bytes", *_human(obj, "  ")])

@@ -11,13 +11,11 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
 from edge_gateway.cli.core import open_store
 from edge_gateway.drivers import devices as D
 from edge_gateway.drivers import registry
 from edge_gateway.errors import DeviceError, UsageError
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 def _ble() -> Any:
@@ -43,7 +41,7 @@ def devices() -> None:
 @devices.command("scan")
 @click.option("--seconds", default=5.0, show_default=True, help="How long to listen.")
 @click.option("--all", "everything", is_flag=True, help="Show every device, not only health ones.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) -> None:
@@ -59,14 +57,9 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
                                  adapter=_adapter(ctx)))
     rows = [{"address": f.address, "name": f.name, "rssi": f.rssi,
              "profile": D.profile_of(f.services), "services": list(f.services)} for f in found]
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("nothing found (is the device awake and advertising?)")
-    for r in rows:
-        click.echo(f"{r['address']}  {r['rssi']:>4} dBm  {r['profile'] or '-':<15}"
-                   f" {r['name'] or ''}")
+    emit(rows, as_json, (f"{r['address']}  {r['rssi']:>4} dBm  {r['profile'] or '-':<15}"
+                         f" {r['name'] or ''}" for r in rows),
+         empty="nothing found (is the device awake and advertising?)")
 
 
 @devices.command("add")
@@ -79,7 +72,7 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 @click.option("--serial", "serial_protocol", type=click.Choice(sorted(D.SERIAL_PROTOCOLS)),
               default=None, help="ADDRESS is a serial port (/dev/ttyUSB0) with a home sensor "
               "speaking this protocol.")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def devices_add(ctx: Context, address: str, profile: str | None, name: str | None,
@@ -95,10 +88,7 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
     if serial_protocol is not None:
         dev = D.add_serial_device(open_store(ctx), address, serial_protocol, name=name,
                                   patient=patient)
-        if as_json:
-            echo_json(dev)
-        else:
-            click.echo(f"added {dev['id']} ({address}, {serial_protocol})")
+        emit(dev, as_json, f"added {dev['id']} ({address}, {serial_protocol})")
         return
     addr = D.check_address(address)
     if profile is None:
@@ -112,12 +102,9 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
             raise UsageError(f"{addr} advertises no health service this gateway knows",
                              hint="give --profile")
     dev = D.add_device(open_store(ctx), addr, profile, name=name, patient=patient)
-    if as_json:
-        echo_json(dev)
-        return
-    click.echo(f"added {addr} ({profile})")
-    if profile in registry.current().needs_bond and not dev.get("bonded"):
-        click.echo(f"next: edge-gateway devices pair {addr}")
+    pair = profile in registry.current().needs_bond and not dev.get("bonded")
+    emit(dev, as_json, [f"added {addr} ({profile})",
+                        *([f"next: edge-gateway devices pair {addr}"] if pair else [])])
 
 
 @devices.command("pair")
@@ -152,7 +139,7 @@ def devices_pair(ctx: Context, address: str, passkey: int | None) -> None:
 @click.argument("patient")
 @click.option("--user", type=int, default=None,
               help="User slot of a multi-user blood-pressure cuff (BLS User ID).")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def devices_assign(ctx: Context, address: str, patient: str, user: int | None,
@@ -164,12 +151,12 @@ def devices_assign(ctx: Context, address: str, patient: str, user: int | None,
         edge-gateway devices assign C0:FF:EE:00:00:02 bob --user 2
     """
     dev = D.assign(open_store(ctx), address, patient, user=user)
-    echo_json(dev) if as_json else click.echo(f"{dev['id']} -> {patient}"
-                                              + (f" (user {user})" if user is not None else ""))
+    emit(dev, as_json, f"{dev['id']} -> {patient}"
+         + (f" (user {user})" if user is not None else ""))
 
 
 @devices.command("list")
-@_JSON
+@json_option()
 @pass_ctx
 @handle_errors
 def devices_list(ctx: Context, as_json: bool) -> None:
@@ -180,18 +167,17 @@ def devices_list(ctx: Context, as_json: bool) -> None:
         edge-gateway devices list --json
     """
     rows = D.list_devices(open_store(ctx))
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no devices yet (find one with: edge-gateway devices scan)")
-    for d in rows:
-        users = ",".join(f"{u['user']}:{u['patient']}" for u in d["users"])
-        click.echo(f"{d['id']}  {d['profile']:<15} {d['name'] or '-':<20}"
-                   f" patient={d['patient_id'] or '-'}{' users=' + users if users else ''}"
-                   f" bonded={'yes' if d['bonded'] else 'no'}"
-                   f" {'enabled' if d['enabled'] else 'removed'}"
-                   f" connected={'yes' if d['connected'] else 'no'}")
+    emit(rows, as_json, (_device_line(d) for d in rows),
+         empty="no devices yet (find one with: edge-gateway devices scan)")
+
+
+def _device_line(d: dict[str, Any]) -> str:
+    users = ",".join(f"{u['user']}:{u['patient']}" for u in d["users"])
+    return (f"{d['id']}  {d['profile']:<15} {d['name'] or '-':<20}"
+            f" patient={d['patient_id'] or '-'}{' users=' + users if users else ''}"
+            f" bonded={'yes' if d['bonded'] else 'no'}"
+            f" {'enabled' if d['enabled'] else 'removed'}"
+            f" connected={'yes' if d['connected'] else 'no'}")
 
 
 @devices.command("remove")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import Context, echo_json, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
 from edge_gateway.errors import ConfigError, SyncError
 
 
@@ -30,7 +30,7 @@ def _store(ctx: Context, *, readonly: bool) -> Any:
 
 
 @sync.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @pass_ctx
 @handle_errors
 def sync_status(ctx: Context, as_json: bool) -> None:
@@ -50,18 +50,16 @@ def sync_status(ctx: Context, as_json: bool) -> None:
         st = status(store)
     finally:
         store.close()
-    if as_json:
-        echo_json(st)
-        return
     by = st["pending_by_priority"]
-    click.echo(f"pending       {st['pending']} (alerts {by['alert']}, summaries {by['summary']},"
-               f" bulk {by['bulk']}); oldest {st['oldest_pending_at'] or '-'}")
-    click.echo(f"sent          {st['sent']}")
-    click.echo(f"failed        {st['failed']} pending items whose last attempt failed"
-               f" ({st['failed_attempts']} failed attempts in all)")
-    click.echo(f"last success  {st['last_success_at'] or 'never'}")
-    if st["last_error"]:
-        click.echo(f"last error    {st['last_error']} (at {st['last_error_at'] or '-'})")
+    emit(st, as_json, [
+        f"pending       {st['pending']} (alerts {by['alert']}, summaries {by['summary']},"
+        f" bulk {by['bulk']}); oldest {st['oldest_pending_at'] or '-'}",
+        f"sent          {st['sent']}",
+        f"failed        {st['failed']} pending items whose last attempt failed"
+        f" ({st['failed_attempts']} failed attempts in all)",
+        f"last success  {st['last_success_at'] or 'never'}",
+        *([f"last error    {st['last_error']} (at {st['last_error_at'] or '-'})"]
+          if st["last_error"] else [])])
 
 
 @sync.command("now")

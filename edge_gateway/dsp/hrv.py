@@ -80,23 +80,11 @@ class HrvResult:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class TimeDomain:
-    mean_rr_ms: float | None
-    mean_hr_bpm: float | None
-    sdnn_ms: float | None
-    rmssd_ms: float | None
-    sdsd_ms: float | None
-    pnn50_pct: float | None
-    pnn20_pct: float | None
-    cvnn: float | None
+#: A group of HrvResult's metrics (time domain, Poincaré), by their HrvResult field names.
+Metrics = dict[str, float | None]
 
-
-@dataclass(frozen=True, slots=True)
-class Poincare:
-    sd1_ms: float | None
-    sd2_ms: float | None
-    sd1_sd2: float | None
+_TIME_DOMAIN = ("mean_rr_ms", "mean_hr_bpm", "sdnn_ms", "rmssd_ms", "sdsd_ms", "pnn50_pct",
+                "pnn20_pct", "cvnn")
 
 
 def successive_pairs(rr_ms: FloatArray, segment: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -109,10 +97,10 @@ def _std1(x: FloatArray) -> float | None:
     return float(np.std(x, ddof=1)) if x.size >= 2 else None
 
 
-def time_domain(rr_ms: FloatArray, segment: IntArray) -> TimeDomain:
+def time_domain(rr_ms: FloatArray, segment: IntArray) -> Metrics:
     nn = rr_ms[segment >= 0]
     if nn.size == 0:
-        return TimeDomain(None, None, None, None, None, None, None, None)
+        return dict.fromkeys(_TIME_DOMAIN, None)
     mean_rr = float(nn.mean())
     sdnn = _std1(nn)
     a, b = successive_pairs(rr_ms, segment)
@@ -124,24 +112,24 @@ def time_domain(rr_ms: FloatArray, segment: IntArray) -> TimeDomain:
         pnn20: float | None = 100.0 * float(np.count_nonzero(absdiff > 20.0)) / diff.size
     else:
         rmssd = pnn50 = pnn20 = None
-    return TimeDomain(
-        mean_rr_ms=mean_rr,
-        mean_hr_bpm=60000.0 / mean_rr if mean_rr > 0 else None,
-        sdnn_ms=sdnn,
-        rmssd_ms=rmssd,
-        sdsd_ms=_std1(diff),
-        pnn50_pct=pnn50,
-        pnn20_pct=pnn20,
-        cvnn=sdnn / mean_rr if sdnn is not None and mean_rr > 0 else None,
-    )
+    return {
+        "mean_rr_ms": mean_rr,
+        "mean_hr_bpm": 60000.0 / mean_rr if mean_rr > 0 else None,
+        "sdnn_ms": sdnn,
+        "rmssd_ms": rmssd,
+        "sdsd_ms": _std1(diff),
+        "pnn50_pct": pnn50,
+        "pnn20_pct": pnn20,
+        "cvnn": sdnn / mean_rr if sdnn is not None and mean_rr > 0 else None,
+    }
 
 
-def poincare(rr_ms: FloatArray, segment: IntArray) -> Poincare:
+def poincare(rr_ms: FloatArray, segment: IntArray) -> Metrics:
     a, b = successive_pairs(rr_ms, segment)
     sd1 = _std1((b - a) / math.sqrt(2.0))
     sd2 = _std1((b + a) / math.sqrt(2.0))
     ratio = sd1 / sd2 if sd1 is not None and sd2 is not None and sd2 > 0 else None
-    return Poincare(sd1, sd2, ratio)
+    return {"sd1_ms": sd1, "sd2_ms": sd2, "sd1_sd2": ratio}
 
 
 def hrv(
@@ -180,8 +168,9 @@ def hrv(
         welch_p = welch_powers(x, seg, times_s)
         lomb_p = lomb_powers(x, seg, times_s)
     sampen = alpha1 = alpha2 = None
-    if nonlinear and td.sdnn_ms is not None:
-        sampen = sample_entropy(x, SAMPEN_R_FACTOR * td.sdnn_ms, m=SAMPEN_M, segment=seg)
+    sdnn = td["sdnn_ms"]
+    if nonlinear and sdnn is not None:
+        sampen = sample_entropy(x, SAMPEN_R_FACTOR * sdnn, m=SAMPEN_M, segment=seg)
         alpha1 = dfa_alpha(x, DFA_ALPHA1_SCALES, segment=seg)
         alpha2 = dfa_alpha(x, DFA_ALPHA2_SCALES, segment=seg)
     return HrvResult(
@@ -190,14 +179,7 @@ def hrv(
         n_removed=cleaned.n_removed,
         n_segments=int(seg.max()) + 1 if n_valid else 0,
         coverage=coverage,
-        mean_rr_ms=td.mean_rr_ms,
-        mean_hr_bpm=td.mean_hr_bpm,
-        sdnn_ms=td.sdnn_ms,
-        rmssd_ms=td.rmssd_ms,
-        sdsd_ms=td.sdsd_ms,
-        pnn50_pct=td.pnn50_pct,
-        pnn20_pct=td.pnn20_pct,
-        cvnn=td.cvnn,
+        **td,
         vlf_ms2=welch_p.vlf_ms2,
         lf_ms2=welch_p.lf_ms2,
         hf_ms2=welch_p.hf_ms2,
@@ -208,9 +190,7 @@ def hrv(
         lf_lomb_ms2=lomb_p.lf_ms2,
         hf_lomb_ms2=lomb_p.hf_ms2,
         lf_hf_lomb=lomb_p.lf_hf,
-        sd1_ms=pc.sd1_ms,
-        sd2_ms=pc.sd2_ms,
-        sd1_sd2=pc.sd1_sd2,
+        **pc,
         sampen=sampen,
         dfa_alpha1=alpha1,
         dfa_alpha2=alpha2,

@@ -7,21 +7,32 @@ hardware_sim.peripherals); the codecs' encoders make their bytes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
 
+from edge_gateway.backoff import Backoff
+from edge_gateway.config import BleSection
+from edge_gateway.drivers import ble
 from edge_gateway.drivers.backfill import RecordMark, sequence_mark
 from edge_gateway.drivers.current_time import decode_current_time, encode_current_time
+from edge_gateway.drivers.fleet import BleFleet
+from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.drivers.profiles.base import DateTime
 from edge_gateway.drivers.profiles.blood_pressure import BloodPressureMeasurement
 from edge_gateway.drivers.profiles.glucose import GlucoseMeasurement
 from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint as Racp
+from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.errors import MalformedPayload
+from edge_gateway.runtime.demo import PROFILE_OF_KIND
+from edge_gateway.store import BatchWriter, Store
 
 HRM, GLM, GLC, RACP, CTS = "2a37", "2a18", "2a34", "2a52", "2a2b"
 
@@ -31,6 +42,62 @@ async def until(cond: Callable[[], bool], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not cond():  # noqa: ASYNC110 - polls state changed by many callbacks
             await asyncio.sleep(0.02)
+
+
+def ble_session(device_id: str, address: str, on_frame: Any, *, slots: int = 1,
+                transport: dict[str, Any] | None = None, **kw: Any) -> DeviceSession:
+    """A DeviceSession to ``address`` through real bleak (``slots`` connections at once),
+    retrying after 0.05-0.2 s unless ``backoff`` says otherwise."""
+    kw.setdefault("backoff", Backoff(0.05, 0.2))
+    return DeviceSession(device_id, ble.BleTransport(address, **(transport or {})), on_frame,
+                         asyncio.Semaphore(slots), **kw)
+
+
+@contextlib.asynccontextmanager
+async def running(session: DeviceSession) -> AsyncIterator[DeviceSession]:
+    """Run ``session`` as a task for the body of the ``async with``, then stop it and wait."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(session.run(), name=f"session-{session.device_id}")
+        yield session
+        session.stop()
+
+
+class Rig:
+    """The gateway side of a BLE test: store, batch writer and pipeline, for a BleFleet.
+
+    ``sleep`` is what the fleet polls with: it returns early (True) once ``stopping`` is set
+    and commits the writer's batch when it is due (every time with ``flush_always``).
+    """
+
+    def __init__(self, db: Path, *, max_delay_s: float = 0.1, max_frames: int = 200,
+                 flush_always: bool = False) -> None:
+        self.store = Store.open(db)
+        self.writer = BatchWriter(self.store, max_delay_s=max_delay_s, max_frames=max_frames)
+        self.pipeline = FramePipeline(self.store, self.writer)
+        self.stopping = asyncio.Event()
+        self.flush_always = flush_always
+
+    def add(self, address: str, profile: str) -> None:
+        self.store.upsert_device(address, profile=profile, address=address)
+
+    def add_scenario(self, sim: Any) -> None:
+        """Every peripheral of a built hardware-sim scenario, with its kind's profile."""
+        for p, table in zip(sim.peripherals, sim.spec.peripherals, strict=True):
+            self.add(p.address, PROFILE_OF_KIND[str(table["kind"])])
+
+    async def sleep(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+        if self.flush_always or self.writer.due():
+            self.writer.flush()
+        return self.stopping.is_set()
+
+    def fleet(self, section: BleSection, **kw: Any) -> BleFleet:
+        """A fleet writing into this rig (settings refresh the pipeline; removal flushes)."""
+        kw.setdefault("on_settings", self.pipeline.refresh)
+        return BleFleet(self.store, self.pipeline.on_frame, section,
+                        flush=self.writer.flush, **kw)
 
 
 class HeartRateStrap(Peripheral):
@@ -65,8 +132,38 @@ def glucose_record(seq: int, when: datetime, mgdl: int) -> bytes:
     return m.to_bytes()
 
 
-class GlucoseMeter(Peripheral):
+class _RecordKeeper(Peripheral):
+    """A device holding numbered records (``take`` adds one), and the link it is on."""
+
+    #: The value of the records a reboot leaves behind.
+    reboot_value: int
+    start: datetime
+    next_seq: int
+    records: list[Any]
+    link: Link | None
+
+    def take(self, value: int) -> int:
+        raise NotImplementedError
+
+    def reboot(self, records: int) -> None:
+        """Memory and counter lost (battery change); ``records`` new ones since."""
+        self.records.clear()
+        self.next_seq = 0
+        self.start += timedelta(days=30)
+        for _ in range(records):
+            self.take(self.reboot_value)
+
+    def on_connect(self, link: Link) -> None:
+        self.link = link
+
+    def on_disconnect(self) -> None:
+        self.link = None
+
+
+class GlucoseMeter(_RecordKeeper):
     """A meter with stored records, RACP (report all / >= sequence), and Current Time."""
+
+    reboot_value = 150
 
     def __init__(self, address: str, name: str = "Meter", records: int = 20,
                  start: datetime = datetime(2026, 11, 10, 7, 0), clock_offset_s: float = 0.0,
@@ -108,19 +205,8 @@ class GlucoseMeter(Peripheral):
             frame = frame[:-1]
         link.notify(GLM, frame)
 
-    def reboot(self, records: int) -> None:
-        """Memory and counter lost (battery change); ``records`` new ones since."""
-        self.records.clear()
-        self.next_seq = 0
-        self.start = self.start + timedelta(days=30)
-        for _ in range(records):
-            self.take(150)
-
-    def on_connect(self, link: Link) -> None:
-        self.link = link
-
     def on_disconnect(self) -> None:
-        self.link = None
+        super().on_disconnect()
         self.busy = False
 
     @staticmethod
@@ -179,8 +265,10 @@ def decodes(payload: bytes) -> bool:
     return True
 
 
-class RecordCuff(Peripheral):
+class RecordCuff(_RecordKeeper):
     """A BLS 1.1 cuff: Blood Pressure Records (0x2B36, notify) with a RACP by sequence."""
+
+    reboot_value = 140
 
     def __init__(self, address: str, name: str = "Cuff", records: int = 10, **kw: object) -> None:
         super().__init__(address, name, services=[service(
@@ -208,19 +296,6 @@ class RecordCuff(Peripheral):
         record = bytes((0x03, seq & 0xFF, seq >> 8, 0x35, 0x2A)) + m.to_bytes()
         self.records.append((seq, record))
         return seq
-
-    def reboot(self, records: int) -> None:
-        self.records.clear()
-        self.next_seq = 0
-        self.start += timedelta(days=30)
-        for _ in range(records):
-            self.take(140)
-
-    def on_connect(self, link: Link) -> None:
-        self.link = link
-
-    def on_disconnect(self) -> None:
-        self.link = None
 
     def _racp(self, value: bytes) -> object:
         link = self.link

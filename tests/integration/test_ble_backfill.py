@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, decodes, until
+from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, ble_session, decodes, running, until
 from hardware_sim.bluez import VirtualBlueZ
 
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.backfill import MemoryLedger, recorded_mark
 from edge_gateway.drivers.session import DeviceSession
@@ -18,10 +17,7 @@ ADDR = "D0:00:00:00:00:01"
 
 
 def session_for(meter: GlucoseMeter, sink: Sink, **kw: object) -> DeviceSession:
-    return DeviceSession(
-        "meter", ble.BleTransport(meter.address), sink, asyncio.Semaphore(3), ledger=sink,
-        backoff=Backoff(0.05, 0.2), **kw,  # type: ignore[arg-type]
-    )
+    return ble_session("meter", meter.address, sink, slots=3, ledger=sink, **kw)
 
 
 
@@ -43,8 +39,7 @@ def test_backfill_after_link_loss_has_no_gap_and_no_duplicate(
         async with virtual_bluez([meter]):
             await ble.scan(0.3, ["1808"])
             session = session_for(meter, sink)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            async with running(session):
                 await until(lambda: len(seqs(sink)) == 20 and session.state == "streaming")
                 meter.take(120)  # a live measurement while connected
                 await until(lambda: len(seqs(sink)) == 21)
@@ -53,7 +48,6 @@ def test_backfill_after_link_loss_has_no_gap_and_no_duplicate(
                 for v in (130, 140, 150):  # ... while the meter keeps measuring
                     meter.take(v)
                 await until(lambda: len(seqs(sink)) == 24)
-                session.stop()
         assert seqs(sink) == list(range(24))
         assert sink.resets == []
         assert session.stats.connects == 2 and session.stats.link_losses == 1
@@ -71,8 +65,7 @@ def test_sequence_reset_is_detected_not_mistaken_for_nothing_new(
         async with virtual_bluez([meter]) as bluez:
             await ble.scan(0.3, ["1808"])
             session = session_for(meter, sink)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            async with running(session):
                 await until(lambda: len(seqs(sink)) == 10 and session.state == "streaming")
                 # Battery change: counter back to 0, four new records (fewer than we hold).
                 drop(meter)
@@ -84,7 +77,6 @@ def test_sequence_reset_is_detected_not_mistaken_for_nothing_new(
                 drop(meter)
                 meter.reboot(12)
                 await until(lambda: len(seqs(sink, 2)) == 12)
-                session.stop()
             assert bluez.device(ADDR).connect_attempts >= 3
         assert seqs(sink, 0) == list(range(10))
         assert seqs(sink, 1) == list(range(4))
@@ -107,10 +99,8 @@ def test_device_clock_is_set_only_when_gateway_clock_is_trusted(
                 meter, sink, clock_trusted=lambda: trusted, max_drift_s=30,
                 on_clock=lambda _d, off, fixed: clocks.append((off, fixed)),
             )
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            async with running(session):
                 await until(lambda: session.state == "streaming")
-                session.stop()
         return clocks, meter.clock_offset.total_seconds()
 
     # on_clock reports device time - UTC; the meter keeps local time.
@@ -138,8 +128,7 @@ def test_damaged_records_are_asked_for_again(
         async with virtual_bluez([meter]):
             await ble.scan(0.3, ["1808"])
             session = session_for(meter, sink)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            async with running(session):
                 await until(lambda: sorted(set(seqs(sink))) == list(range(30)))
                 await until(lambda: session.state == "streaming")
                 # Live: a damaged notification leaves a hole that is filled at once.
@@ -147,7 +136,6 @@ def test_damaged_records_are_asked_for_again(
                 meter.take(99)
                 meter.take(98)
                 await until(lambda: sorted(set(seqs(sink))) == list(range(32)))
-                session.stop()
         assert session.stats.failures == 0 and session.stats.connects == 1
         damaged = [p for p in sink.of("2a18") if not decodes(p)]
         assert len(damaged) >= 8  # every damaged frame was handed on (kept as rejected)
@@ -168,11 +156,8 @@ def test_bp_records_backfill_with_link_loss_and_reset(
 
         async with virtual_bluez([cuff]):
             await ble.scan(0.3, ["1810"])
-            session = DeviceSession("cuff", ble.BleTransport(cuff.address), sink,
-                                    asyncio.Semaphore(1), ledger=ledger,
-                                    backoff=Backoff(0.05, 0.2))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-cuff")
+            session = ble_session("cuff", cuff.address, sink, ledger=ledger)
+            async with running(session):
                 await until(lambda: records() == list(range(6)))
                 await until(lambda: session.state == "streaming")
                 assert cuff.link is not None
@@ -185,7 +170,6 @@ def test_bp_records_backfill_with_link_loss_and_reset(
                 cuff.link.drop()
                 cuff.reboot(3)  # fewer than we hold: the counter restarted
                 await until(lambda: records() == [*range(8), 0, 1, 2])
-                session.stop()
         assert len(ledger.resets) == 1 and "sequence reset" in ledger.resets[0][2]
 
     asyncio.run(main())

@@ -9,11 +9,10 @@ import signal
 import sys
 from collections.abc import Callable
 
-from ble_sim import HRM, HeartRateStrap, Sink, until
+from ble_sim import HRM, HeartRateStrap, Sink, ble_session, running, until
 from hardware_sim.bluez import VirtualBlueZ
 
-from edge_gateway.drivers import ble
-from edge_gateway.drivers.session import DeviceSession
+from edge_gateway.backoff import Backoff
 
 ADDR = "C3:00:00:00:00:01"
 GATEWAY = """
@@ -51,11 +50,9 @@ def test_restart_after_a_crash_with_the_link_up(
             await until(lambda: dev.conn is not None and not dev.conn.is_subscribed(HRM))
             assert dev.connected and dev.connect_attempts == 1
 
-            session = DeviceSession("hr", ble.BleTransport(ADDR), sink, asyncio.Semaphore(1))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-hr")
+            session = ble_session("hr", ADDR, sink, backoff=Backoff())
+            async with running(session):
                 await until(lambda: len(sink.of(HRM)) >= 5)
-                session.stop()
             # bleak saw the device connected and did not call Connect again.
             assert dev.connect_attempts == 1
             assert not dev.connected  # our clean stop did disconnect it

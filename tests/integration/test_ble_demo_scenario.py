@@ -10,40 +10,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ble_sim import until
+from ble_sim import Rig, until
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.scenario import build_scenario, load_scenario
 
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.fleet import BleFleet
-from edge_gateway.drivers.pipeline import FramePipeline
-from edge_gateway.store import BatchWriter, Store
 
 
 def test_demo_scenario_devices_all_deliver_into_sqlite(
     virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
 ) -> None:
     sim = build_scenario(load_scenario("demo"), start=datetime.now(UTC))
-    store = Store.open(tmp_path / "g.db")
-    profiles = {"heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",
-                "blood_pressure": "blood_pressure", "pulse_oximeter": "pulse_oximeter",
-                "thermometer": "thermometer"}
-    for p, table in zip(sim.peripherals, sim.spec.peripherals, strict=True):
-        store.upsert_device(p.address, profile=profiles[str(table["kind"])], address=p.address)
-    writer = BatchWriter(store, max_delay_s=0.2, max_frames=500)
-    pipeline = FramePipeline(store, writer)
-    stopping = asyncio.Event()
-
-    async def sleep(seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await stopping.wait()
-        except TimeoutError:
-            pass
-        if writer.due():
-            writer.flush()
-        return stopping.is_set()
+    rig = Rig(tmp_path / "g.db", max_delay_s=0.2, max_frames=500)
+    rig.add_scenario(sim)
+    store = rig.store
 
     def readings_by_device() -> dict[str, int]:
         return dict(store.conn.execute(
@@ -52,18 +33,16 @@ def test_demo_scenario_devices_all_deliver_into_sqlite(
     async def main() -> float:
         async with virtual_bluez(sim.peripherals, bonded=True):
             await ble.scan(0.3)
-            fleet = BleFleet(store, pipeline.on_frame, BleSection(max_connections=7),
-                             clock_trusted=lambda: True, on_settings=pipeline.refresh,
-                             flush=writer.flush)
+            fleet = rig.fleet(BleSection(max_connections=7), clock_trusted=lambda: True)
             started = time.monotonic()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(fleet.run(sleep, poll_s=0.2), name="ble")
+                tg.create_task(fleet.run(rig.sleep, poll_s=0.2), name="ble")
                 await until(lambda: len(readings_by_device()) == 6
                             and all(s.state == "streaming" for s in fleet.sessions.values()),
                             within=60)
                 elapsed = time.monotonic() - started
-                stopping.set()
-        writer.flush()
+                rig.stopping.set()
+        rig.writer.flush()
         return elapsed
 
     elapsed = asyncio.run(main())

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import HRM, HeartRateStrap, Sink, until
+from ble_sim import HRM, HeartRateStrap, Sink, ble_session, running, until
 from hardware_sim.bluez import VirtualBlueZ
 
+from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
-from edge_gateway.drivers.session import DeviceSession
 
 
 def test_scan_filters_by_service(virtual_bluez: Callable[..., VirtualBlueZ]) -> None:
@@ -34,12 +34,9 @@ def test_notifications_reach_on_frame(virtual_bluez: Callable[..., VirtualBlueZ]
         sink = Sink()
         async with virtual_bluez([strap]):
             await ble.scan(0.3, ["180d"])
-            session = DeviceSession("hr1", ble.BleTransport(strap.address), sink,
-                                    asyncio.Semaphore(3))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-hr1")
+            session = ble_session("hr1", strap.address, sink, slots=3, backoff=Backoff())
+            async with running(session):
                 await asyncio.sleep(1.0)
-                session.stop()
         frames = sink.of(HRM)
         assert len(frames) >= 20
         first = HeartRateMeasurement.from_bytes(frames[0])
@@ -60,12 +57,9 @@ def test_corrupt_frame_is_handed_on_and_session_goes_on(
         sink = Sink()
         async with virtual_bluez([strap]):
             await ble.scan(0.3, ["180d"])
-            session = DeviceSession("hr", ble.BleTransport(strap.address), sink,
-                                    asyncio.Semaphore(1))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-hr")
+            session = ble_session("hr", strap.address, sink, backoff=Backoff())
+            async with running(session):
                 await asyncio.sleep(0.8)
-                session.stop()
         frames = sink.of(HRM)
         bad = [f for f in frames if len(f) == 1]
         assert bad and len(frames) > len(bad) * 3  # corrupt ones delivered, stream continued
@@ -84,12 +78,10 @@ def test_device_forgotten_by_bluez_is_found_again_by_scanning(
             await ble.scan(0.3, ["180d"])
             await until(lambda: not bluez.device(strap.address).exported)
             # BlueZ no longer knows it (TemporaryTimeout): the transport scans for it.
-            session = DeviceSession("hr", ble.BleTransport(strap.address, find_timeout=3), sink,
-                                    asyncio.Semaphore(1))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-hr")
+            session = ble_session("hr", strap.address, sink, transport={"find_timeout": 3},
+                                  backoff=Backoff())
+            async with running(session):
                 await until(lambda: len(sink.of(HRM)) >= 3)
-                session.stop()
         assert session.stats.failures == 0
 
     asyncio.run(main())

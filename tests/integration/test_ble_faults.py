@@ -10,59 +10,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ble_sim import Rig
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.scenario import build_scenario, load_scenario
 
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import BleFleet
-from edge_gateway.drivers.pipeline import FramePipeline
-from edge_gateway.store import BatchWriter, Store
-
-PROFILES = {"heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",
-            "blood_pressure": "blood_pressure", "pulse_oximeter": "pulse_oximeter",
-            "thermometer": "thermometer", "scale": "weight"}
+from edge_gateway.store import Store
 
 
 def run_faults(virtual_bluez: Callable[..., VirtualBlueZ], db: Path,
                seconds: float) -> tuple[Store, BleFleet, dict[str, int]]:
     sim = build_scenario(load_scenario("faults"), start=datetime.now(UTC))
-    store = Store.open(db)
-    for p, table in zip(sim.peripherals, sim.spec.peripherals, strict=True):
-        store.upsert_device(p.address, profile=PROFILES[str(table["kind"])], address=p.address)
-    writer = BatchWriter(store, max_delay_s=0.2, max_frames=500)
-    pipeline = FramePipeline(store, writer)
-    stopping = asyncio.Event()
+    rig = Rig(db, max_delay_s=0.2, max_frames=500)
+    rig.add_scenario(sim)
+    store = rig.store
     fleet: BleFleet | None = None
-
-    async def sleep(s: float) -> bool:
-        try:
-            async with asyncio.timeout(s):
-                await stopping.wait()
-        except TimeoutError:
-            pass
-        if writer.due():
-            writer.flush()
-        return stopping.is_set()
 
     async def main() -> None:
         nonlocal fleet
         async with virtual_bluez(sim.peripherals, bonded=True) as bluez:
             await ble.scan(0.3)
-            fleet = BleFleet(store, pipeline.on_frame,
-                             BleSection(max_connections=4, backoff_initial_s=0.2,
-                                        backoff_max_s=2.0),
-                             clock_trusted=lambda: True, on_settings=pipeline.refresh,
-                             flush=writer.flush, idle_disconnect_s=2.0, revisit_s=3.0)
+            fleet = rig.fleet(BleSection(max_connections=4, backoff_initial_s=0.2,
+                                         backoff_max_s=2.0),
+                              clock_trusted=lambda: True, idle_disconnect_s=2.0, revisit_s=3.0)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(fleet.run(sleep, poll_s=0.2), name="ble")
+                tg.create_task(fleet.run(rig.sleep, poll_s=0.2), name="ble")
                 t_end = time.monotonic() + seconds
                 while time.monotonic() < t_end:
                     await asyncio.sleep(0.2)
                     assert bluez.max_connected <= 4
-                stopping.set()
+                rig.stopping.set()
             assert bluez.connected_now == 0
-        writer.flush()
+        rig.writer.flush()
 
     asyncio.run(main())
     assert fleet is not None

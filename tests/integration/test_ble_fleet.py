@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import GLM, HRM, GlucoseMeter, HeartRateStrap, Sink, until
+from ble_sim import GLM, HRM, GlucoseMeter, HeartRateStrap, Sink, ble_session, running, until
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.peripheral import Faults
 
@@ -84,13 +84,10 @@ def test_refused_connections_are_retried_with_backoff(
         states: list[str] = []
         async with virtual_bluez([strap]) as bluez:
             await ble.scan(0.3, ["180d"])
-            session = DeviceSession("hr", ble.BleTransport(strap.address, max_attempts=1), sink,
-                                    asyncio.Semaphore(1), backoff=Backoff(0.05, 0.2),
-                                    on_state=lambda _d, st: states.append(st))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-hr")
+            session = ble_session("hr", strap.address, sink, transport={"max_attempts": 1},
+                                  on_state=lambda _d, st: states.append(st))
+            async with running(session):
                 await until(lambda: len(sink.of(HRM)) >= 5)
-                session.stop()
             assert bluez.device(strap.address).connect_attempts == 4
         assert session.stats.failures == 3 and session.stats.connects == 1
         assert states.count("backoff") == 3 and states[-1] == "stopped"

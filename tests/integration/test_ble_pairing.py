@@ -6,12 +6,10 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from ble_sim import GLM, GlucoseMeter, Sink, until
+from ble_sim import GLM, GlucoseMeter, Sink, ble_session, running, until
 from hardware_sim.bluez import VirtualBlueZ
 
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble
-from edge_gateway.drivers.session import DeviceSession
 from edge_gateway.errors import DeviceError
 
 ADDR = "F0:00:00:00:00:01"
@@ -39,13 +37,10 @@ def test_pairing_with_passkey_unlocks_the_records(
             await ble.scan(0.3, ["1808"])
             # Not paired yet: the session says so and waits at the backoff cap.
             states: list[str] = []
-            session = DeviceSession("meter", ble.BleTransport(ADDR), sink, asyncio.Semaphore(1),
-                                    ledger=sink, backoff=Backoff(0.05, 0.2),
-                                    on_state=lambda _d, st: states.append(st))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            session = ble_session("meter", ADDR, sink, ledger=sink,
+                                  on_state=lambda _d, st: states.append(st))
+            async with running(session):
                 await until(lambda: session.stats.failures >= 1)
-                session.stop()
             assert "pair" in (session.stats.last_error or "").lower()
             assert "needs-pairing" in states
             assert sink.of(GLM) == []
@@ -58,12 +53,9 @@ def test_pairing_with_passkey_unlocks_the_records(
             await ble.pair(ADDR, right, within=10)
             assert bluez.device(ADDR).paired and asked == [ADDR, ADDR]
 
-            session = DeviceSession("meter", ble.BleTransport(ADDR), sink, asyncio.Semaphore(1),
-                                    ledger=sink, backoff=Backoff(0.05, 0.2))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            session = ble_session("meter", ADDR, sink, ledger=sink)
+            async with running(session):
                 await until(lambda: len(sink.of(GLM)) == 3)
-                session.stop()
             assert await ble.forget(ADDR)
             assert not bluez.device(ADDR).paired
 

@@ -6,16 +6,14 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ble_sim import Sink, until
+from ble_sim import Sink, ble_session, running, until
 from hardware_sim.bluez import VirtualBlueZ
 from hardware_sim.peripherals.base import FrameFaults
 from hardware_sim.peripherals.cgm import CgmSensor
 from hardware_sim.peripherals.glucose_meter import GlucoseMeter
 
-from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble, registry
 from edge_gateway.drivers.backfill import CgmBackfill, MemoryLedger, RecordMark
-from edge_gateway.drivers.session import DeviceSession
 
 START = datetime.now(UTC) - timedelta(minutes=1)
 
@@ -54,12 +52,9 @@ def test_sim_glucose_meter_backfills_two_weeks_after_pairing(
         async with virtual_bluez([meter]):
             await ble.scan(0.3, ["1808"])
             await ble.pair(meter.address, None, within=10)  # Just Works
-            session = DeviceSession("meter", ble.BleTransport(meter.address), sink,
-                                    asyncio.Semaphore(1), ledger=sink, backoff=Backoff(0.05, 0.2))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-meter")
+            session = ble_session("meter", meter.address, sink, ledger=sink)
+            async with running(session):
                 await until(lambda: session.state == "streaming")
-                session.stop()
         got = [m.key for m in sink.glucose[("meter", 0)]]
         assert got == [r.sequence for r in meter.stored][: len(got)] and len(got) >= held
         assert len(sink.of("2a34")) == len(got)  # each record's context came along
@@ -76,11 +71,8 @@ def test_sim_cgm_backfill_by_time_offset_and_new_session(
         ledger = CgmLedger()
         async with virtual_bluez([cgm]):
             await ble.scan(0.3, ["181f"])
-            session = DeviceSession("cgm", ble.BleTransport(cgm.address), ledger,
-                                    asyncio.Semaphore(1), ledger=ledger,
-                                    backoff=Backoff(0.05, 0.2))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-cgm")
+            session = ble_session("cgm", cgm.address, ledger, ledger=ledger)
+            async with running(session):
                 await until(lambda: session.state == "streaming")
                 first = list(ledger.offsets[0])
                 assert first == sorted(set(first)) and len(first) >= 50  # 5-min, after warm-up
@@ -89,7 +81,6 @@ def test_sim_cgm_backfill_by_time_offset_and_new_session(
                 cgm.racp.link.drop()
                 cgm.new_session(cgm.now() - timedelta(hours=3))
                 await until(lambda: len(ledger.offsets) == 2 and session.state == "streaming")
-                session.stop()
         assert ledger.resets and "session" in ledger.resets[0][2]
         second = ledger.offsets[1]
         assert second == sorted(set(second)) and second[0] < 100 and len(second) >= 20
@@ -104,15 +95,11 @@ def test_sim_cgm_damaged_frames_are_refilled(virtual_bluez: Callable[..., Virtua
         ledger = CgmLedger()
         async with virtual_bluez([cgm]):
             await ble.scan(0.3, ["181f"])
-            session = DeviceSession("cgm", ble.BleTransport(cgm.address), ledger,
-                                    asyncio.Semaphore(1), ledger=ledger,
-                                    backoff=Backoff(0.05, 0.2))
+            session = ble_session("cgm", cgm.address, ledger, ledger=ledger)
             want = {int(cgm.series.offset_min[i]) for i in cgm._available()}
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.run(), name="session-cgm")
+            async with running(session):
                 await until(lambda: session.state == "streaming")
                 await until(lambda: want <= set(ledger.offsets[0]), within=10)
-                session.stop()
         assert ledger.resets == []
         assert not session.backfills["2aa7"].holes
 

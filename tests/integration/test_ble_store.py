@@ -7,15 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ble_sim import GlucoseMeter, HeartRateStrap, RecordCuff, until
+from ble_sim import GlucoseMeter, HeartRateStrap, RecordCuff, Rig, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.config import BleSection
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.fleet import BleFleet
-from edge_gateway.drivers.pipeline import FramePipeline
 from edge_gateway.errors import DeviceError
-from edge_gateway.store import BatchWriter, Store
+from edge_gateway.store import Store
 
 STRAP, METER = "C1:00:00:00:00:01", "C1:00:00:00:00:02"
 
@@ -27,22 +26,10 @@ def count(store: Store, sql: str, *args: object) -> int:
 def test_frames_into_sqlite_with_rejects_backfill_and_reset(
     virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
 ) -> None:
-    store = Store.open(tmp_path / "g.db")
-    store.upsert_device(STRAP, profile="heart_rate", address=STRAP)
-    store.upsert_device(METER, profile="glucose", address=METER)
-    writer = BatchWriter(store, max_delay_s=0.1)
-    pipeline = FramePipeline(store, writer)
-    stopping = asyncio.Event()
-
-    async def sleep(seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await stopping.wait()
-        except TimeoutError:
-            pass
-        if writer.due():
-            writer.flush()
-        return stopping.is_set()
+    rig = Rig(tmp_path / "g.db")
+    rig.add(STRAP, "heart_rate")
+    rig.add(METER, "glucose")
+    store = rig.store
 
     def glucose_seqs(epoch: int) -> list[int]:
         rows = store.conn.execute(
@@ -57,12 +44,10 @@ def test_frames_into_sqlite_with_rejects_backfill_and_reset(
         meter = GlucoseMeter(METER, records=12)
         async with virtual_bluez([strap, meter]):
             await ble.scan(0.3)
-            fleet = BleFleet(store, pipeline.on_frame, BleSection(backoff_initial_s=0.1,
-                                                                   backoff_max_s=1.0),
-                             clock_trusted=lambda: False, on_settings=pipeline.refresh,
-                             flush=writer.flush)
+            fleet = rig.fleet(BleSection(backoff_initial_s=0.1, backoff_max_s=1.0),
+                              clock_trusted=lambda: False)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(fleet.run(sleep, poll_s=0.1), name="ble")
+                tg.create_task(fleet.run(rig.sleep, poll_s=0.1), name="ble")
                 await until(lambda: glucose_seqs(0) == list(range(12)))
                 await until(lambda: count(store, "SELECT count(*) FROM raw_frames WHERE"
                                           " status = 'rejected'") >= 2)
@@ -81,8 +66,8 @@ def test_frames_into_sqlite_with_rejects_backfill_and_reset(
                 store.conn.execute("UPDATE devices SET enabled = 0 WHERE id = ?", (STRAP,))
                 store.conn.commit()
                 await until(lambda: STRAP not in fleet.sessions)
-                stopping.set()
-        writer.flush()
+                rig.stopping.set()
+        rig.writer.flush()
 
     asyncio.run(main())
     assert count(store, "SELECT count(*) FROM readings WHERE kind = 'heart_rate'") >= 10
@@ -99,12 +84,10 @@ def test_frames_into_sqlite_with_rejects_backfill_and_reset(
 def test_bluetoothd_going_away_is_fatal_for_the_fleet(
     virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
 ) -> None:
-    store = Store.open(tmp_path / "g.db")
-    store.upsert_device(STRAP, profile="heart_rate", address=STRAP)
-    writer = BatchWriter(store, max_delay_s=0.1)
-    pipeline = FramePipeline(store, writer)
+    rig = Rig(tmp_path / "g.db")
+    rig.add(STRAP, "heart_rate")
 
-    async def sleep(seconds: float) -> bool:
+    async def sleep(seconds: float) -> bool:  # never stops: the fleet must fail by itself
         await asyncio.sleep(seconds)
         return False
 
@@ -112,7 +95,8 @@ def test_bluetoothd_going_away_is_fatal_for_the_fleet(
         strap = HeartRateStrap(STRAP)
         async with virtual_bluez([strap]) as bluez:
             await ble.scan(0.3)
-            fleet = BleFleet(store, pipeline.on_frame, BleSection(), clock_trusted=lambda: False)
+            fleet = BleFleet(rig.store, rig.pipeline.on_frame, BleSection(),
+                             clock_trusted=lambda: False)
             run = asyncio.create_task(fleet.run(sleep, poll_s=0.1), name="ble")
             await until(lambda: STRAP in fleet.sessions
                         and fleet.sessions[STRAP].state == "streaming")
@@ -122,41 +106,29 @@ def test_bluetoothd_going_away_is_fatal_for_the_fleet(
                     await run
 
     asyncio.run(main())
-    store.close()
+    rig.store.close()
 
 
 def test_restarted_gateway_asks_only_for_new_bp_records(
     virtual_bluez: Callable[..., VirtualBlueZ], tmp_path: Path,
 ) -> None:
     cuff_addr = "C1:00:00:00:00:03"
-    store = Store.open(tmp_path / "g.db")
-    store.upsert_device(cuff_addr, profile="blood_pressure", address=cuff_addr)
-    writer = BatchWriter(store, max_delay_s=0.1)
-    pipeline = FramePipeline(store, writer)
+    rig = Rig(tmp_path / "g.db", flush_always=True)
+    rig.add(cuff_addr, "blood_pressure")
+    store = rig.store
 
     def records() -> int:
         return count(store, "SELECT count(*) FROM raw_frames WHERE characteristic = '2b36'")
 
     async def one_run(cuff: RecordCuff, want: int) -> None:
-        stopping = asyncio.Event()
-
-        async def sleep(seconds: float) -> bool:
-            try:
-                async with asyncio.timeout(seconds):
-                    await stopping.wait()
-            except TimeoutError:
-                pass
-            writer.flush()
-            return stopping.is_set()
-
-        fleet = BleFleet(store, pipeline.on_frame, BleSection(), clock_trusted=lambda: False,
-                         flush=writer.flush)
+        rig.stopping.clear()
+        fleet = rig.fleet(BleSection(), clock_trusted=lambda: False, on_settings=lambda: None)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(fleet.run(sleep, poll_s=0.1, watch_bluez=False), name="ble")
+            tg.create_task(fleet.run(rig.sleep, poll_s=0.1, watch_bluez=False), name="ble")
             await until(lambda: records() == want
                         and fleet.sessions[cuff_addr].state == "streaming")
-            stopping.set()
-        writer.flush()
+            rig.stopping.set()
+        rig.writer.flush()
 
     async def main() -> None:
         cuff = RecordCuff(cuff_addr, records=6)

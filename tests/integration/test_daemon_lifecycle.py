@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,19 @@ import pytest
 from edge_gateway.store import Store
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def gateway(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``edge-gateway ARGS`` as systemd starts it (stderr to ``log``); killed if still running
+    when the test is done with it."""
     with log.open("wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "edge_gateway", *args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "edge_gateway", *args], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def recv_until(sock: socket.socket, wanted: str, timeout: float = 15.0) -> list[str]:
@@ -48,8 +59,7 @@ def test_notify_ready_watchdog_stopping(tmp_path: Path, cli_env: dict[str, str],
                                         notify_socket: socket.socket) -> None:
     db = tmp_path / "g.db"
     env = {**cli_env, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
-    proc = start(["--db", str(db), "run"], env, tmp_path / "log")
-    try:
+    with gateway(["--db", str(db), "run"], env, tmp_path / "log") as proc:
         got = recv_until(notify_socket, "READY=1")
         # READY comes only after the database is open (and migrated).
         assert Store.open(db, create=False).db_id
@@ -59,10 +69,6 @@ def test_notify_ready_watchdog_stopping(tmp_path: Path, cli_env: dict[str, str],
         proc.send_signal(signal.SIGTERM)
         recv_until(notify_socket, "STOPPING=1")
         assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = (tmp_path / "log").read_text()
     assert "event=daemon.stopped" in err
 
@@ -72,8 +78,7 @@ def test_sighup_keeps_old_config_when_new_one_is_bad(tmp_path: Path, cli_env: di
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f'[storage]\ndb_path = "{tmp_path / "g.db"}"\n')
     env = {**cli_env, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
-    proc = start(["-c", str(cfg), "run"], env, tmp_path / "log")
-    try:
+    with gateway(["-c", str(cfg), "run"], env, tmp_path / "log") as proc:
         recv_until(notify_socket, "READY=1")
         cfg.write_text("[storage]\nbatch_max_frames = -1\n")
         proc.send_signal(signal.SIGHUP)
@@ -86,10 +91,6 @@ def test_sighup_keeps_old_config_when_new_one_is_bad(tmp_path: Path, cli_env: di
         assert proc.poll() is None, "a bad config on reload must not stop the daemon"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = (tmp_path / "log").read_text()
     assert "event=config.reload_refused" in err
     assert "storage.batch_max_frames: must be 1..100000, got -1" in err
@@ -113,10 +114,11 @@ def test_unit_file_exposure_is_at_most_2() -> None:
 
 def test_sigterm_right_after_start_with_a_new_database(
         tmp_path: Path, cli_env: dict[str, str]) -> None:
-    proc = start(["--db", str(tmp_path / "x" / "g.db"), "run"], cli_env, tmp_path / "log")
-    deadline = time.monotonic() + 15
-    while "daemon.started" not in (tmp_path / "log").read_text():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=5) == 0
+    with gateway(["--db", str(tmp_path / "x" / "g.db"), "run"], cli_env,
+                 tmp_path / "log") as proc:
+        deadline = time.monotonic() + 15
+        while "daemon.started" not in (tmp_path / "log").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hardware_sim.serial_sensor import SerialFaults, SerialSensor
@@ -34,6 +35,10 @@ class Collector:
         self.states.append(state)
         self.event.set()
 
+    def session(self, device_id: str, port: str, **kw: Any) -> SerialSession:
+        """A SerialSession reporting its frames and states here."""
+        return SerialSession(device_id, port, self.on_frame, on_state=self.on_state, **kw)
+
     async def wait_for(self, n: int, connected: int = 0) -> None:
         """Until ``n`` frames arrived and ``connected`` "connected" states were seen."""
         async with asyncio.timeout(10):
@@ -46,6 +51,12 @@ async def _run_session(session: SerialSession) -> asyncio.Task[None]:
     return asyncio.create_task(session.run(), name="serial-session")
 
 
+async def _run(session: SerialSession, sensor: SerialSensor) -> tuple[asyncio.Task[None], ...]:
+    """The gateway's session reading, then the simulated sensor writing: (reader, writer)."""
+    reader = await _run_session(session)
+    return reader, asyncio.create_task(sensor.run())
+
+
 async def _stop(*tasks: asyncio.Task[None]) -> None:
     for t in tasks:
         t.cancel()
@@ -55,11 +66,9 @@ async def _stop(*tasks: asyncio.Task[None]) -> None:
 def test_lines_arrive_as_frames_and_decode() -> None:
     async def main() -> Collector:
         sensor = SerialSensor(START, seed=3, interval_s=0.02)
-        path = sensor.open()
         got = Collector()
-        session = SerialSession("rad8-1", path, got.on_frame, on_state=got.on_state)
-        reader = await _run_session(session)
-        writer = asyncio.create_task(sensor.run())
+        session = got.session("rad8-1", sensor.open())
+        reader, writer = await _run(session, sensor)
         await got.wait_for(20)
         await _stop(writer, reader)
         assert session.connects == 1
@@ -84,10 +93,8 @@ def test_damaged_lines_are_rejected_and_the_stream_goes_on() -> None:
     async def main() -> Collector:
         faults = SerialFaults(corrupt_share=0.25, truncate_share=0.25)
         sensor = SerialSensor(START, seed=5, interval_s=0.01, faults=faults)
-        path = sensor.open()
         got = Collector()
-        reader = await _run_session(SerialSession("rad8-2", path, got.on_frame))
-        writer = asyncio.create_task(sensor.run())
+        reader, writer = await _run(got.session("rad8-2", sensor.open()), sensor)
         await got.wait_for(80)
         await _stop(writer, reader)
         return got
@@ -113,8 +120,7 @@ def test_reconnects_after_the_port_disappears(tmp_path: Path) -> None:
         faults = SerialFaults(unplug_at=0.3, unplug_for=1.3)
         sensor = SerialSensor(START, seed=7, interval_s=0.1, link_path=link, faults=faults)
         got = Collector()
-        session = SerialSession("rad8-3", str(link), got.on_frame, on_state=got.on_state,
-                                backoff_initial=0.05, backoff_max=0.2)
+        session = got.session("rad8-3", str(link), backoff_initial=0.05, backoff_max=0.2)
         # The gateway starts first: the port is not there yet, so it waits and retries.
         reader = await _run_session(session)
         await asyncio.sleep(0.1)
@@ -139,11 +145,8 @@ def test_reconnects_after_the_port_disappears(tmp_path: Path) -> None:
 def test_a_stream_without_newlines_is_cut_at_max_line() -> None:
     async def main() -> Collector:
         sensor = SerialSensor(START)
-        path = sensor.open()
         got = Collector()
-        session = SerialSession("rad8-4", path, got.on_frame, on_state=got.on_state,
-                                max_line=64)
-        reader = await _run_session(session)
+        reader = await _run_session(got.session("rad8-4", sensor.open(), max_line=64))
         # pyserial flushes the input buffer when it opens the port: write only after that.
         await got.wait_for(0, connected=1)
         assert sensor.write(b"\x55" * 200 + b"\r\n")
@@ -161,11 +164,9 @@ def test_a_stream_without_newlines_is_cut_at_max_line() -> None:
 def test_stop_closes_the_port_and_returns() -> None:
     async def main() -> tuple[SerialSession, Collector]:
         sensor = SerialSensor(START, interval_s=0.02)
-        path = sensor.open()
         got = Collector()
-        session = SerialSession("rad8-5", path, got.on_frame, on_state=got.on_state)
-        reader = await _run_session(session)
-        writer = asyncio.create_task(sensor.run())
+        session = got.session("rad8-5", sensor.open())
+        reader, writer = await _run(session, sensor)
         await got.wait_for(3)
         session.stop()
         async with asyncio.timeout(2):

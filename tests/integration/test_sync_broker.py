@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from mosquitto import Broker, Subscriber, fill, need_mosquitto, subscriber, until
@@ -22,107 +24,106 @@ def service(store: Store, broker: Broker, sync: SyncSection = FAST, **kw: object
     return SyncService(store, mqtt, sync, "gw1", "home")
 
 
-def prepared_subscriber(broker: Broker) -> Subscriber:
-    """A subscriber whose persistent session exists on the broker before the gateway runs."""
+@contextlib.asynccontextmanager
+async def syncing(svc: SyncService) -> AsyncIterator[None]:
+    """``svc.run`` as a task for the body of the ``async with``; then stop it and wait."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop), name="sync")
+    yield
+    stop.set()
+    await task
+
+
+@contextlib.contextmanager
+def prepared_subscriber(broker: Broker) -> Iterator[Subscriber]:
+    """A subscriber whose persistent session exists on the broker before the gateway runs;
+    both are stopped at the end."""
     broker.start()
     sub = Subscriber(broker).start()
-    return sub
+    try:
+        yield sub
+    finally:
+        sub.stop()
+        broker.stop()
 
 
 def test_broker_down_at_start_then_everything_delivered_alerts_first(tmp_path: Path) -> None:
     need_mosquitto()
     broker = Broker(tmp_path / "broker")
-    sub = prepared_subscriber(broker)
-    broker.stop()  # the session (and its subscription) is saved; the broker is now down
-    store = Store.open(tmp_path / "g.db")
-    summaries = fill(store, 300)
-    alerts = fill(store, 0, 5)
-    svc = service(store, broker)
+    with prepared_subscriber(broker) as sub:
+        broker.stop()  # the session (and its subscription) is saved; the broker is now down
+        store = Store.open(tmp_path / "g.db")
+        summaries = fill(store, 300)
+        alerts = fill(store, 0, 5)
+        svc = service(store, broker)
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(svc.run(stop), name="sync")
-        await asyncio.sleep(1.5)
-        st = svc.status()
-        assert not svc.connected
-        assert st["pending"] == 305 and st["sent"] == 0
-        assert "cannot connect" in (st["last_error"] or "")
-        broker.start()
-        await until(lambda: svc.outbox.pending() == 0, 30, "the outbox to drain")
-        stop.set()
-        await task
+        async def scenario() -> None:
+            async with syncing(svc):
+                await asyncio.sleep(1.5)
+                st = svc.status()
+                assert not svc.connected
+                assert st["pending"] == 305 and st["sent"] == 0
+                assert "cannot connect" in (st["last_error"] or "")
+                broker.start()
+                await until(lambda: svc.outbox.pending() == 0, 30, "the outbox to drain")
 
-    try:
         asyncio.run(scenario())
         sub.wait_for(lambda: set(summaries + alerts) <= set(sub.item_ids()), 10, "every item")
         order = sub.item_ids()
         first_summary = min(order.index(i) for i in summaries)
         assert max(order.index(i) for i in alerts) < first_summary, "alerts must jump the queue"
         assert svc.status()["sent"] == 305
-    finally:
-        sub.stop()
-        broker.stop()
     store.close()
 
 
 def test_broker_sigkill_mid_drain_loses_nothing(tmp_path: Path) -> None:
     need_mosquitto()
     broker = Broker(tmp_path / "broker", durable=True)
-    sub = prepared_subscriber(broker)
-    store = Store.open(tmp_path / "g.db")
-    ids = fill(store, 600)
-    svc = service(store, broker)
+    with prepared_subscriber(broker) as sub:
+        store = Store.open(tmp_path / "g.db")
+        ids = fill(store, 600)
+        svc = service(store, broker)
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(svc.run(stop), name="sync")
-        await until(lambda: svc.outbox.status()["sent"] >= 150, 30, "a quarter sent")
-        broker.kill()
-        await until(lambda: not svc.connected, 10, "the gateway to notice")
-        await asyncio.sleep(0.5)
-        broker.start()
-        await until(lambda: svc.outbox.pending() == 0, 60, "the outbox to drain")
-        stop.set()
-        await task
+        async def scenario() -> None:
+            async with syncing(svc):
+                await until(lambda: svc.outbox.status()["sent"] >= 150, 30, "a quarter sent")
+                broker.kill()
+                await until(lambda: not svc.connected, 10, "the gateway to notice")
+                await asyncio.sleep(0.5)
+                broker.start()
+                await until(lambda: svc.outbox.pending() == 0, 60, "the outbox to drain")
 
-    try:
         asyncio.run(scenario())
         sub.wait_for(lambda: set(ids) <= set(sub.item_ids()), 20, "every item after the kill")
-    finally:
-        sub.stop()
-        broker.stop()
     store.close()
 
 
 def test_black_holed_link_detected_within_two_keepalives_and_recovered(tmp_path: Path) -> None:
     need_mosquitto()
     broker = Broker(tmp_path / "broker")
-    sub = prepared_subscriber(broker)
-    store = Store.open(tmp_path / "g.db")
-    first = fill(store, 20)
-    keepalive = 2
-    svc = service(store, broker, keepalive_s=keepalive)
-    detected = 0.0
+    with prepared_subscriber(broker) as sub:
+        store = Store.open(tmp_path / "g.db")
+        first = fill(store, 20)
+        keepalive = 2
+        svc = service(store, broker, keepalive_s=keepalive)
+        detected = 0.0
 
-    async def scenario() -> None:
-        nonlocal detected
-        stop = asyncio.Event()
-        task = asyncio.create_task(svc.run(stop), name="sync")
-        await until(lambda: svc.outbox.pending() == 0, 20, "the first items")
-        broker.pause()
-        t0 = time.monotonic()
-        try:
-            more = fill(store, 30, start=None, step_s=60.0)  # produced during the outage
-            first.extend(more)
-            await until(lambda: not svc.connected, 4 * keepalive, "the black hole to be seen")
-            detected = time.monotonic() - t0
-        finally:
-            broker.resume()
-        await until(lambda: svc.outbox.pending() == 0, 30, "recovery")
-        stop.set()
-        await task
+        async def scenario() -> None:
+            nonlocal detected
+            async with syncing(svc):
+                await until(lambda: svc.outbox.pending() == 0, 20, "the first items")
+                broker.pause()
+                t0 = time.monotonic()
+                try:
+                    more = fill(store, 30, start=None, step_s=60.0)  # produced during the outage
+                    first.extend(more)
+                    await until(lambda: not svc.connected, 4 * keepalive,
+                                "the black hole to be seen")
+                    detected = time.monotonic() - t0
+                finally:
+                    broker.resume()
+                await until(lambda: svc.outbox.pending() == 0, 30, "recovery")
 
-    try:
         asyncio.run(scenario())
         # paho pings after `keepalive` of silence and gives up `keepalive` later; allow one
         # tick of the misc task and scheduling on a busy machine.
@@ -135,9 +136,6 @@ def test_black_holed_link_detected_within_two_keepalives_and_recovered(tmp_path:
         # The clean stop at the end says so (it may reach the subscriber after the items).
         sub.wait_for(lambda: statuses()[-1:] == ["offline"], 10, "the offline status")
         assert "online" in statuses()
-    finally:
-        sub.stop()
-        broker.stop()
     store.close()
 
 

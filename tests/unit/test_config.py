@@ -115,3 +115,23 @@ def test_broker_url() -> None:
     assert cfg.mqtt.url == "mqtts://hub.example:8884"
     with pytest.raises(ValueError, match="mqtt://HOST:PORT"):
         with_broker(Config(), "http://x")
+    for bad in ("mqtt://hub:70000", "mqtt://hub:0"):
+        with pytest.raises(ValueError, match=r"1\.\.65535"):
+            with_broker(Config(), bad)
+    assert with_broker(Config(), "mqtts://hub").mqtt.port == 8883
+    assert with_broker(Config(), "mqtt://hub").mqtt.port == 1883
+
+
+def test_resolve_mqtt_fills_client_id_and_reads_the_password_file(tmp_path: Path) -> None:
+    from edge_gateway.config import GatewaySection, MqttSection, resolve_mqtt
+
+    assert resolve_mqtt(Config()) is None  # no host: no broker
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    cfg = Config(gateway=GatewaySection(id="gw7"),
+                 mqtt=MqttSection(host="hub", password_file=str(secret)))
+    m = resolve_mqtt(cfg)
+    assert m is not None
+    assert (m.client_id, m.password, m.password_file) == ("edge-gateway-gw7", "s3cret", "")
+    m = resolve_mqtt(Config(mqtt=MqttSection(host="hub", client_id="mine", password="pw")))
+    assert m is not None and (m.client_id, m.password) == ("mine", "pw")

@@ -18,26 +18,26 @@ SEG0 = np.zeros(RR.size, dtype=np.int64)
 def test_time_domain_by_hand() -> None:
     td = time_domain(RR, SEG0)
     # mean = 5030 / 6; diffs = 50, -60, 110, -20, -70
-    assert td.mean_rr_ms == pytest.approx(5030 / 6)
-    assert td.mean_hr_bpm == pytest.approx(60000 / (5030 / 6))
+    assert td["mean_rr_ms"] == pytest.approx(5030 / 6)
+    assert td["mean_hr_bpm"] == pytest.approx(60000 / (5030 / 6))
     dev = RR - 5030 / 6
-    assert td.sdnn_ms == pytest.approx(math.sqrt((dev**2).sum() / 5))
-    assert td.rmssd_ms == pytest.approx(math.sqrt((50**2 + 60**2 + 110**2 + 20**2 + 70**2) / 5))
+    assert td["sdnn_ms"] == pytest.approx(math.sqrt((dev**2).sum() / 5))
+    assert td["rmssd_ms"] == pytest.approx(math.sqrt((50**2 + 60**2 + 110**2 + 20**2 + 70**2) / 5))
     d = np.array([50, -60, 110, -20, -70.0])
-    assert td.sdsd_ms == pytest.approx(math.sqrt(((d - d.mean()) ** 2).sum() / 4))
+    assert td["sdsd_ms"] == pytest.approx(math.sqrt(((d - d.mean()) ** 2).sum() / 4))
     # |Δ| > 50 strictly: 60, 110, 70 -> 3 of 5 (50 itself does not count)
-    assert td.pnn50_pct == pytest.approx(60.0)
+    assert td["pnn50_pct"] == pytest.approx(60.0)
     # |Δ| > 20 strictly: 50, 60, 110, 70 -> 4 of 5 (20 itself does not count)
-    assert td.pnn20_pct == pytest.approx(80.0)
-    assert td.cvnn == pytest.approx(td.sdnn_ms / td.mean_rr_ms)
+    assert td["pnn20_pct"] == pytest.approx(80.0)
+    assert td["cvnn"] == pytest.approx(td["sdnn_ms"] / td["mean_rr_ms"])
 
 
 def test_differences_never_cross_a_gap() -> None:
     rr = np.array([800.0, 810.0, 1200.0, 1210.0])
     seg = np.array([0, 0, 1, 1])
     td = time_domain(rr, seg)
-    assert td.rmssd_ms == pytest.approx(10.0)
-    assert td.pnn50_pct == 0.0
+    assert td["rmssd_ms"] == pytest.approx(10.0)
+    assert td["pnn50_pct"] == 0.0
 
 
 def test_poincare_by_hand() -> None:
@@ -45,10 +45,10 @@ def test_poincare_by_hand() -> None:
     a, b = RR[:-1], RR[1:]
     across = (b - a) / math.sqrt(2)
     along = (b + a) / math.sqrt(2)
-    assert pc.sd1_ms == pytest.approx(np.std(across, ddof=1))
-    assert pc.sd2_ms == pytest.approx(np.std(along, ddof=1))
+    assert pc["sd1_ms"] == pytest.approx(np.std(across, ddof=1))
+    assert pc["sd2_ms"] == pytest.approx(np.std(along, ddof=1))
     # SD1 is SDSD / √2 exactly with both ddof=1.
-    assert pc.sd1_ms == pytest.approx(time_domain(RR, SEG0).sdsd_ms / math.sqrt(2))
+    assert pc["sd1_ms"] == pytest.approx(time_domain(RR, SEG0)["sdsd_ms"] / math.sqrt(2))
 
 
 def test_sample_entropy_by_hand() -> None:
