@@ -15,18 +15,22 @@ declares none.
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid as _uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 from edge_gateway.drivers.profiles.ieee11073 import Float32, SFloat
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 from edge_gateway.units import Kind
 
+_T = TypeVar("_T")
+_M = TypeVar("_M")
+_M_contra = TypeVar("_M_contra", contravariant=True)
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _S16 = struct.Struct("<h")
@@ -289,6 +293,65 @@ def enum_name(value: int, names: Mapping[int, str]) -> str | int:
     return names.get(value, value)
 
 
+def opt_name(value: int | None, names: Mapping[int, str]) -> str | int | None:
+    """:func:`enum_name` of an optional field: ``None`` when the field is absent."""
+    return None if value is None else names.get(value, value)
+
+
+def opt_bits(flags: int | None, names: Mapping[int, str]) -> dict[str, bool] | None:
+    """:func:`bits` of an optional status field: ``None`` when the field is absent."""
+    return None if flags is None else bits(flags, names)
+
+
+def u8(v: int) -> bytes:
+    """One octet, unmasked: a value over 255 is refused (``ValueError``), not wrapped."""
+    return bytes((v,))
+
+
+class FlagWriter:
+    """Encodes a flags-first payload: every optional field that is present sets its flag bit.
+
+    The inverse of the decoders' ``x = r.field("x") if flags & BIT else None``: a codec's
+    ``to_bytes`` lists its fields in wire order, and the flags octet follows from them.
+    """
+
+    __slots__ = ("flags", "out")
+
+    def __init__(self, flags: int = 0, head: bytes = b"") -> None:
+        self.flags = flags
+        self.out = bytearray(head)
+
+    def add(self, bit: int, value: _T | None, encode: Callable[[_T], bytes]) -> None:
+        """Append ``encode(value)`` and set ``bit`` unless ``value`` is ``None``."""
+        if value is not None:
+            self.flags |= bit
+            self.out += encode(value)
+
+    def add_bytes(self, bit: int, data: bytes | None) -> None:
+        """Append an already encoded group of fields (e.g. "both or neither") and set ``bit``."""
+        if data is not None:
+            self.flags |= bit
+            self.out += data
+
+    def done(self) -> bytes:
+        return bytes((self.flags,)) + bytes(self.out)
+
+
+def json_tail(out: dict[str, Any], reserved_flags: int, *, raw_timestamp: DateTime | None = None,
+              **specials: SFloat | Float32 | None) -> dict[str, Any]:
+    """The end every measurement's ``to_json`` shares: ``<name>_special`` for each float that
+    is a special value, ``timestamp_raw`` for a time stamp that is not a real date (when
+    given), ``reserved_flags`` when any is set.  Returns ``out``."""
+    for name, v in specials.items():
+        if v is not None and v.special is not None:
+            out[f"{name}_special"] = v.special
+    if raw_timestamp is not None and raw_timestamp.iso() is None:
+        out["timestamp_raw"] = raw_timestamp.to_json()
+    if reserved_flags:
+        out["reserved_flags"] = reserved_flags
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class DateTime:
     """Date Time (GATT Specification Supplement §3.70, org.bluetooth.characteristic.date_time).
@@ -371,6 +434,8 @@ class ReadingContext:
     received_at: datetime
     device_clock_offset: timedelta | None
     reset_epoch: int = 0
+    #: CGM only: the device's Session Start Time (see ``cgm.to_readings``).
+    session_start: datetime | None = None
 
     def reading(self, kind: str, value: float | None, unit: str, *, record_key: str,
                 special: str | None = None, device_time: datetime | None = None,
@@ -403,6 +468,28 @@ class ReadingContext:
     def mder(self, kind: str, v: SFloat | Float32, unit: str, **kw: Any) -> Reading:
         """A Reading from an IEEE 11073 float: special values give ``value=None`` + ``special``."""
         return self.reading(kind, v.value, unit, special=v.special, **kw)
+
+
+class ToReadingsOf(Protocol[_M_contra]):
+    """The ``to_readings`` signature the registry calls (see :data:`ToReadings`)."""
+
+    def __call__(self, m: _M_contra, *, device_id: str, characteristic: str, received_at: datetime,
+                 device_clock_offset: timedelta | None, reset_epoch: int = 0,
+                 session_start: datetime | None = None) -> list[Reading]: ...
+
+
+def measurement(fn: Callable[[_M, ReadingContext], list[Reading]]) -> ToReadingsOf[_M]:
+    """Make ``fn(decoded, ctx)`` a profile's ``to_readings``: the keyword signature the
+    registry calls is spelled once, here, and bundled into one :class:`ReadingContext`."""
+
+    @functools.wraps(fn)
+    def to_readings(m: _M, *, device_id: str, characteristic: str, received_at: datetime,
+                    device_clock_offset: timedelta | None, reset_epoch: int = 0,
+                    session_start: datetime | None = None) -> list[Reading]:
+        return fn(m, ReadingContext(device_id, characteristic, received_at,
+                                    device_clock_offset, reset_epoch, session_start))
+
+    return to_readings
 
 
 def timed_key(dt: DateTime | None, received_at: datetime, user_id: int | None = None) -> str:

@@ -7,23 +7,26 @@ Supplement "Blood Pressure Measurement", "Intermediate Cuff Pressure", "Blood Pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
+    FlagWriter,
     Profile,
     Racp,
     Reader,
     ReadingContext,
     bits,
+    json_tail,
+    measurement,
     p16,
     psf,
     timed_key,
     ts_json,
+    u8,
 )
-from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.ieee11073 import SFloat, value_of
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 
@@ -94,24 +97,14 @@ class BloodPressureMeasurement:
                    flags & _F_RESERVED)
 
     def to_bytes(self) -> bytes:
-        flags = self.reserved_flags & _F_RESERVED
-        if self.kpa:
-            flags |= _F_KPA
-        out = bytearray()
-        out += psf(self.systolic) + psf(self.diastolic) + psf(self.mean_arterial_pressure)
-        if self.timestamp is not None:
-            flags |= _F_TIME
-            out += self.timestamp.to_bytes()
-        if self.pulse_rate is not None:
-            flags |= _F_PULSE
-            out += psf(self.pulse_rate)
-        if self.user_id is not None:
-            flags |= _F_USER
-            out.append(self.user_id)
-        if self.measurement_status is not None:
-            flags |= _F_STATUS
-            out += p16(self.measurement_status)
-        return bytes((flags,)) + bytes(out)
+        w = FlagWriter((self.reserved_flags & _F_RESERVED) | (_F_KPA if self.kpa else 0),
+                       psf(self.systolic) + psf(self.diastolic)
+                       + psf(self.mean_arterial_pressure))
+        w.add(_F_TIME, self.timestamp, DateTime.to_bytes)
+        w.add(_F_PULSE, self.pulse_rate, psf)
+        w.add(_F_USER, self.user_id, u8)
+        w.add(_F_STATUS, self.measurement_status, p16)
+        return w.done()
 
     @property
     def unit(self) -> str:
@@ -124,21 +117,15 @@ class BloodPressureMeasurement:
             "mean_arterial_pressure": self.mean_arterial_pressure.value,
             "pressure_unit": self.unit,
             "timestamp": ts_json(self.timestamp),
-            "pulse_rate_bpm": None if self.pulse_rate is None else self.pulse_rate.value,
+            "pulse_rate_bpm": value_of(self.pulse_rate),
             "user_id": self.user_id,
             "measurement_status": None if self.measurement_status is None
             else measurement_status_json(self.measurement_status),
         }
-        for name, v in (("systolic", self.systolic), ("diastolic", self.diastolic),
-                        ("mean_arterial_pressure", self.mean_arterial_pressure),
-                        ("pulse_rate", self.pulse_rate)):
-            if v is not None and v.special is not None:
-                out[f"{name}_special"] = v.special
-        if self.timestamp is not None and self.timestamp.iso() is None:
-            out["timestamp_raw"] = self.timestamp.to_json()
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return json_tail(out, self.reserved_flags, raw_timestamp=self.timestamp,
+                         systolic=self.systolic, diastolic=self.diastolic,
+                         mean_arterial_pressure=self.mean_arterial_pressure,
+                         pulse_rate=self.pulse_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,19 +142,15 @@ class IntermediateCuffPressure(BloodPressureMeasurement):
         return out
 
 
-def to_readings(m: BloodPressureMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: BloodPressureMeasurement, ctx: ReadingContext) -> list[Reading]:
     """``bp_systolic``, ``bp_diastolic``, ``bp_map`` (mmHg or kPa as flagged) and
     ``pulse_rate`` (/min) sharing one record key: ``[u<id>:]dev:<time stamp>`` or ``rx:``.
     Intermediate cuff pressures are progress, not results: they give no readings."""
     if isinstance(m, IntermediateCuffPressure):
         return []
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     user = None if m.user_id in (None, 255) else m.user_id
-    key = timed_key(m.timestamp, received_at, user)
+    key = timed_key(m.timestamp, ctx.received_at, user)
     dev = None if m.timestamp is None else m.timestamp.to_datetime()
     extra: dict[str, Any] = {}
     if m.user_id is not None:

@@ -15,18 +15,22 @@ from edge_gateway.drivers.profiles.base import (
     SAMPLE_TYPES,
     DateTime,
     Feature16,
+    FlagWriter,
     Profile,
     Racp,
     Reader,
     ReadingContext,
-    bits,
-    enum_name,
+    json_tail,
+    measurement,
+    opt_bits,
+    opt_name,
     p16,
     pnib,
     ps16,
     psf,
+    u8,
 )
-from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number
+from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number, value_of
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 from edge_gateway.units import MGDL_PER_MMOLL
@@ -98,25 +102,14 @@ class GlucoseMeasurement:
                    bool(flags & _F_CONTEXT), flags & _F_RESERVED)
 
     def to_bytes(self) -> bytes:
-        flags = self.reserved_flags & _F_RESERVED
-        if self.time_offset is not None:
-            flags |= _F_OFFSET
-        if self.concentration is not None:
-            flags |= _F_CONC
-        if self.mol_per_l:
-            flags |= _F_MOL
-        if self.sensor_status is not None:
-            flags |= _F_STATUS
-        if self.context_follows:
-            flags |= _F_CONTEXT
-        out = bytes((flags,)) + p16(self.sequence_number) + self.base_time.to_bytes()
-        if self.time_offset is not None:
-            out += ps16(self.time_offset)
-        if self.concentration is not None:
-            out += psf(self.concentration) + pnib(self.type, self.sample_location)
-        if self.sensor_status is not None:
-            out += p16(self.sensor_status)
-        return out
+        w = FlagWriter((self.reserved_flags & _F_RESERVED) | (_F_MOL if self.mol_per_l else 0)
+                       | (_F_CONTEXT if self.context_follows else 0),
+                       p16(self.sequence_number) + self.base_time.to_bytes())
+        w.add(_F_OFFSET, self.time_offset, ps16)
+        w.add_bytes(_F_CONC, None if self.concentration is None
+                    else psf(self.concentration) + pnib(self.type, self.sample_location))
+        w.add(_F_STATUS, self.sensor_status, p16)
+        return w.done()
 
     def device_time(self) -> datetime | None:
         """Base time + time offset: the device's own (naive) clock at the measurement."""
@@ -148,26 +141,19 @@ class GlucoseMeasurement:
             "time_offset_min": self.time_offset,
             "glucose_mg_dl": self.glucose_mg_dl,
             "glucose_mmol_l": self.glucose_mmol_l,
-            "type": enum_name(self.type, SAMPLE_TYPES) if has_conc else None,
-            "sample_location": enum_name(self.sample_location, SAMPLE_LOCATIONS)
-            if has_conc else None,
-            "sensor_status": None if self.sensor_status is None
-            else bits(self.sensor_status, SENSOR_STATUS_BITS),
+            "type": opt_name(self.type if has_conc else None, SAMPLE_TYPES),
+            "sample_location": opt_name(self.sample_location if has_conc else None,
+                                        SAMPLE_LOCATIONS),
+            "sensor_status": opt_bits(self.sensor_status, SENSOR_STATUS_BITS),
             "context_follows": self.context_follows,
         }
         dev = self.device_time()
         out["measurement_time"] = None if dev is None else dev.isoformat()
-        if self.concentration is not None and self.concentration.special is not None:
-            out["glucose_special"] = self.concentration.special
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return json_tail(out, self.reserved_flags, glucose=self.concentration)
 
 
-def to_readings(m: GlucoseMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: GlucoseMeasurement, ctx: ReadingContext) -> list[Reading]:
     """One ``glucose`` reading in mg/dL keyed ``seq:<n>``.
 
     mol/L values are converted (×1000 → mmol/L, ×18.016 → mg/dL) and the original kept in
@@ -175,8 +161,6 @@ def to_readings(m: GlucoseMeasurement, *, device_id: str, characteristic: str,
     """
     if m.concentration is None:
         return []
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     extra: dict[str, Any] = {"type": m.type, "sample_location": m.sample_location}
     if m.sensor_status is not None:
         extra["sensor_status"] = m.sensor_status
@@ -273,54 +257,39 @@ class GlucoseMeasurementContext:
                    bool(flags & _C_LITERS), hba1c)
 
     def to_bytes(self) -> bytes:
-        flags = _C_LITERS if self.medication_liters else 0
-        body = b""
-        if self.carbohydrate_id is not None and self.carbohydrate_kg is not None:
-            flags |= _C_CARB
-            body += bytes((self.carbohydrate_id,)) + psf(self.carbohydrate_kg)
-        if self.meal is not None:
-            flags |= _C_MEAL
-            body += bytes((self.meal,))
-        if self.tester is not None or self.health is not None:
-            flags |= _C_TESTER
-            body += pnib(self.tester or 0, self.health or 0)
-        if self.exercise_duration_s is not None and self.exercise_intensity_pct is not None:
-            flags |= _C_EXERCISE
-            body += p16(self.exercise_duration_s) + bytes((self.exercise_intensity_pct,))
-        if self.medication_id is not None and self.medication is not None:
-            flags |= _C_MEDICATION
-            body += bytes((self.medication_id,)) + psf(self.medication)
-        if self.hba1c_pct is not None:
-            flags |= _C_HBA1C
-            body += psf(self.hba1c_pct)
-        head = p16(self.sequence_number)
-        if self.extended_flags is not None:
-            flags |= _C_EXTENDED
-            head += bytes((self.extended_flags,))
-        return bytes((flags,)) + head + body
+        # Paired fields share one flag: both present or the pair is left out.
+        w = FlagWriter(_C_LITERS if self.medication_liters else 0, p16(self.sequence_number))
+        w.add(_C_EXTENDED, self.extended_flags, u8)
+        w.add_bytes(_C_CARB, None if self.carbohydrate_id is None or self.carbohydrate_kg is None
+                    else u8(self.carbohydrate_id) + psf(self.carbohydrate_kg))
+        w.add(_C_MEAL, self.meal, u8)
+        w.add_bytes(_C_TESTER, None if self.tester is None and self.health is None
+                    else pnib(self.tester or 0, self.health or 0))
+        w.add_bytes(_C_EXERCISE, None if self.exercise_duration_s is None
+                    or self.exercise_intensity_pct is None
+                    else p16(self.exercise_duration_s) + u8(self.exercise_intensity_pct))
+        w.add_bytes(_C_MEDICATION, None if self.medication_id is None or self.medication is None
+                    else u8(self.medication_id) + psf(self.medication))
+        w.add(_C_HBA1C, self.hba1c_pct, psf)
+        return w.done()
 
     def to_json(self) -> dict[str, Any]:
-        def val(v: SFloat | None) -> float | None:
-            return None if v is None else v.value
-
         med_unit = None if self.medication is None else ("L" if self.medication_liters
                                                          else "kg")
         return {
             "sequence_number": self.sequence_number,
             "extended_flags": self.extended_flags,
-            "carbohydrate_id": None if self.carbohydrate_id is None
-            else enum_name(self.carbohydrate_id, CARBOHYDRATE_IDS),
-            "carbohydrate_kg": val(self.carbohydrate_kg),
-            "meal": None if self.meal is None else enum_name(self.meal, MEALS),
-            "tester": None if self.tester is None else enum_name(self.tester, TESTERS),
-            "health": None if self.health is None else enum_name(self.health, HEALTH),
+            "carbohydrate_id": opt_name(self.carbohydrate_id, CARBOHYDRATE_IDS),
+            "carbohydrate_kg": value_of(self.carbohydrate_kg),
+            "meal": opt_name(self.meal, MEALS),
+            "tester": opt_name(self.tester, TESTERS),
+            "health": opt_name(self.health, HEALTH),
             "exercise_duration_s": self.exercise_duration_s,
             "exercise_intensity_pct": self.exercise_intensity_pct,
-            "medication_id": None if self.medication_id is None
-            else enum_name(self.medication_id, MEDICATION_IDS),
-            "medication": val(self.medication),
+            "medication_id": opt_name(self.medication_id, MEDICATION_IDS),
+            "medication": value_of(self.medication),
             "medication_unit": med_unit,
-            "hba1c_pct": val(self.hba1c_pct),
+            "hba1c_pct": value_of(self.hba1c_pct),
         }
 
 

@@ -19,9 +19,10 @@ The mantissa and exponent are kept as sent, so "2.0" (m=20, e=−1) and "2" stay
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Final
+from typing import ClassVar, Final
 
 #: Names of the special values, as used in ``Reading.special`` and in JSON.
 NAN: Final = "nan"
@@ -85,24 +86,46 @@ def _split(value: float, precision: int | None, mant_max: int, exp_min: int,
     return mant, exp
 
 
-@dataclass(frozen=True, slots=True)
-class SFloat:
-    """A 16-bit IEEE 11073 SFLOAT as sent: ``mantissa`` (−2048..2047), ``exponent`` (−8..7)."""
+class _MedFloat:
+    """What SFLOAT and FLOAT share: special values (exponent 0 only), the number, the text.
 
+    Each subclass names its own table of special mantissas; only the widths differ.
+    """
+
+    __slots__ = ()
+    _SPECIAL: ClassVar[Mapping[int, str]]
     mantissa: int
-    exponent: int = 0
+    exponent: int
 
     @property
     def special(self) -> str | None:
         """``"nan"``, ``"nres"``, ``"+inf"``, ``"-inf"``, ``"reserved"`` or ``None``."""
-        return _SFLOAT_SPECIAL.get(self.mantissa) if self.exponent == 0 else None
+        return self._SPECIAL.get(self.mantissa) if self.exponent == 0 else None
 
     @property
     def value(self) -> float | None:
         """The number, or ``None`` for a special value."""
-        if self.exponent == 0 and self.mantissa in _SFLOAT_SPECIAL:
+        if self.exponent == 0 and self.mantissa in self._SPECIAL:
             return None
         return _number(self.mantissa, self.exponent)
+
+    def __str__(self) -> str:
+        return self.special or format_number(self.mantissa, self.exponent)
+
+
+def value_of(v: _MedFloat | None) -> float | None:
+    """An optional field's number: ``None`` when the field is absent or a special value."""
+    return None if v is None else v.value
+
+
+@dataclass(frozen=True, slots=True)
+class SFloat(_MedFloat):
+    """A 16-bit IEEE 11073 SFLOAT as sent: ``mantissa`` (−2048..2047), ``exponent`` (−8..7)."""
+
+    _SPECIAL: ClassVar[Mapping[int, str]] = _SFLOAT_SPECIAL
+
+    mantissa: int
+    exponent: int = 0
 
     @classmethod
     def from_raw(cls, word: int) -> SFloat:
@@ -141,29 +164,18 @@ class SFloat:
         """The SFLOAT for ``"nan"``, ``"nres"``, ``"+inf"``, ``"-inf"`` or ``"reserved"``."""
         return cls(_SFLOAT_BY_NAME[name], 0)
 
-    def __str__(self) -> str:
-        return self.special or format_number(self.mantissa, self.exponent)
-
 
 _SFLOAT_CACHE: dict[int, SFloat] = {}
 
 
 @dataclass(frozen=True, slots=True)
-class Float32:
+class Float32(_MedFloat):
     """A 32-bit IEEE 11073 FLOAT: ``mantissa`` (24-bit signed), ``exponent`` (8-bit signed)."""
+
+    _SPECIAL: ClassVar[Mapping[int, str]] = _FLOAT_SPECIAL
 
     mantissa: int
     exponent: int = 0
-
-    @property
-    def special(self) -> str | None:
-        return _FLOAT_SPECIAL.get(self.mantissa) if self.exponent == 0 else None
-
-    @property
-    def value(self) -> float | None:
-        if self.exponent == 0 and self.mantissa in _FLOAT_SPECIAL:
-            return None
-        return _number(self.mantissa, self.exponent)
 
     @classmethod
     def from_raw(cls, word: int) -> Float32:
@@ -190,9 +202,6 @@ class Float32:
     @classmethod
     def special_value(cls, name: str) -> Float32:
         return cls(_FLOAT_BY_NAME[name], 0)
-
-    def __str__(self) -> str:
-        return self.special or format_number(self.mantissa, self.exponent)
 
 
 def format_number(mantissa: int, exponent: int) -> str:

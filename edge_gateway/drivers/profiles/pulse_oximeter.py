@@ -7,22 +7,25 @@ Supplement "PLX Spot-Check Measurement", "PLX Continuous Measurement", "PLX Feat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    FlagWriter,
     Profile,
     Reader,
     ReadingContext,
     bits,
+    json_tail,
+    measurement,
+    opt_bits,
     p16,
     p24,
     psf,
     timed_key,
     ts_json,
 )
-from edge_gateway.drivers.profiles.ieee11073 import SFloat
+from edge_gateway.drivers.profiles.ieee11073 import SFloat, value_of
 from edge_gateway.reading import Reading
 
 MEASUREMENT_STATUS_BITS = {
@@ -48,16 +51,6 @@ FEATURE_BITS = {
 }
 
 
-def _v(x: SFloat | None) -> float | None:
-    return None if x is None else x.value
-
-
-def _specials(out: dict[str, Any], **fields: SFloat | None) -> None:
-    for name, v in fields.items():
-        if v is not None and v.special is not None:
-            out[f"{name}_special"] = v.special
-
-
 # Both measurements end with the same three optional fields — measurement status (16 bits),
 # device and sensor status (24 bits), pulse amplitude index (SFLOAT) — flagged by three
 # consecutive bits starting at ``bit`` (Spot-Check 0x02, Continuous 0x04).
@@ -70,37 +63,29 @@ def _read_status(r: Reader, flags: int, bit: int) -> tuple[int | None, int | Non
     return ms, ds, pai
 
 
-def _status_bytes(m: PLXSpotCheck | PLXContinuous, bit: int) -> tuple[int, bytes]:
-    flags = 0
-    out = b""
-    if m.measurement_status is not None:
-        flags |= bit
-        out += p16(m.measurement_status)
-    if m.device_status is not None:
-        flags |= bit << 1
-        out += p24(m.device_status)
-    if m.pulse_amplitude_index is not None:
-        flags |= bit << 2
-        out += psf(m.pulse_amplitude_index)
-    return flags, out
+def _end_with_status(w: FlagWriter, m: PLXSpotCheck | PLXContinuous, bit: int) -> bytes:
+    """Append the three status fields (the inverse of :func:`_read_status`); the payload."""
+    w.add(bit, m.measurement_status, p16)
+    w.add(bit << 1, m.device_status, p24)
+    w.add(bit << 2, m.pulse_amplitude_index, psf)
+    return w.done()
 
 
 def _status_json(m: PLXSpotCheck | PLXContinuous) -> dict[str, Any]:
     return {
-        "measurement_status": None if m.measurement_status is None
-        else bits(m.measurement_status, MEASUREMENT_STATUS_BITS),
-        "device_and_sensor_status": None if m.device_status is None
-        else bits(m.device_status, DEVICE_STATUS_BITS),
-        "pulse_amplitude_index_pct": _v(m.pulse_amplitude_index),
+        "measurement_status": opt_bits(m.measurement_status, MEASUREMENT_STATUS_BITS),
+        "device_and_sensor_status": opt_bits(m.device_status, DEVICE_STATUS_BITS),
+        "pulse_amplitude_index_pct": value_of(m.pulse_amplitude_index),
     }
 
 
 def _finish_json(out: dict[str, Any], m: PLXSpotCheck | PLXContinuous) -> dict[str, Any]:
-    _specials(out, spo2=m.spo2, pulse_rate=m.pulse_rate,
-              pulse_amplitude_index=m.pulse_amplitude_index)
-    if m.reserved_flags:
-        out["reserved_flags"] = m.reserved_flags
-    return out
+    return json_tail(out, m.reserved_flags, spo2=m.spo2, pulse_rate=m.pulse_rate,
+                     pulse_amplitude_index=m.pulse_amplitude_index)
+
+
+def _pair(pair: tuple[SFloat, SFloat]) -> bytes:
+    return psf(pair[0]) + psf(pair[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +122,10 @@ class PLXSpotCheck:
         return cls(spo2, pr, ts, ms, ds, pai, bool(flags & 0x10), flags & 0xE0)
 
     def to_bytes(self) -> bytes:
-        flags, tail = _status_bytes(self, 0x02)
-        flags |= (self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0)
-        out = psf(self.spo2) + psf(self.pulse_rate)
-        if self.timestamp is not None:
-            flags |= 0x01
-            out += self.timestamp.to_bytes()
-        return bytes((flags,)) + out + tail
+        w = FlagWriter((self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0),
+                       psf(self.spo2) + psf(self.pulse_rate))
+        w.add(0x01, self.timestamp, DateTime.to_bytes)
+        return _end_with_status(w, self, 0x02)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -193,14 +175,10 @@ class PLXContinuous:
         return cls(spo2, pr, fast, slow, ms, ds, pai, flags & 0xE0)
 
     def to_bytes(self) -> bytes:
-        flags, tail = _status_bytes(self, 0x04)
-        flags |= self.reserved_flags & 0xE0
-        out = psf(self.spo2) + psf(self.pulse_rate)
-        for bit, pair in ((0x01, self.fast), (0x02, self.slow)):
-            if pair is not None:
-                flags |= bit
-                out += psf(pair[0]) + psf(pair[1])
-        return bytes((flags,)) + out + tail
+        w = FlagWriter(self.reserved_flags & 0xE0, psf(self.spo2) + psf(self.pulse_rate))
+        w.add(0x01, self.fast, _pair)
+        w.add(0x02, self.slow, _pair)
+        return _end_with_status(w, self, 0x04)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -215,18 +193,14 @@ class PLXContinuous:
         return _finish_json(out, self)
 
 
-def to_readings(m: PLXSpotCheck | PLXContinuous, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: PLXSpotCheck | PLXContinuous, ctx: ReadingContext) -> list[Reading]:
     """``spo2`` (%) and ``pulse_rate`` (/min).  A spot-check with a timestamp is keyed by the
     device time — even when the device says its clock is not set: the time stamp is still
     the record's identity, and the measured clock offset still converts it; continuous
     measurements are keyed by receive time."""
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     ts = m.timestamp if isinstance(m, PLXSpotCheck) else None
-    key = timed_key(ts, received_at)
+    key = timed_key(ts, ctx.received_at)
     dev = None if ts is None else ts.to_datetime()
     extra: dict[str, Any] = {}
     if isinstance(m, PLXSpotCheck) and m.clock_not_set:
@@ -278,10 +252,10 @@ class PLXFeatures:
     def to_json(self) -> dict[str, Any]:
         return {
             "features": bits(self.features, FEATURE_BITS),
-            "measurement_status_support": None if self.measurement_status_support is None
-            else bits(self.measurement_status_support, MEASUREMENT_STATUS_BITS),
-            "device_and_sensor_status_support": None if self.device_status_support is None
-            else bits(self.device_status_support, DEVICE_STATUS_BITS),
+            "measurement_status_support": opt_bits(self.measurement_status_support,
+                                                   MEASUREMENT_STATUS_BITS),
+            "device_and_sensor_status_support": opt_bits(self.device_status_support,
+                                                         DEVICE_STATUS_BITS),
         }
 
 

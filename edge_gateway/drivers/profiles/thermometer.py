@@ -8,19 +8,22 @@ Supplement "Temperature Measurement", "Temperature Type", "Intermediate Temperat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    FlagWriter,
     Profile,
     Reader,
     ReadingContext,
     UIntField,
-    enum_name,
+    json_tail,
+    measurement,
+    opt_name,
     pf32,
     timed_key,
     ts_json,
+    u8,
 )
 from edge_gateway.drivers.profiles.ieee11073 import Float32
 from edge_gateway.reading import Reading
@@ -59,15 +62,11 @@ class TemperatureMeasurement:
         return cls(temp, bool(flags & 0x01), ts, ttype, flags & 0xF8)
 
     def to_bytes(self) -> bytes:
-        flags = (self.reserved_flags & 0xF8) | (0x01 if self.fahrenheit else 0)
-        out = pf32(self.temperature)
-        if self.timestamp is not None:
-            flags |= 0x02
-            out += self.timestamp.to_bytes()
-        if self.temperature_type is not None:
-            flags |= 0x04
-            out += bytes((self.temperature_type,))
-        return bytes((flags,)) + out
+        w = FlagWriter((self.reserved_flags & 0xF8) | (0x01 if self.fahrenheit else 0),
+                       pf32(self.temperature))
+        w.add(0x02, self.timestamp, DateTime.to_bytes)
+        w.add(0x04, self.temperature_type, u8)
+        return w.done()
 
     @property
     def unit(self) -> str:
@@ -78,14 +77,9 @@ class TemperatureMeasurement:
             "temperature": self.temperature.value,
             "temperature_unit": self.unit,
             "timestamp": ts_json(self.timestamp),
-            "temperature_type": None if self.temperature_type is None
-            else enum_name(self.temperature_type, TEMPERATURE_TYPES),
+            "temperature_type": opt_name(self.temperature_type, TEMPERATURE_TYPES),
         }
-        if self.temperature.special is not None:
-            out["temperature_special"] = self.temperature.special
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return json_tail(out, self.reserved_flags, temperature=self.temperature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +90,16 @@ class IntermediateTemperature(TemperatureMeasurement):
     name: ClassVar[str] = "Intermediate Temperature"
 
 
-def to_readings(m: TemperatureMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: TemperatureMeasurement, ctx: ReadingContext) -> list[Reading]:
     """One ``temperature`` reading (Cel or [degF]); intermediate values give none."""
     if isinstance(m, IntermediateTemperature):
         return []
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     extra: dict[str, Any] = {}
     if m.temperature_type is not None:
         extra["temperature_type"] = m.temperature_type
     return [ctx.mder("temperature", m.temperature, m.unit,
-                     record_key=timed_key(m.timestamp, received_at),
+                     record_key=timed_key(m.timestamp, ctx.received_at),
                      device_time=None if m.timestamp is None else m.timestamp.to_datetime(),
                      extra=extra)]
 

@@ -7,19 +7,22 @@ Supplement "Weight Measurement", "Weight Scale Feature".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
+    FlagWriter,
     Profile,
     Reader,
     ReadingContext,
     UIntField,
     bits,
+    json_tail,
+    measurement,
     p16,
     timed_key,
     ts_json,
+    u8,
 )
 from edge_gateway.reading import Reading
 
@@ -70,18 +73,14 @@ class WeightMeasurement:
         return cls(w, bool(flags & 0x01), ts, user, bmi, height, flags & 0xF0)
 
     def to_bytes(self) -> bytes:
-        flags = (self.reserved_flags & 0xF0) | (0x01 if self.imperial else 0)
-        out = p16(self.weight_raw)
-        if self.timestamp is not None:
-            flags |= 0x02
-            out += self.timestamp.to_bytes()
-        if self.user_id is not None:
-            flags |= 0x04
-            out += bytes((self.user_id,))
-        if self.bmi_raw is not None and self.height_raw is not None:
-            flags |= 0x08
-            out += p16(self.bmi_raw) + p16(self.height_raw)
-        return bytes((flags,)) + out
+        w = FlagWriter((self.reserved_flags & 0xF0) | (0x01 if self.imperial else 0),
+                       p16(self.weight_raw))
+        w.add(0x02, self.timestamp, DateTime.to_bytes)
+        w.add(0x04, self.user_id, u8)
+        # BMI and height share one flag: both or neither.
+        w.add_bytes(0x08, None if self.bmi_raw is None or self.height_raw is None
+                    else p16(self.bmi_raw) + p16(self.height_raw))
+        return w.done()
 
     @property
     def weight(self) -> float | None:
@@ -117,19 +116,13 @@ class WeightMeasurement:
         }
         if self.weight_raw == WEIGHT_UNSUCCESSFUL:
             out["weight_special"] = "measurement_unsuccessful"
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return json_tail(out, self.reserved_flags)
 
 
-def to_readings(m: WeightMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: WeightMeasurement, ctx: ReadingContext) -> list[Reading]:
     """One ``weight`` reading (kg or [lb_av]); an unsuccessful measurement has value None
     and ``special="nan"``; BMI and height go to ``extra``."""
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     user = None if m.user_id in (None, 255) else m.user_id
     extra: dict[str, Any] = {}
     if m.user_id is not None:
@@ -140,7 +133,7 @@ def to_readings(m: WeightMeasurement, *, device_id: str, characteristic: str,
         extra["height_unit"] = m.height_unit
     w = m.weight
     return [ctx.reading("weight", w, m.weight_unit, special=None if w is not None else "nan",
-                        record_key=timed_key(m.timestamp, received_at, user),
+                        record_key=timed_key(m.timestamp, ctx.received_at, user),
                         device_time=None if m.timestamp is None
                         else m.timestamp.to_datetime(), extra=extra)]
 
