@@ -330,6 +330,11 @@ def _local(t: datetime | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M") -> str
     return "–" if t is None else t.astimezone(tz).strftime(fmt)
 
 
+def _table_head(*columns: str) -> str:
+    """A table's opening and header row (its rows and ``</table>`` follow)."""
+    return "<table><tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
+
+
 _CSS = """
 @page { size: A4; margin: 12mm; }
 body { font-family: "DejaVu Sans", Arial, sans-serif; color: #222; max-width: 190mm;
@@ -400,7 +405,7 @@ def _glucose_section(d: ReportData, gm: dict[str, Any]) -> list[str]:
     if not gm:
         return [*out, "<p>No glucose readings in this period.</p></section>"]
     out.append(f"<div class='fig'>{_svg(fig_agp(d, gm))}</div>")
-    out.append("<table><tr><th>Range</th><th>Share of readings</th><th>Target</th></tr>")
+    out.append(_table_head("Range", "Share of readings", "Target"))
     for label, _, colour, target in TIR_BANDS:
         out.append(f"<tr><td><span class='badge' style='background:{colour}'></span>"
                    f"{_e(label)} mg/dL</td><td class='n'>{gm['bands'][label]:.1f} %</td>"
@@ -471,8 +476,8 @@ def _af_section(d: ReportData) -> list[str]:
         total = sum((b - a).total_seconds() * (1 if burden is None else burden / 100)
                     for a, b, burden in episodes)
         out.append(f"<p>{len(episodes)} AF episode(s); about {total / 60:.0f} minutes of AF "
-                   "in total.</p><table><tr><th>Start</th><th>End</th><th>Duration</th>"
-                   "<th>AF burden in the episode's windows</th></tr>")
+                   "in total.</p>" + _table_head("Start", "End", "Duration",
+                                                 "AF burden in the episode's windows"))
         for a, b, burden in episodes[:60]:
             out.append(f"<tr><td>{_local(a, d.tz)}</td><td>{_local(b, d.tz)}</td>"
                        f"<td class='n'>{(b - a).total_seconds() / 60:.1f} min</td><td "
@@ -497,8 +502,8 @@ def _bp_section(d: ReportData) -> list[str]:
     out.append("<p>" + " · ".join(
         f"<span class='badge' style='background:{c}'></span>{_e(label)}: {counts[label]}"
         for _, label, c in BP_CLASSES if counts[label]) + "</p>")
-    out.append("<table><tr><th>Date and time</th><th>Systolic</th><th>Diastolic</th>"
-               "<th>Pulse</th><th>Class (ACC/AHA 2017)</th></tr>")
+    out.append(_table_head("Date and time", "Systolic", "Diastolic", "Pulse",
+                           "Class (ACC/AHA 2017)"))
     for b in d.bp:
         pulse = f"{b['pulse']:.0f}" if "pulse" in b else "–"
         out.append(f"<tr><td>{_local(b['time'], d.tz)}</td><td class='n'>{b['sys']:.0f}</td>"
@@ -513,8 +518,7 @@ def _coverage_section(d: ReportData) -> list[str]:
     if not d.devices:
         return [*out, "<p>No device data in this period.</p></section>"]
     out.append(f"<div class='fig'>{_svg(fig_coverage(d))}</div>")
-    out.append("<table><tr><th>Device</th><th>Profile</th><th>Readings</th><th>First</th>"
-               "<th>Last</th><th>Coverage</th></tr>")
+    out.append(_table_head("Device", "Profile", "Readings", "First", "Last", "Coverage"))
     for dev in d.devices:
         cov = (f"{100 * dev['coverage']:.0f} % of 5-min slots" if dev["stream"]
                else f"{dev['per_day_count']:.1f} readings/day")
@@ -528,8 +532,7 @@ def _alerts_section(d: ReportData) -> list[str]:
     out = ["<section><h2>Alerts</h2>"]
     if not d.alerts:
         return [*out, "<p>No alerts in this period.</p></section>"]
-    out.append("<table><tr><th>Raised</th><th>Resolved</th><th>Severity</th><th>Alert</th>"
-               "</tr>")
+    out.append(_table_head("Raised", "Resolved", "Severity", "Alert"))
     for a in d.alerts:
         out.append(f"<tr><td>{_local(a['raised_at'], d.tz)}</td>"
                    f"<td>{_local(a['resolved_at'], d.tz)}</td><td>{_e(a['severity'])}</td>"

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -58,6 +58,23 @@ def handle_errors(func: F) -> F:
             fail(err)
 
     return wrapper  # type: ignore[return-value]
+
+
+def with_context(*, json: bool | str = False) -> Callable[[F], F]:
+    """What every command over the library is wrapped in; the last decorator above its function.
+
+    The :class:`Context` comes as the first argument, a ``GatewayError`` ends the command as
+    one line on stderr (``handle_errors``), and with ``json`` (``True``, or the flag's help
+    text) the command takes ``--json`` (``as_json``, see ``emit``), listed after its own options.
+    """
+
+    def decorate(func: F) -> F:
+        command = pass_ctx(handle_errors(func))
+        if json:
+            command = (json_option() if json is True else json_option(json))(command)
+        return cast(F, command)
+
+    return decorate
 
 
 def echo_json(obj: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from edge_gateway.care import caregiver as C
-from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, main, with_context
 from edge_gateway.cli.core import open_store
 
 
@@ -44,9 +44,7 @@ def patients() -> None:
 @click.argument("patient")
 @click.option("--name", default=None, help="Display name (kept on this gateway only).")
 @click.option("--notes", default=None, help="Free text for caregivers.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None,
                  as_json: bool) -> None:
     """Add a patient.  PATIENT is an id of letters, digits, '-' or '_'.
@@ -60,9 +58,7 @@ def patients_add(ctx: Context, patient: str, name: str | None, notes: str | None
 
 
 @patients.command("list")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def patients_list(ctx: Context, as_json: bool) -> None:
     """List patients with their devices, reading count and open alerts.
 
@@ -80,9 +76,7 @@ def patients_list(ctx: Context, as_json: bool) -> None:
 
 @patients.command("show")
 @click.argument("patient")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def patients_show(ctx: Context, patient: str, as_json: bool) -> None:
     """Show one patient: devices, counts, threshold overrides.
 
@@ -108,9 +102,7 @@ def _field_text(key: str, v: Any) -> str:
               help="Also delete every reading, summary and alert of the patient and their "
                    "unsent outbox items (privacy request).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def patients_remove(ctx: Context, patient: str, purge: bool, yes: bool, as_json: bool) -> None:
     """Remove a patient (devices stay, unassigned).  Data stay unless --purge.
 
@@ -145,9 +137,7 @@ def thresholds() -> None:
 
 @thresholds.command("show")
 @click.argument("patient")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
     """Show every threshold of PATIENT, where it comes from, and what it means.
 
@@ -164,9 +154,7 @@ def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
 @click.argument("patient")
 @click.argument("key")
 @click.argument("value")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bool) -> None:
     """Set KEY to VALUE for PATIENT.  VALUE is one argument with its unit.
 
@@ -183,9 +171,7 @@ def thresholds_set(ctx: Context, patient: str, key: str, value: str, as_json: bo
 @thresholds.command("reset")
 @click.argument("patient")
 @click.argument("key", required=False)
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def thresholds_reset(ctx: Context, patient: str, key: str | None, as_json: bool) -> None:
     """Reset KEY (or every key) of PATIENT to the gateway-wide value or the default.
 
@@ -217,9 +203,7 @@ def _alert_line(a: dict[str, Any]) -> str:
 @alerts.command("list")
 @click.option("--patient", default=None, help="Only this patient's alerts.")
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved alerts.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
                 as_json: bool) -> None:
     """List open alerts (newest first).
@@ -234,9 +218,7 @@ def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
 
 @alerts.command("ack")
 @click.argument("alert_id", type=int)
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
     """Acknowledge alert ALERT_ID: no more re-notify or escalation (it still resolves).
 
@@ -266,9 +248,7 @@ def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
 @click.option("--patient", default=None, help="Only this patient's alerts.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000),
               help="At most this many alerts, newest first.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool) -> None:
     """Alerts with every transition (raised, escalated, renotified, acknowledged, resolved).
 
@@ -298,8 +278,7 @@ def _history_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")
 @click.option("--tz", default=None, help="Time zone for the dates (default: gateway.timezone).")
-@pass_ctx
-@handle_errors
+@with_context()
 def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: str,
                out: Path | None, tz: str | None) -> None:
     """Export readings, summaries and alerts (CSV, JSON, or a FHIR R4 Bundle).
@@ -339,8 +318,7 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="report.html, or report.pdf for a PDF.")
 @click.option("--tz", default=None, help="Time zone (default: gateway.timezone).")
-@pass_ctx
-@handle_errors
+@with_context()
 def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Path,
                tz: str | None) -> None:
     """A printable report: glucose profile (AGP) and time in ranges, HR/HRV trend, AF

@@ -9,15 +9,7 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import (
-    Context,
-    echo_json,
-    emit,
-    handle_errors,
-    json_option,
-    main,
-    pass_ctx,
-)
+from edge_gateway.cli.base import Context, echo_json, emit, main, with_context
 from edge_gateway.errors import ConfigError
 
 
@@ -31,8 +23,7 @@ def open_store(ctx: Context, *, readonly: bool = False) -> Any:
 
 
 @main.command()
-@pass_ctx
-@handle_errors
+@with_context()
 def run(ctx: Context) -> None:
     """Run the gateway daemon in the foreground (systemd runs it this way).
 
@@ -53,9 +44,7 @@ def run(ctx: Context) -> None:
 
 
 @main.command()
-@json_option("Print one JSON object.")
-@pass_ctx
-@handle_errors
+@with_context(json="Print one JSON object.")
 def status(ctx: Context, as_json: bool) -> None:
     """Show devices, the outbox backlog, the last sync and storage use.
 
@@ -100,8 +89,7 @@ def config() -> None:
 
 @config.command("validate")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@pass_ctx
-@handle_errors
+@with_context()
 def config_validate(ctx: Context, file: Path | None) -> None:
     """Check a config file; exit 2 with file, key and reason when it is wrong.
 
@@ -119,8 +107,7 @@ def config_validate(ctx: Context, file: Path | None) -> None:
 
 
 @config.command("show")
-@pass_ctx
-@handle_errors
+@with_context()
 def config_show(ctx: Context) -> None:
     """Print the effective config as JSON (secrets redacted).
 
@@ -143,9 +130,7 @@ def db() -> None:
 
 
 @db.command("check")
-@json_option("Print one JSON object.")
-@pass_ctx
-@handle_errors
+@with_context(json="Print one JSON object.")
 def db_check(ctx: Context, as_json: bool) -> None:
     """Run SQLite's integrity check and print sizes and row counts.
 
@@ -178,8 +163,7 @@ def db_check(ctx: Context, as_json: bool) -> None:
 
 @db.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@pass_ctx
-@handle_errors
+@with_context()
 def db_backup(ctx: Context, file: Path) -> None:
     """Copy the database with SQLite's online backup API (safe while the daemon runs).
 

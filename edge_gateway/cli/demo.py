@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_gateway.cli.base import Context, handle_errors, main, pass_ctx
+from edge_gateway.cli.base import Context, main, with_context
 from edge_gateway.errors import ConfigError
 
 
@@ -18,8 +18,7 @@ from edge_gateway.errors import ConfigError
 @click.option("--broker", default=None,
               help="Publish to this broker (mqtt://HOST:PORT or mqtts://HOST:PORT) instead of "
               "a local mosquitto on a free port.")
-@pass_ctx
-@handle_errors
+@with_context()
 def demo(ctx: Context, duration: float | None, scenario: str, broker: str | None) -> None:
     """Run the gateway against simulated devices on a virtual Bluetooth stack.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, main, with_context
 from edge_gateway.cli.core import open_store
 from edge_gateway.drivers import devices as D
 from edge_gateway.drivers import registry
@@ -41,9 +41,7 @@ def devices() -> None:
 @devices.command("scan")
 @click.option("--seconds", default=5.0, show_default=True, help="How long to listen.")
 @click.option("--all", "everything", is_flag=True, help="Show every device, not only health ones.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) -> None:
     """List nearby BLE devices advertising a health service.
 
@@ -72,9 +70,7 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 @click.option("--serial", "serial_protocol", type=click.Choice(sorted(D.SERIAL_PROTOCOLS)),
               default=None, help="ADDRESS is a serial port (/dev/ttyUSB0) with a home sensor "
               "speaking this protocol.")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def devices_add(ctx: Context, address: str, profile: str | None, name: str | None,
                 patient: str | None, serial_protocol: str | None, as_json: bool) -> None:
     """Add a device to the allowlist; the daemon starts collecting from it.
@@ -111,8 +107,7 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
 @click.argument("address")
 @click.option("--passkey", type=int, default=None,
               help="The six digits the device shows; asked for when needed if omitted.")
-@pass_ctx
-@handle_errors
+@with_context()
 def devices_pair(ctx: Context, address: str, passkey: int | None) -> None:
     """Pair (bond) with a device; glucose meters and cuffs need it before giving records.
 
@@ -139,9 +134,7 @@ def devices_pair(ctx: Context, address: str, passkey: int | None) -> None:
 @click.argument("patient")
 @click.option("--user", type=int, default=None,
               help="User slot of a multi-user blood-pressure cuff (BLS User ID).")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def devices_assign(ctx: Context, address: str, patient: str, user: int | None,
                    as_json: bool) -> None:
     """Assign a device (or one user slot of a cuff) to a patient.
@@ -156,9 +149,7 @@ def devices_assign(ctx: Context, address: str, patient: str, user: int | None,
 
 
 @devices.command("list")
-@json_option()
-@pass_ctx
-@handle_errors
+@with_context(json=True)
 def devices_list(ctx: Context, as_json: bool) -> None:
     """List the devices the gateway collects from.
 
@@ -183,8 +174,7 @@ def _device_line(d: dict[str, Any]) -> str:
 @devices.command("remove")
 @click.argument("address")
 @click.option("--forget", is_flag=True, help="Also delete the bond from the Bluetooth stack.")
-@pass_ctx
-@handle_errors
+@with_context()
 def devices_remove(ctx: Context, address: str, forget: bool) -> None:
     """Stop collecting from a device (its readings stay).
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edge_gateway.cli.base import Context, emit, handle_errors, json_option, main, pass_ctx
+from edge_gateway.cli.base import Context, emit, main, with_context
 from edge_gateway.errors import ConfigError, SyncError
 
 
@@ -30,9 +30,7 @@ def _store(ctx: Context, *, readonly: bool) -> Any:
 
 
 @sync.command("status")
-@json_option("Print one JSON object.")
-@pass_ctx
-@handle_errors
+@with_context(json="Print one JSON object.")
 def sync_status(ctx: Context, as_json: bool) -> None:
     """Show the outbox: pending (by priority), sent, failed, oldest pending, last success.
 
@@ -68,8 +66,7 @@ def sync_status(ctx: Context, as_json: bool) -> None:
               "config's.")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
               help="Give up after this many seconds.")
-@pass_ctx
-@handle_errors
+@with_context()
 def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
     """Publish what is pending now, then exit (status 1 when some is left).
 

@@ -165,30 +165,30 @@ class Outbox:
     # ------------------------------------------------------------------ settle
     def accept(self, ids: Sequence[int], at: datetime) -> int:
         """Mark items acknowledged by the broker; returns how many were newly settled."""
-        if not ids:
-            return 0
         when = iso(at)
-        with self.store.write() as conn:
-            n = _update_pending(conn, "sent_at = ?, attempts = attempts + 1, last_attempt_at = ?,"
-                                " last_error = NULL", (when, when), ids)
-            if n:
-                self.store.bump(SENT_COUNTER, n, conn)
-            _set_meta(conn, META_LAST_SUCCESS, when)
-        return n
+        return self._attempted(
+            ids, "sent_at = ?, attempts = attempts + 1, last_attempt_at = ?, last_error = NULL",
+            (when, when), SENT_COUNTER, {META_LAST_SUCCESS: when})
 
     def reject(self, ids: Sequence[int], error: str, at: datetime) -> int:
         """Record a failed attempt; the items stay pending and are retried later."""
+        when, error = iso(at), error[:_MAX_ERROR]
+        return self._attempted(
+            ids, "attempts = attempts + 1, last_attempt_at = ?, last_error = ?",
+            (when, error), FAILED_COUNTER, {META_LAST_ERROR: error, META_LAST_ERROR_AT: when})
+
+    def _attempted(self, ids: Sequence[int], assignments: str, params: tuple[Any, ...],
+                   counter: str, meta: Mapping[str, str | None]) -> int:
+        """One delivery attempt's outcome, in one transaction: update the pending items among
+        ``ids``, count them under ``counter``, note ``meta``; returns how many were updated."""
         if not ids:
             return 0
-        when = iso(at)
-        error = error[:_MAX_ERROR]
         with self.store.write() as conn:
-            n = _update_pending(conn, "attempts = attempts + 1, last_attempt_at = ?,"
-                                " last_error = ?", (when, error), ids)
+            n = _update_pending(conn, assignments, params, ids)
             if n:
-                self.store.bump(FAILED_COUNTER, n, conn)
-            _set_meta(conn, META_LAST_ERROR, error)
-            _set_meta(conn, META_LAST_ERROR_AT, when)
+                self.store.bump(counter, n, conn)
+            for key, value in meta.items():
+                _set_meta(conn, key, value)
         return n
 
     def note_error(self, error: str, at: datetime) -> None:

@@ -31,29 +31,44 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from .bluez_adapter import Adapter, AgentManager
 from .bluez_gatt import GattCharacteristic, GattDescriptor, GattService
 from .bluez_monitor import MonitorManager
-from .dbus_types import I16, Bool, MfrData, ObjPath, Str, Strs, SvcData, Void
+from .dbus_types import (
+    I16,
+    Bool,
+    MfrData,
+    ObjPath,
+    Str,
+    Strs,
+    SvcData,
+    Void,
+    read_only_properties,
+)
 from .peripheral import CCCD_UUID, Descriptor, Flag, Peripheral, uuid128
 
 log = logging.getLogger(__name__)
 
 ROOT = "/org/bluez"
 DEVICE = "org.bluez.Device1"
+K = TypeVar("K")
 
 
 def device_path(adapter_path: str, address: str) -> str:
     return f"{adapter_path}/dev_{address.upper().replace(':', '_')}"
+
+
+def _byte_variants(data: Mapping[K, bytes]) -> dict[K, Variant]:
+    """Advertised manufacturer or service data as D-Bus ``a{qv}``/``a{sv}`` values."""
+    return {k: Variant("ay", v) for k, v in data.items()}
 
 
 class Connection:
@@ -152,8 +167,26 @@ class Connection:
         self.paths.clear()
 
 
+@read_only_properties(
+    Address=(Str, lambda d: d.peripheral.address),
+    AddressType=(Str, lambda _: "public"),
+    Name=(Str, lambda d: d.peripheral.name),
+    Alias=(Str, lambda d: d.peripheral.name),
+    Adapter=(ObjPath, lambda d: d.host.adapter_path),
+    Connected=(Bool, lambda d: d.connected),
+    ServicesResolved=(Bool, lambda d: d.services_resolved),
+    Paired=(Bool, lambda d: d.paired),
+    Bonded=(Bool, lambda d: d.paired),
+    Blocked=(Bool, lambda _: False),
+    LegacyPairing=(Bool, lambda _: False),
+    UUIDs=(Strs, lambda d: list(d.peripheral.service_uuids or [])),
+    RSSI=(I16, lambda d: d.rssi),
+    ManufacturerData=(MfrData, lambda d: _byte_variants(d.peripheral.manufacturer_data)),
+    ServiceData=(SvcData, lambda d: _byte_variants(d.peripheral.service_data)),
+)
 class DeviceObject(ServiceInterface):
-    """``org.bluez.Device1`` for one peripheral."""
+    """``org.bluez.Device1`` for one peripheral; ``Trusted``, its one writable property, is
+    declared below with its setter."""
 
     def __init__(self, host: VirtualBlueZ, peripheral: Peripheral, paired: bool) -> None:
         super().__init__(DEVICE)
@@ -176,6 +209,10 @@ class DeviceObject(ServiceInterface):
     @property
     def connecting(self) -> bool:
         return self._connecting.locked()
+
+    @property
+    def services_resolved(self) -> bool:
+        return self.conn is not None and self.conn.connected and self.conn.resolved
 
     # -- connection life cycle -----------------------------------------------------------------
 
@@ -258,42 +295,6 @@ class DeviceObject(ServiceInterface):
     def CancelPairing(self) -> Void:
         pass
 
-    @dbus_property(access=PropertyAccess.READ)
-    def Address(self) -> Str:
-        return self.peripheral.address
-
-    @dbus_property(access=PropertyAccess.READ)
-    def AddressType(self) -> Str:
-        return "public"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> Str:
-        return self.peripheral.name
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Alias(self) -> Str:
-        return self.peripheral.name
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Adapter(self) -> ObjPath:
-        return self.host.adapter_path
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Connected(self) -> Bool:
-        return self.connected
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ServicesResolved(self) -> Bool:
-        return self.conn is not None and self.conn.connected and self.conn.resolved
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Paired(self) -> Bool:
-        return self.paired
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Bonded(self) -> Bool:
-        return self.paired
-
     @dbus_property()
     def Trusted(self) -> Bool:
         return self.trusted
@@ -301,30 +302,6 @@ class DeviceObject(ServiceInterface):
     @Trusted.setter  # type: ignore[no-redef]
     def Trusted(self, value: Bool) -> None:
         self.trusted = value
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Blocked(self) -> Bool:
-        return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LegacyPairing(self) -> Bool:
-        return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUIDs(self) -> Strs:
-        return list(self.peripheral.service_uuids or [])
-
-    @dbus_property(access=PropertyAccess.READ)
-    def RSSI(self) -> I16:
-        return self.rssi
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ManufacturerData(self) -> MfrData:
-        return {k: Variant("ay", v) for k, v in self.peripheral.manufacturer_data.items()}
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ServiceData(self) -> SvcData:
-        return {k: Variant("ay", v) for k, v in self.peripheral.service_data.items()}
 
     def advertise(self) -> None:
         """One advertisement seen: a new RSSI (BlueZ only signals changed properties)."""

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method
 
-from .dbus_types import Bool, ObjPath, Options, Str, Strs, Void
+from .dbus_types import Bool, ObjPath, Options, Str, Strs, Void, read_only_properties
 from .peripheral import Peripheral, uuid128
 
 if TYPE_CHECKING:
     from .bluez import VirtualBlueZ
 
 
+@read_only_properties(
+    Address=(Str, lambda a: a.host.adapter_address),
+    AddressType=(Str, lambda _: "public"),
+    Name=(Str, lambda _: "hardware-sim"),
+    Alias=(Str, lambda _: "hardware-sim"),
+    Powered=(Bool, lambda _: True),
+    Discoverable=(Bool, lambda _: False),
+    Pairable=(Bool, lambda _: True),
+    Discovering=(Bool, lambda a: bool(a.sessions)),
+    Roles=(Strs, lambda _: ["central", "peripheral"]),
+    UUIDs=(Strs, lambda _: []),
+)
 class Adapter(ServiceInterface):
     """``org.bluez.Adapter1``: discovery sessions are per D-Bus client, as in bluetoothd."""
 
@@ -72,46 +83,6 @@ class Adapter(ServiceInterface):
             if not uuids or set(uuids) & set(peripheral.service_uuids or []):
                 return True
         return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Address(self) -> Str:
-        return self.host.adapter_address
-
-    @dbus_property(access=PropertyAccess.READ)
-    def AddressType(self) -> Str:
-        return "public"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> Str:
-        return "hardware-sim"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Alias(self) -> Str:
-        return "hardware-sim"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Powered(self) -> Bool:
-        return True
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Discoverable(self) -> Bool:
-        return False
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Pairable(self) -> Bool:
-        return True
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Discovering(self) -> Bool:
-        return bool(self.sessions)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Roles(self) -> Strs:
-        return ["central", "peripheral"]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUIDs(self) -> Strs:
-        return []
 
 
 class AgentManager(ServiceInterface):

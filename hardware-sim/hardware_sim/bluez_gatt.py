@@ -15,11 +15,21 @@ import inspect
 from typing import TYPE_CHECKING
 
 from dbus_fast import Message, Variant
-from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method
 
-from .dbus_types import U16, Bool, Bytes, ObjPath, ObjPaths, Options, Str, Strs, Void
+from .dbus_types import (
+    U16,
+    Bool,
+    Bytes,
+    ObjPath,
+    ObjPaths,
+    Options,
+    Str,
+    Strs,
+    Void,
+    read_only_properties,
+)
 from .peripheral import CCCD_UUID, AttError, Characteristic, Descriptor, Flag
 
 if TYPE_CHECKING:
@@ -51,32 +61,28 @@ def not_connected() -> DBusError:
     return DBusError("org.bluez.Error.Failed", "Not connected")
 
 
+@read_only_properties(
+    UUID=(Str, lambda s: s.uuid),
+    Device=(ObjPath, lambda s: s.device_path),
+    Primary=(Bool, lambda s: s.primary),
+    Includes=(ObjPaths, lambda _: []),
+    Handle=(U16, lambda s: s.handle),
+)
 class GattService(ServiceInterface):
     def __init__(self, uuid: str, device_path: str, primary: bool, handle: int) -> None:
         super().__init__("org.bluez.GattService1")
-        self._uuid, self._device, self._primary, self._handle = uuid, device_path, primary, handle
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> Str:
-        return self._uuid
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Device(self) -> ObjPath:
-        return self._device
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Primary(self) -> Bool:
-        return self._primary
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Includes(self) -> ObjPaths:
-        return []
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Handle(self) -> U16:
-        return self._handle
+        self.uuid, self.device_path, self.primary, self.handle = uuid, device_path, primary, handle
 
 
+@read_only_properties(
+    UUID=(Str, lambda c: c.char.uuid),
+    Service=(ObjPath, lambda c: c.service_path),
+    Value=(Bytes, lambda c: c.value),
+    Notifying=(Bool, lambda c: c.notifying),
+    Flags=(Strs, lambda c: sorted(str(f) for f in c.char.flags)),
+    MTU=(U16, lambda c: c.conn.mtu),
+    Handle=(U16, lambda c: c.handle),
+)
 class GattCharacteristic(ServiceInterface):
     def __init__(
         self, conn: Connection, char: Characteristic, path: str, service_path: str, handle: int
@@ -85,8 +91,8 @@ class GattCharacteristic(ServiceInterface):
         self.conn = conn
         self.char = char
         self.path = path
-        self._service = service_path
-        self._handle = handle
+        self.service_path = service_path
+        self.handle = handle
         self.value = b""
         # BlueZ keeps one notify session per D-Bus client; the CCCD stays on while any is left.
         self.notify_clients: set[str] = set()
@@ -196,43 +202,22 @@ class GattCharacteristic(ServiceInterface):
         # bleak uses StartNotify unless told otherwise; without NotifyAcquired it never asks.
         raise DBusError("org.bluez.Error.NotSupported", "Operation is not supported")
 
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> Str:
-        return self.char.uuid
 
-    @dbus_property(access=PropertyAccess.READ)
-    def Service(self) -> ObjPath:
-        return self._service
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Value(self) -> Bytes:
-        return self.value
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Notifying(self) -> Bool:
-        return self.notifying
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> Strs:
-        return sorted(str(f) for f in self.char.flags)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def MTU(self) -> U16:
-        return self.conn.mtu
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Handle(self) -> U16:
-        return self._handle
-
-
+@read_only_properties(
+    UUID=(Str, lambda d: d.desc.uuid),
+    Characteristic=(ObjPath, lambda d: d.char_path),
+    Value=(Bytes, lambda d: d.current()),
+    Flags=(Strs, lambda _: ["read"]),
+    Handle=(U16, lambda d: d.handle),
+)
 class GattDescriptor(ServiceInterface):
     def __init__(
         self, owner: GattCharacteristic, desc: Descriptor, char_path: str, handle: int
     ) -> None:
         super().__init__("org.bluez.GattDescriptor1")
-        self.owner, self.desc, self._char_path, self._handle = owner, desc, char_path, handle
+        self.owner, self.desc, self.char_path, self.handle = owner, desc, char_path, handle
 
-    def _current(self) -> bytes:
+    def current(self) -> bytes:
         if self.desc.uuid == CCCD_UUID:
             if not self.owner.notifying:
                 return b"\x00\x00"
@@ -243,31 +228,11 @@ class GattDescriptor(ServiceInterface):
     def ReadValue(self, options: Options) -> Bytes:
         if not self.owner.conn.connected:
             raise not_connected()
-        return self._current()
+        return self.current()
 
     @dbus_method()
     def WriteValue(self, value: Bytes, options: Options) -> Void:
         # BlueZ refuses direct CCCD writes: clients must use StartNotify/StopNotify.
         raise DBusError("org.bluez.Error.NotPermitted", "Write not permitted")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> Str:
-        return self.desc.uuid
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Characteristic(self) -> ObjPath:
-        return self._char_path
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Value(self) -> Bytes:
-        return self._current()
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> Strs:
-        return ["read"]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Handle(self) -> U16:
-        return self._handle
 
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dbus_fast import Message, MessageType
-from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method
 
-from .dbus_types import ObjPath, Strs, Void
+from .dbus_types import ObjPath, Strs, Void, read_only_properties
 from .peripheral import Peripheral, uuid16
 
 if TYPE_CHECKING:
@@ -75,6 +74,10 @@ class Monitor:
     active: bool = False
 
 
+@read_only_properties(
+    SupportedMonitorTypes=(Strs, lambda _: ["or_patterns"]),
+    SupportedFeatures=(Strs, lambda _: []),
+)
 class MonitorManager(ServiceInterface):
     """``org.bluez.AdvertisementMonitorManager1`` on the adapter object."""
 
@@ -129,11 +132,3 @@ class MonitorManager(ServiceInterface):
             self.host.discovery_changed()
             return
         log.warning("monitor %s of %s never appeared", monitor.path, monitor.sender)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def SupportedMonitorTypes(self) -> Strs:
-        return ["or_patterns"]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def SupportedFeatures(self) -> Strs:
-        return []

@@ -154,6 +154,12 @@ def char(
     )
 
 
+def fixed(uuid: int | str, value: bytes) -> Characteristic:
+    """A read-only characteristic whose value never changes (a feature set, a sensor location,
+    a device information string)."""
+    return char(uuid, Flag.READ, on_read=lambda: value)
+
+
 def service(uuid: int | str, *characteristics: Characteristic, primary: bool = True) -> Service:
     return Service(uuid128(uuid), list(characteristics), primary)
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, service
+from hardware_sim.peripheral import AttError, Flag, Link, Peripheral, char, fixed, service
 
 from edge_gateway.backoff import Backoff
 from edge_gateway.config import BleSection
@@ -62,6 +62,16 @@ async def running(session: DeviceSession) -> AsyncIterator[DeviceSession]:
         session.stop()
 
 
+@contextlib.asynccontextmanager
+async def scanned_session(service: str, device_id: str, address: str, on_frame: Any,
+                          **kw: Any) -> AsyncIterator[DeviceSession]:
+    """Scan for ``service`` (BlueZ knows a device only once discovery has seen it), then run a
+    session to ``address`` (``ble_session``'s options) for the body of the ``async with``."""
+    await ble.scan(0.3, [service])
+    async with running(ble_session(device_id, address, on_frame, **kw)) as session:
+        yield session
+
+
 class Rig:
     """The gateway side of a BLE test: store, batch writer and pipeline, for a BleFleet.
 
@@ -106,7 +116,7 @@ class HeartRateStrap(Peripheral):
     def __init__(self, address: str, name: str = "HR strap", period: float = 0.02,
                  **kw: object) -> None:
         super().__init__(address, name, services=[service(
-            0x180D, char(0x2A37, Flag.NOTIFY), char(0x2A38, Flag.READ, on_read=lambda: b"\x01"),
+            0x180D, char(0x2A37, Flag.NOTIFY), fixed(0x2A38, b"\x01"),
         )], **kw)  # type: ignore[arg-type]
         self.period = period
         self.sent = 0
@@ -174,7 +184,7 @@ class GlucoseMeter(_RecordKeeper):
         super().__init__(address, name, services=[
             service(0x1808,
                     char(0x2A18, *notify),
-                    char(0x2A51, Flag.READ, on_read=lambda: b"\x00\x00"),
+                    fixed(0x2A51, b"\x00\x00"),
                     char(0x2A52, write, Flag.INDICATE, on_write=self._racp)),
             service(0x1805, char(0x2A2B, Flag.READ, Flag.WRITE, Flag.NOTIFY,
                                  on_read=self._read_time, on_write=self._write_time)),
@@ -274,7 +284,7 @@ class RecordCuff(_RecordKeeper):
         super().__init__(address, name, services=[service(
             0x1810,
             char(0x2A35, Flag.INDICATE),
-            char(0x2A49, Flag.READ, on_read=lambda: b"\x00\x00"),
+            fixed(0x2A49, b"\x00\x00"),
             char(0x2B36, Flag.NOTIFY),
             char(0x2A52, Flag.WRITE, Flag.INDICATE, on_write=self._racp),
         )], **kw)  # type: ignore[arg-type]

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
-from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, ble_session, decodes, running, until
+from ble_sim import RACP, GlucoseMeter, RecordCuff, Sink, decodes, scanned_session, until
 from hardware_sim.bluez import VirtualBlueZ
 
-from edge_gateway.drivers import ble
 from edge_gateway.drivers.backfill import MemoryLedger, recorded_mark
 from edge_gateway.drivers.session import DeviceSession
 
 ADDR = "D0:00:00:00:00:01"
 
 
-def session_for(meter: GlucoseMeter, sink: Sink, **kw: object) -> DeviceSession:
-    return ble_session("meter", meter.address, sink, slots=3, ledger=sink, **kw)
+@contextlib.asynccontextmanager
+async def meter_session(meter: GlucoseMeter,
+                        **kw: object) -> AsyncIterator[tuple[DeviceSession, Sink]]:
+    """A running session to ``meter`` recording into a new sink, the sink its ledger too."""
+    sink = Sink()
+    async with scanned_session("1808", "meter", meter.address, sink, slots=3, ledger=sink,
+                               **kw) as session:
+        yield session, sink
 
 
-
-def drop(meter: GlucoseMeter) -> None:
-    assert meter.link is not None
-    meter.link.drop()
+def drop(device: GlucoseMeter | RecordCuff) -> None:
+    """Lose the link to ``device`` (out of range, battery pulled)."""
+    assert device.link is not None
+    device.link.drop()
 
 
 def seqs(sink: Sink, epoch: int = 0) -> list[int]:
@@ -35,19 +41,14 @@ def test_backfill_after_link_loss_has_no_gap_and_no_duplicate(
 ) -> None:
     async def main() -> None:
         meter = GlucoseMeter(ADDR, records=20)
-        sink = Sink()
-        async with virtual_bluez([meter]):
-            await ble.scan(0.3, ["1808"])
-            session = session_for(meter, sink)
-            async with running(session):
-                await until(lambda: len(seqs(sink)) == 20 and session.state == "streaming")
-                meter.take(120)  # a live measurement while connected
-                await until(lambda: len(seqs(sink)) == 21)
-                assert meter.link is not None
-                meter.link.drop()  # out of range ...
-                for v in (130, 140, 150):  # ... while the meter keeps measuring
-                    meter.take(v)
-                await until(lambda: len(seqs(sink)) == 24)
+        async with virtual_bluez([meter]), meter_session(meter) as (session, sink):
+            await until(lambda: len(seqs(sink)) == 20 and session.state == "streaming")
+            meter.take(120)  # a live measurement while connected
+            await until(lambda: len(seqs(sink)) == 21)
+            drop(meter)  # out of range ...
+            for v in (130, 140, 150):  # ... while the meter keeps measuring
+                meter.take(v)
+            await until(lambda: len(seqs(sink)) == 24)
         assert seqs(sink) == list(range(24))
         assert sink.resets == []
         assert session.stats.connects == 2 and session.stats.link_losses == 1
@@ -61,11 +62,8 @@ def test_sequence_reset_is_detected_not_mistaken_for_nothing_new(
 ) -> None:
     async def main() -> None:
         meter = GlucoseMeter(ADDR, records=10)
-        sink = Sink()
         async with virtual_bluez([meter]) as bluez:
-            await ble.scan(0.3, ["1808"])
-            session = session_for(meter, sink)
-            async with running(session):
+            async with meter_session(meter) as (session, sink):
                 await until(lambda: len(seqs(sink)) == 10 and session.state == "streaming")
                 # Battery change: counter back to 0, four new records (fewer than we hold).
                 drop(meter)
@@ -91,16 +89,12 @@ def test_device_clock_is_set_only_when_gateway_clock_is_trusted(
 ) -> None:
     async def main(trusted: bool) -> tuple[list[tuple[float, bool]], float]:
         meter = GlucoseMeter(ADDR, records=1, clock_offset_s=3 * 3600 + 17)
-        sink = Sink()
         clocks: list[tuple[float, bool]] = []
-        async with virtual_bluez([meter]):
-            await ble.scan(0.3, ["1808"])
-            session = session_for(
-                meter, sink, clock_trusted=lambda: trusted, max_drift_s=30,
-                on_clock=lambda _d, off, fixed: clocks.append((off, fixed)),
-            )
-            async with running(session):
-                await until(lambda: session.state == "streaming")
+        async with virtual_bluez([meter]), meter_session(
+            meter, clock_trusted=lambda: trusted, max_drift_s=30,
+            on_clock=lambda _d, off, fixed: clocks.append((off, fixed)),
+        ) as (session, _):
+            await until(lambda: session.state == "streaming")
         return clocks, meter.clock_offset.total_seconds()
 
     # on_clock reports device time - UTC; the meter keeps local time.
@@ -124,18 +118,14 @@ def test_damaged_records_are_asked_for_again(
     async def main() -> None:
         meter = GlucoseMeter(ADDR, records=30)
         meter.damage_every = 4
-        sink = Sink()
-        async with virtual_bluez([meter]):
-            await ble.scan(0.3, ["1808"])
-            session = session_for(meter, sink)
-            async with running(session):
-                await until(lambda: sorted(set(seqs(sink))) == list(range(30)))
-                await until(lambda: session.state == "streaming")
-                # Live: a damaged notification leaves a hole that is filled at once.
-                meter.notified = 3  # the next notification is the 4th: damaged
-                meter.take(99)
-                meter.take(98)
-                await until(lambda: sorted(set(seqs(sink))) == list(range(32)))
+        async with virtual_bluez([meter]), meter_session(meter) as (session, sink):
+            await until(lambda: sorted(set(seqs(sink))) == list(range(30)))
+            await until(lambda: session.state == "streaming")
+            # Live: a damaged notification leaves a hole that is filled at once.
+            meter.notified = 3  # the next notification is the 4th: damaged
+            meter.take(99)
+            meter.take(98)
+            await until(lambda: sorted(set(seqs(sink))) == list(range(32)))
         assert session.stats.failures == 0 and session.stats.connects == 1
         damaged = [p for p in sink.of("2a18") if not decodes(p)]
         assert len(damaged) >= 8  # every damaged frame was handed on (kept as rejected)
@@ -154,22 +144,19 @@ def test_bp_records_backfill_with_link_loss_and_reset(
         def records(char: str = "2b36") -> list[int]:
             return [m.key for p in sink.of(char) if (m := recorded_mark(p)) is not None]
 
-        async with virtual_bluez([cuff]):
-            await ble.scan(0.3, ["1810"])
-            session = ble_session("cuff", cuff.address, sink, ledger=ledger)
-            async with running(session):
-                await until(lambda: records() == list(range(6)))
-                await until(lambda: session.state == "streaming")
-                assert cuff.link is not None
-                cuff.link.drop()
-                cuff.take()
-                cuff.take()
-                await until(lambda: records() == list(range(8)))
-                await until(lambda: session.state == "streaming")
-                assert cuff.link is not None
-                cuff.link.drop()
-                cuff.reboot(3)  # fewer than we hold: the counter restarted
-                await until(lambda: records() == [*range(8), 0, 1, 2])
+        async with virtual_bluez([cuff]), scanned_session(
+            "1810", "cuff", cuff.address, sink, ledger=ledger
+        ) as session:
+            await until(lambda: records() == list(range(6)))
+            await until(lambda: session.state == "streaming")
+            drop(cuff)
+            cuff.take()
+            cuff.take()
+            await until(lambda: records() == list(range(8)))
+            await until(lambda: session.state == "streaming")
+            drop(cuff)
+            cuff.reboot(3)  # fewer than we hold: the counter restarted
+            await until(lambda: records() == [*range(8), 0, 1, 2])
         assert len(ledger.resets) == 1 and "sequence reset" in ledger.resets[0][2]
 
     asyncio.run(main())

@@ -5,12 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ble_sim import HRM, HeartRateStrap, Sink, ble_session, running, until
+from ble_sim import HRM, HeartRateStrap, Sink, ble_session, running, scanned_session, until
 from hardware_sim.bluez import VirtualBlueZ
 
 from edge_gateway.backoff import Backoff
 from edge_gateway.drivers import ble
 from edge_gateway.drivers.profiles.heart_rate import HeartRateMeasurement
+from edge_gateway.drivers.session import DeviceSession
+
+
+async def streamed(virtual_bluez: Callable[..., VirtualBlueZ], strap: HeartRateStrap,
+                   seconds: float, **kw: object) -> tuple[Sink, DeviceSession]:
+    """Stream from ``strap`` through bleak for ``seconds``: what arrived, and the session."""
+    sink = Sink()
+    async with virtual_bluez([strap]), scanned_session(
+        "180d", "hr", strap.address, sink, backoff=Backoff(), **kw
+    ) as session:
+        await asyncio.sleep(seconds)
+    return sink, session
 
 
 def test_scan_filters_by_service(virtual_bluez: Callable[..., VirtualBlueZ]) -> None:
@@ -29,43 +41,27 @@ def test_scan_filters_by_service(virtual_bluez: Callable[..., VirtualBlueZ]) -> 
 
 
 def test_notifications_reach_on_frame(virtual_bluez: Callable[..., VirtualBlueZ]) -> None:
-    async def main() -> None:
-        strap = HeartRateStrap("C0:00:00:00:00:03")
-        sink = Sink()
-        async with virtual_bluez([strap]):
-            await ble.scan(0.3, ["180d"])
-            session = ble_session("hr1", strap.address, sink, slots=3, backoff=Backoff())
-            async with running(session):
-                await asyncio.sleep(1.0)
-        frames = sink.of(HRM)
-        assert len(frames) >= 20
-        first = HeartRateMeasurement.from_bytes(frames[0])
-        assert first.rr_intervals == (1000, 990)
-        assert sink.of("2a38") == [b"\x01"]  # body sensor location, read once per connect
-        assert session.state == "stopped"
-        assert strap.sent - len(frames) <= 2  # only the ones in flight at stop may be missing
-
-    asyncio.run(main())
+    strap = HeartRateStrap("C0:00:00:00:00:03")
+    sink, session = asyncio.run(streamed(virtual_bluez, strap, 1.0, slots=3))
+    frames = sink.of(HRM)
+    assert len(frames) >= 20
+    first = HeartRateMeasurement.from_bytes(frames[0])
+    assert first.rr_intervals == (1000, 990)
+    assert sink.of("2a38") == [b"\x01"]  # body sensor location, read once per connect
+    assert session.state == "stopped"
+    assert strap.sent - len(frames) <= 2  # only the ones in flight at stop may be missing
 
 
 def test_corrupt_frame_is_handed_on_and_session_goes_on(
     virtual_bluez: Callable[..., VirtualBlueZ],
 ) -> None:
-    async def main() -> None:
-        strap = HeartRateStrap("C0:00:00:00:00:04")
-        strap.corrupt_every = 5
-        sink = Sink()
-        async with virtual_bluez([strap]):
-            await ble.scan(0.3, ["180d"])
-            session = ble_session("hr", strap.address, sink, backoff=Backoff())
-            async with running(session):
-                await asyncio.sleep(0.8)
-        frames = sink.of(HRM)
-        bad = [f for f in frames if len(f) == 1]
-        assert bad and len(frames) > len(bad) * 3  # corrupt ones delivered, stream continued
-        assert session.stats.connects == 1
-
-    asyncio.run(main())
+    strap = HeartRateStrap("C0:00:00:00:00:04")
+    strap.corrupt_every = 5
+    sink, session = asyncio.run(streamed(virtual_bluez, strap, 0.8))
+    frames = sink.of(HRM)
+    bad = [f for f in frames if len(f) == 1]
+    assert bad and len(frames) > len(bad) * 3  # corrupt ones delivered, stream continued
+    assert session.stats.connects == 1
 
 
 def test_device_forgotten_by_bluez_is_found_again_by_scanning(

@@ -43,10 +43,11 @@ VENDOR_MODULE = dedent(f'''
     from __future__ import annotations
 
     from dataclasses import dataclass
-    from datetime import datetime, timedelta
     from typing import Any, ClassVar, Self
 
-    from edge_gateway.drivers.profiles.base import Profile, Reader, ReadingContext, p16, rx_key
+    from edge_gateway.drivers.profiles.base import (
+        Profile, Reader, ReadingContext, measurement, p16, rx_key,
+    )
     from edge_gateway.reading import Reading
     from edge_gateway.units import Kind
 
@@ -74,14 +75,10 @@ VENDOR_MODULE = dedent(f'''
             return {{"hydration_pct": self.permille / 10}}
 
 
-    def to_readings(m: Hydration, *, device_id: str, characteristic: str,
-                    received_at: datetime, device_clock_offset: timedelta | None,
-                    reset_epoch: int = 0, session_start: datetime | None = None,
-                    ) -> list[Reading]:
-        ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                             reset_epoch)
+    @measurement
+    def to_readings(m: Hydration, ctx: ReadingContext) -> list[Reading]:
         return [ctx.reading("skin_hydration", m.permille / 10, "%",
-                            record_key=rx_key(received_at))]
+                            record_key=rx_key(ctx.received_at))]
 
 
     PROFILE = Profile(
@@ -112,33 +109,26 @@ class MemoryTransport:
     """A :class:`~edge_gateway.drivers.transport.Transport` over a dict of characteristics."""
 
     def __init__(self, address: str, chars: dict[str, bytes]) -> None:
-        self._address = address
+        # Plain attributes: the protocol's read-only properties need no code in a fake.
+        self.address = address
         self.chars = chars
-        self.connected = False
+        self.is_connected = False
         self.notify: dict[str, NotifyCallback] = {}
         self.subscribed = asyncio.Event()
-        self._on_lost: Callable[[], None] | None = None
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    @property
-    def is_connected(self) -> bool:
-        return self.connected
+        self.on_lost: Callable[[], None] | None = None
 
     async def connect(self) -> None:
-        self.connected = True
+        self.is_connected = True
 
     async def disconnect(self) -> None:
-        self.connected = False
+        self.is_connected = False
 
     def has(self, uuid: str) -> bool:
-        return self.connected and uuid in self.chars
+        return self.is_connected and uuid in self.chars
 
     async def read(self, uuid: str) -> bytes:
         if uuid not in self.chars:
-            raise DeviceError(self._address, f"no characteristic {uuid}")
+            raise DeviceError(self.address, f"no characteristic {uuid}")
         return self.chars[uuid]
 
     async def write(self, uuid: str, data: bytes, *, response: bool = True) -> None:
@@ -152,7 +142,7 @@ class MemoryTransport:
         self.notify.pop(uuid, None)
 
     def set_disconnected_callback(self, callback: Callable[[], None] | None) -> None:
-        self._on_lost = callback
+        self.on_lost = callback
 
 
 def test_one_file_is_a_whole_profile(vendor_profile: str, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ field — never ``struct.error`` or ``IndexError``.
 
 A profile module declares everything about itself in one :class:`Profile` (``PROFILE``, or
 ``PROFILES`` for a module holding several small services); the registry builds every table
-from those.  A helper module (this one, ``racp``, ``ieee11073``, ``e2e_crc``, ``cgm_socp``)
-declares none.
+from those.  A helper module (this one, ``layout``, ``racp``, ``ieee11073``, ``e2e_crc``,
+``cgm_socp``) declares none.  A codec whose layout is a table (flags-first or fixed) declares
+it as a :class:`~edge_gateway.drivers.profiles.layout.Layout`; a profile's ``to_readings`` is
+``@measurement def to_readings(decoded, ctx)``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 from edge_gateway.units import Kind
 
-_T = TypeVar("_T")
 _M = TypeVar("_M")
 _M_contra = TypeVar("_M_contra", contravariant=True)
 _U16 = struct.Struct("<H")
@@ -306,35 +307,6 @@ def opt_bits(flags: int | None, names: Mapping[int, str]) -> dict[str, bool] | N
 def u8(v: int) -> bytes:
     """One octet, unmasked: a value over 255 is refused (``ValueError``), not wrapped."""
     return bytes((v,))
-
-
-class FlagWriter:
-    """Encodes a flags-first payload: every optional field that is present sets its flag bit.
-
-    The inverse of the decoders' ``x = r.field("x") if flags & BIT else None``: a codec's
-    ``to_bytes`` lists its fields in wire order, and the flags octet follows from them.
-    """
-
-    __slots__ = ("flags", "out")
-
-    def __init__(self, flags: int = 0, head: bytes = b"") -> None:
-        self.flags = flags
-        self.out = bytearray(head)
-
-    def add(self, bit: int, value: _T | None, encode: Callable[[_T], bytes]) -> None:
-        """Append ``encode(value)`` and set ``bit`` unless ``value`` is ``None``."""
-        if value is not None:
-            self.flags |= bit
-            self.out += encode(value)
-
-    def add_bytes(self, bit: int, data: bytes | None) -> None:
-        """Append an already encoded group of fields (e.g. "both or neither") and set ``bit``."""
-        if data is not None:
-            self.flags |= bit
-            self.out += data
-
-    def done(self) -> bytes:
-        return bytes((self.flags,)) + bytes(self.out)
 
 
 def json_tail(out: dict[str, Any], reserved_flags: int, *, raw_timestamp: DateTime | None = None,

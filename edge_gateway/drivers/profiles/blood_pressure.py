@@ -7,26 +7,30 @@ Supplement "Blood Pressure Measurement", "Intermediate Cuff Pressure", "Blood Pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
     Feature16,
-    FlagWriter,
     Profile,
     Racp,
-    Reader,
     ReadingContext,
     bits,
     json_tail,
     measurement,
-    p16,
-    psf,
     timed_key,
     ts_json,
-    u8,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat, value_of
+from edge_gateway.drivers.profiles.layout import (
+    DATE_TIME,
+    SFLOAT,
+    U8,
+    U16,
+    Field,
+    Layout,
+    TableCodec,
+)
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 
@@ -57,7 +61,7 @@ def measurement_status_json(status: int) -> dict[str, bool]:
 
 
 @dataclass(frozen=True, slots=True)
-class BloodPressureMeasurement:
+class BloodPressureMeasurement(TableCodec):
     """Blood Pressure Measurement 0x2A35 (BLS §3.1, GSS "Blood Pressure Measurement").
 
     Layout: flags (uint8: bit 0 units 0=mmHg 1=kPa, bit 1 time stamp, bit 2 pulse rate,
@@ -70,6 +74,15 @@ class BloodPressureMeasurement:
 
     characteristic: ClassVar[str] = "2a35"
     name: ClassVar[str] = "Blood Pressure Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("systolic", "systolic", SFLOAT),
+        Field("diastolic", "diastolic", SFLOAT),
+        Field("mean_arterial_pressure", "mean arterial pressure", SFLOAT),
+        Field("timestamp", "time stamp", DATE_TIME, _F_TIME),
+        Field("pulse_rate", "pulse rate", SFLOAT, _F_PULSE),
+        Field("user_id", "user id", U8, _F_USER),
+        Field("measurement_status", "measurement status", U16, _F_STATUS),
+    ), {"kpa": _F_KPA}, _F_RESERVED)
 
     systolic: SFloat
     diastolic: SFloat
@@ -80,31 +93,6 @@ class BloodPressureMeasurement:
     user_id: int | None = None
     measurement_status: int | None = None
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader(cls.characteristic, raw)
-        flags = r.u8("flags")
-        sys_ = r.sfloat("systolic")
-        dia = r.sfloat("diastolic")
-        map_ = r.sfloat("mean arterial pressure")
-        ts = r.datetime7("time stamp") if flags & _F_TIME else None
-        pulse = r.sfloat("pulse rate") if flags & _F_PULSE else None
-        user = r.u8("user id") if flags & _F_USER else None
-        status = r.u16("measurement status") if flags & _F_STATUS else None
-        r.end()
-        return cls(sys_, dia, map_, bool(flags & _F_KPA), ts, pulse, user, status,
-                   flags & _F_RESERVED)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter((self.reserved_flags & _F_RESERVED) | (_F_KPA if self.kpa else 0),
-                       psf(self.systolic) + psf(self.diastolic)
-                       + psf(self.mean_arterial_pressure))
-        w.add(_F_TIME, self.timestamp, DateTime.to_bytes)
-        w.add(_F_PULSE, self.pulse_rate, psf)
-        w.add(_F_USER, self.user_id, u8)
-        w.add(_F_STATUS, self.measurement_status, p16)
-        return w.done()
 
     @property
     def unit(self) -> str:

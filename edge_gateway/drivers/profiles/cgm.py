@@ -26,17 +26,30 @@ from edge_gateway.drivers.profiles.base import (
     ReadingContext,
     bits,
     enum_name,
-    p16,
-    p24,
-    pnib,
-    psf,
+    json_tail,
+    measurement,
+    opt_bits,
 )
 from edge_gateway.drivers.profiles.cgm_socp import (
     CGM_LOCATIONS,
     CGMSpecificOpsControlPoint,
 )
-from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, end_with_crc, with_crc
-from edge_gateway.drivers.profiles.ieee11073 import _SFLOAT_CACHE, SFloat
+from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, crc_ok, with_crc
+from edge_gateway.drivers.profiles.ieee11073 import _SFLOAT_CACHE, SFloat, value_of
+from edge_gateway.drivers.profiles.layout import (
+    DATE_TIME,
+    NIBBLES,
+    P8,
+    S8,
+    SFLOAT,
+    U8,
+    U16,
+    U24,
+    Field,
+    Layout,
+    TableCodec,
+    TableCodecWithCrc,
+)
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
@@ -64,6 +77,19 @@ _F_RESERVED = 0x1C
 _F_WARNING = 0x20
 _F_CAL_TEMP = 0x40
 _F_STATUS = 0x80
+
+
+#: A record after its size octet (flags first): the checked decoder and the encoder work from
+#: this table; the fast path in :func:`_decode_record` is the same table unrolled.
+_RECORD = Layout((
+    Field("glucose", "glucose concentration", SFLOAT),
+    Field("time_offset", "time offset", U16),
+    Field("status_octet", "status octet", U8, _F_STATUS),
+    Field("cal_temp_octet", "cal/temp octet", U8, _F_CAL_TEMP),
+    Field("warning_octet", "warning octet", U8, _F_WARNING),
+    Field("trend", "trend", SFLOAT, _F_TREND),
+    Field("quality", "quality", SFLOAT, _F_QUALITY),
+), reserved=_F_RESERVED)
 
 
 @dataclass(frozen=True)
@@ -101,53 +127,25 @@ class CGMRecord:
         return ((self.status_octet or 0) | (self.cal_temp_octet or 0) << 8
                 | (self.warning_octet or 0) << 16)
 
-    def flags(self) -> int:
-        f = self.reserved_flags & _F_RESERVED
-        if self.trend is not None:
-            f |= _F_TREND
-        if self.quality is not None:
-            f |= _F_QUALITY
-        if self.warning_octet is not None:
-            f |= _F_WARNING
-        if self.cal_temp_octet is not None:
-            f |= _F_CAL_TEMP
-        if self.status_octet is not None:
-            f |= _F_STATUS
-        return f
-
     def to_bytes(self, add_crc: bool = False) -> bytes:
         """Encode; ``add_crc`` computes the E2E-CRC when ``crc`` is ``None``."""
-        body = bytearray((self.flags(),))
-        body += psf(self.glucose) + p16(self.time_offset)
-        for octet in (self.status_octet, self.cal_temp_octet, self.warning_octet):
-            if octet is not None:
-                body.append(octet)
-        if self.trend is not None:
-            body += psf(self.trend)
-        if self.quality is not None:
-            body += psf(self.quality)
-        has_crc = self.crc is not None or add_crc
-        size = len(body) + 1 + (2 if has_crc else 0)
-        out = bytes((size,)) + bytes(body)
-        return with_crc(out, self.crc, add_crc)
+        body = _RECORD.encode(self)
+        # The size octet counts itself, the flags, the fields and the CRC when there is one.
+        size = len(body) + 1 + (2 if self.crc is not None or add_crc else 0)
+        return with_crc(bytes((size,)) + body, self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         status = self.sensor_status
         out: dict[str, Any] = {
             "glucose_mg_dl": self.glucose.value,
             "time_offset_min": self.time_offset,
-            "trend_mg_dl_per_min": None if self.trend is None else self.trend.value,
-            "quality_pct": None if self.quality is None else self.quality.value,
-            "sensor_status": None if status is None else bits(status, STATUS_BITS),
+            "trend_mg_dl_per_min": value_of(self.trend),
+            "quality_pct": value_of(self.quality),
+            "sensor_status": opt_bits(status, STATUS_BITS),
             "crc_ok": self.crc_ok,
         }
-        for name, v in (("glucose", self.glucose), ("trend", self.trend),
-                        ("quality", self.quality)):
-            if v is not None and v.special is not None:
-                out[f"{name}_special"] = v.special
-        if self.reserved_flags:
-            out["reserved_flags"] = self.reserved_flags
-        return out
+        return json_tail(out, self.reserved_flags, glucose=self.glucose, trend=self.trend,
+                         quality=self.quality)
 
 
 def _body_length(flags: int) -> int:
@@ -220,25 +218,17 @@ def _decode_record_checked(raw: bytes, start: int) -> tuple[CGMRecord, int]:
     r.pos = start
     size = r.u8("size")
     flags = r.u8("flags")
-    glucose = r.sfloat("glucose concentration")
-    offset = r.u16("time offset")
-    status = r.u8("status octet") if flags & _F_STATUS else None
-    cal_temp = r.u8("cal/temp octet") if flags & _F_CAL_TEMP else None
-    warning = r.u8("warning octet") if flags & _F_WARNING else None
-    trend = r.sfloat("trend") if flags & _F_TREND else None
-    quality = r.sfloat("quality") if flags & _F_QUALITY else None
+    values = _RECORD.read_fields(r, flags)
     body_len = r.pos - start
     crc = None
-    crc_ok = None
     if size == body_len + 2:
         crc = r.u16("E2E-CRC")
-        crc_ok = crc16_mcrf4xx(raw[start:start + body_len]) == crc
     elif size != body_len:
         raise MalformedPayload(
             "2aa7", start, f"size field says {size} bytes but the flags 0x{flags:02x} give "
             f"{body_len} (or {body_len + 2} with E2E-CRC)", raw)
-    return CGMRecord(glucose, offset, status, cal_temp, warning, trend, quality, crc,
-                     crc_ok, flags & _F_RESERVED), r.pos
+    return CGMRecord(**values, crc=crc, crc_ok=crc_ok(raw, start, start + body_len, crc),
+                     reserved_flags=flags & _F_RESERVED), r.pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,10 +259,8 @@ class CGMMeasurement:
         return {"records": [rec.to_json() for rec in self.records]}
 
 
-def to_readings(m: CGMMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: CGMMeasurement, ctx: ReadingContext) -> list[Reading]:
     """One ``cgm_glucose`` (mg/dL) per record.
 
     ``time`` is session start + time offset.  ``session_start`` is the device's Session Start
@@ -281,8 +269,7 @@ def to_readings(m: CGMMeasurement, *, device_id: str, characteristic: str,
     A record whose E2E-CRC does not match makes the whole frame malformed (the stored raw
     frame and a later RACP fetch recover it) — a corrupted glucose value is never stored.
     """
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
+    session_start = ctx.session_start
     if session_start is None:
         sess_text = "unknown"
     else:
@@ -293,7 +280,7 @@ def to_readings(m: CGMMeasurement, *, device_id: str, characteristic: str,
     pos = 0
     for i, rec in enumerate(m.records):
         if rec.crc_ok is False:
-            raise MalformedPayload(characteristic, pos, f"record {i + 1}: E2E-CRC mismatch "
+            raise MalformedPayload(ctx.characteristic, pos, f"record {i + 1}: E2E-CRC mismatch "
                                    f"(sent 0x{rec.crc or 0:04x})", m.to_bytes())
         pos += len(rec.to_bytes())
         extra: dict[str, Any] = {"time_offset_min": rec.time_offset}
@@ -337,7 +324,7 @@ FEATURE_BITS = {
     16: "cgm_quality",
 }
 @dataclass(frozen=True, slots=True)
-class CGMFeature:
+class CGMFeature(TableCodec):
     """CGM Feature 0x2AA8 (CGMS §3.2): features (24 bits), type/location nibbles, E2E-CRC.
 
     The CRC field is always there: 0xFFFF when E2E-CRC is not supported (bit 12 clear).
@@ -345,27 +332,20 @@ class CGMFeature:
 
     characteristic: ClassVar[str] = "2aa8"
     name: ClassVar[str] = "CGM Feature"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("features", "features", U24),
+        Field(("type", "sample_location"), "type/sample location", NIBBLES),
+        Field("crc", "E2E-CRC", U16),
+    )
 
     features: int
     type: int
     sample_location: int
     crc: int = 0xFFFF
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2aa8", raw)
-        features = r.u24("features")
-        kind, location = r.nibbles("type/sample location")
-        crc = r.u16("E2E-CRC")
-        r.end()
-        return cls(features, kind, location, crc)
-
     @property
     def e2e_crc_supported(self) -> bool:
         return bool(self.features >> 12 & 1)
-
-    def to_bytes(self) -> bytes:
-        return p24(self.features) + pnib(self.type, self.sample_location) + p16(self.crc)
 
     def to_json(self) -> dict[str, Any]:
         body = self.to_bytes()[:4]
@@ -378,27 +358,22 @@ class CGMFeature:
 
 
 @dataclass(frozen=True, slots=True)
-class CGMStatus:
+class CGMStatus(TableCodecWithCrc):
     """CGM Status 0x2AA9 (CGMS §3.3): time offset (uint16 min), status (24 bits, the
     annunciation's structure, always 3 octets), optional E2E-CRC."""
 
     characteristic: ClassVar[str] = "2aa9"
     name: ClassVar[str] = "CGM Status"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("time_offset", "time offset", U16),
+        Field("status", "status", U24),
+        crc_tail=True,
+    )
 
     time_offset: int
     status: int
     crc: int | None = None
     crc_ok: bool | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2aa9", raw)
-        offset = r.u16("time offset")
-        status = r.u24("status")
-        return cls(offset, status, *end_with_crc(r))
-
-    def to_bytes(self, add_crc: bool = False) -> bytes:
-        return with_crc(p16(self.time_offset) + p24(self.status), self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         return {"time_offset_min": self.time_offset,
@@ -410,31 +385,25 @@ DST_OFFSETS = {0: "standard_time", 2: "half_hour_daylight", 4: "daylight_time",
 
 
 @dataclass(frozen=True, slots=True)
-class CGMSessionStartTime:
+class CGMSessionStartTime(TableCodecWithCrc):
     """CGM Session Start Time 0x2AAA (CGMS §3.4): Date Time (7), Time Zone (sint8, 15-minute
     steps, −128 unknown), DST Offset (uint8: 0, 2, 4, 8 quarter-hours; 255 unknown),
     optional E2E-CRC."""
 
     characteristic: ClassVar[str] = "2aaa"
     name: ClassVar[str] = "CGM Session Start Time"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("start", "session start time", DATE_TIME),
+        Field("time_zone", "time zone", S8),
+        Field("dst_offset", "DST offset", P8),
+        crc_tail=True,
+    )
 
     start: DateTime
     time_zone: int
     dst_offset: int
     crc: int | None = None
     crc_ok: bool | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2aaa", raw)
-        start = r.datetime7("session start time")
-        tz = r.s8("time zone")
-        dst = r.u8("DST offset")
-        return cls(start, tz, dst, *end_with_crc(r))
-
-    def to_bytes(self, add_crc: bool = False) -> bytes:
-        body = self.start.to_bytes() + bytes((self.time_zone & 0xFF, self.dst_offset & 0xFF))
-        return with_crc(body, self.crc, add_crc)
 
     def utc_start(self) -> datetime | None:
         """The start in UTC when time zone and DST are known (local − zone − DST)."""
@@ -460,24 +429,17 @@ class CGMSessionStartTime:
 
 
 @dataclass(frozen=True, slots=True)
-class CGMSessionRunTime:
+class CGMSessionRunTime(TableCodecWithCrc):
     """CGM Session Run Time 0x2AAB (CGMS §3.5): uint16 hours, optional E2E-CRC."""
 
     characteristic: ClassVar[str] = "2aab"
     name: ClassVar[str] = "CGM Session Run Time"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("run_time_h", "session run time", U16), crc_tail=True)
 
     run_time_h: int
     crc: int | None = None
     crc_ok: bool | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2aab", raw)
-        hours = r.u16("session run time")
-        return cls(hours, *end_with_crc(r))
-
-    def to_bytes(self, add_crc: bool = False) -> bytes:
-        return with_crc(p16(self.run_time_h), self.crc, add_crc)
 
     def to_json(self) -> dict[str, Any]:
         return {"session_run_time_h": self.run_time_h, "crc_ok": self.crc_ok}

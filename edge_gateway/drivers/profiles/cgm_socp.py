@@ -16,11 +16,12 @@ from edge_gateway.drivers.profiles.base import (
     Reader,
     bits,
     enum_name,
+    opt_name,
     p16,
     pnib,
     psf,
 )
-from edge_gateway.drivers.profiles.e2e_crc import crc16_mcrf4xx, with_crc
+from edge_gateway.drivers.profiles.e2e_crc import end_with_crc, with_crc
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 #: CGM Sample Location (CGMS §3.2; types are base.SAMPLE_TYPES), shared with cgm.py.
@@ -126,11 +127,7 @@ class CGMSpecificOpsControlPoint:
             resp = r.u8("response code value")
         elif op not in _EMPTY_OPS:
             return cls(op, operand_raw=r.rest())
-        end = r.pos
-        crc = r.u16("E2E-CRC") if r.left >= 2 else None
-        r.end()
-        crc_ok = None if crc is None else crc16_mcrf4xx(raw[:end]) == crc
-        return cls(op, interval, level, cal, rec, req, resp, b"", crc, crc_ok)
+        return cls(op, interval, level, cal, rec, req, resp, b"", *end_with_crc(r))
 
     def to_bytes(self, add_crc: bool = False) -> bytes:
         body = bytearray((self.op_code,))
@@ -152,10 +149,8 @@ class CGMSpecificOpsControlPoint:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "op_code": enum_name(self.op_code, SOCP_OPS),
-            "request_op_code": None if self.request_op_code is None
-            else enum_name(self.request_op_code, SOCP_OPS),
-            "response_code": None if self.response_code is None
-            else enum_name(self.response_code, SOCP_RESPONSES),
+            "request_op_code": opt_name(self.request_op_code, SOCP_OPS),
+            "response_code": opt_name(self.response_code, SOCP_RESPONSES),
             "crc_ok": self.crc_ok,
         }
         if self.interval_min is not None:

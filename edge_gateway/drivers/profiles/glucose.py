@@ -9,28 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from edge_gateway.drivers.profiles.base import (
     SAMPLE_TYPES,
     DateTime,
     Feature16,
-    FlagWriter,
     Profile,
     Racp,
-    Reader,
     ReadingContext,
     json_tail,
     measurement,
     opt_bits,
     opt_name,
-    p16,
-    pnib,
-    ps16,
-    psf,
-    u8,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number, value_of
+from edge_gateway.drivers.profiles.layout import (
+    DATE_TIME,
+    NIBBLES,
+    S16,
+    SFLOAT,
+    U8,
+    U16,
+    Field,
+    Layout,
+    TableCodec,
+)
 from edge_gateway.drivers.profiles.racp import RecordAccessControlPoint
 from edge_gateway.reading import Reading
 from edge_gateway.units import MGDL_PER_MMOLL
@@ -60,7 +64,7 @@ def _scaled(v: SFloat, shift: int) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class GlucoseMeasurement:
+class GlucoseMeasurement(TableCodec):
     """Glucose Measurement 0x2A18 (GLS §3.106 of GSS).
 
     Layout: flags (uint8); sequence number (uint16); base time (Date Time, 7); time offset
@@ -72,6 +76,15 @@ class GlucoseMeasurement:
 
     characteristic: ClassVar[str] = "2a18"
     name: ClassVar[str] = "Glucose Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("sequence_number", "sequence number", U16),
+        Field("base_time", "base time", DATE_TIME),
+        Field("time_offset", "time offset", S16, _F_OFFSET),
+        # Concentration and type/sample location share bit 1 (absent: type and location 0).
+        Field("concentration", "glucose concentration", SFLOAT, _F_CONC),
+        Field(("type", "sample_location"), "type/sample location", NIBBLES, _F_CONC),
+        Field("sensor_status", "sensor status annunciation", U16, _F_STATUS),
+    ), {"mol_per_l": _F_MOL, "context_follows": _F_CONTEXT}, _F_RESERVED)
 
     sequence_number: int
     base_time: DateTime
@@ -83,33 +96,6 @@ class GlucoseMeasurement:
     sensor_status: int | None = None
     context_follows: bool = False
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a18", raw)
-        flags = r.u8("flags")
-        seq = r.u16("sequence number")
-        base = r.datetime7("base time")
-        offset = r.s16("time offset") if flags & _F_OFFSET else None
-        conc = None
-        gtype = loc = 0
-        if flags & _F_CONC:
-            conc = r.sfloat("glucose concentration")
-            gtype, loc = r.nibbles("type/sample location")
-        status = r.u16("sensor status annunciation") if flags & _F_STATUS else None
-        r.end()
-        return cls(seq, base, offset, conc, bool(flags & _F_MOL), gtype, loc, status,
-                   bool(flags & _F_CONTEXT), flags & _F_RESERVED)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter((self.reserved_flags & _F_RESERVED) | (_F_MOL if self.mol_per_l else 0)
-                       | (_F_CONTEXT if self.context_follows else 0),
-                       p16(self.sequence_number) + self.base_time.to_bytes())
-        w.add(_F_OFFSET, self.time_offset, ps16)
-        w.add_bytes(_F_CONC, None if self.concentration is None
-                    else psf(self.concentration) + pnib(self.type, self.sample_location))
-        w.add(_F_STATUS, self.sensor_status, p16)
-        return w.done()
 
     def device_time(self) -> datetime | None:
         """Base time + time offset: the device's own (naive) clock at the measurement."""
@@ -203,7 +189,7 @@ _C_EXTENDED = 0x80
 
 
 @dataclass(frozen=True, slots=True)
-class GlucoseMeasurementContext:
+class GlucoseMeasurementContext(TableCodec):
     """Glucose Measurement Context 0x2A34 (GLS, GSS "Glucose Measurement Context").
 
     Layout: flags (uint8); sequence number (uint16); extended flags (uint8, bit 7);
@@ -215,6 +201,20 @@ class GlucoseMeasurementContext:
 
     characteristic: ClassVar[str] = "2a34"
     name: ClassVar[str] = "Glucose Measurement Context"
+    # Pairs sharing a bit are both present or both left out.
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("sequence_number", "sequence number", U16),
+        Field("extended_flags", "extended flags", U8, _C_EXTENDED),
+        Field("carbohydrate_id", "carbohydrate ID", U8, _C_CARB),
+        Field("carbohydrate_kg", "carbohydrate", SFLOAT, _C_CARB),
+        Field("meal", "meal", U8, _C_MEAL),
+        Field(("tester", "health"), "tester/health", NIBBLES, _C_TESTER, fill=0),
+        Field("exercise_duration_s", "exercise duration", U16, _C_EXERCISE),
+        Field("exercise_intensity_pct", "exercise intensity", U8, _C_EXERCISE),
+        Field("medication_id", "medication ID", U8, _C_MEDICATION),
+        Field("medication", "medication", SFLOAT, _C_MEDICATION),
+        Field("hba1c_pct", "HbA1c", SFLOAT, _C_HBA1C),
+    ), {"medication_liters": _C_LITERS})
 
     sequence_number: int
     extended_flags: int | None = None
@@ -230,48 +230,6 @@ class GlucoseMeasurementContext:
     medication_liters: bool = False
     hba1c_pct: SFloat | None = None
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a34", raw)
-        flags = r.u8("flags")
-        seq = r.u16("sequence number")
-        ext = r.u8("extended flags") if flags & _C_EXTENDED else None
-        carb_id = carb = meal = tester = health = dur = inten = med_id = med = hba1c = None
-        if flags & _C_CARB:
-            carb_id = r.u8("carbohydrate ID")
-            carb = r.sfloat("carbohydrate")
-        if flags & _C_MEAL:
-            meal = r.u8("meal")
-        if flags & _C_TESTER:
-            tester, health = r.nibbles("tester/health")
-        if flags & _C_EXERCISE:
-            dur = r.u16("exercise duration")
-            inten = r.u8("exercise intensity")
-        if flags & _C_MEDICATION:
-            med_id = r.u8("medication ID")
-            med = r.sfloat("medication")
-        if flags & _C_HBA1C:
-            hba1c = r.sfloat("HbA1c")
-        r.end()
-        return cls(seq, ext, carb_id, carb, meal, tester, health, dur, inten, med_id, med,
-                   bool(flags & _C_LITERS), hba1c)
-
-    def to_bytes(self) -> bytes:
-        # Paired fields share one flag: both present or the pair is left out.
-        w = FlagWriter(_C_LITERS if self.medication_liters else 0, p16(self.sequence_number))
-        w.add(_C_EXTENDED, self.extended_flags, u8)
-        w.add_bytes(_C_CARB, None if self.carbohydrate_id is None or self.carbohydrate_kg is None
-                    else u8(self.carbohydrate_id) + psf(self.carbohydrate_kg))
-        w.add(_C_MEAL, self.meal, u8)
-        w.add_bytes(_C_TESTER, None if self.tester is None and self.health is None
-                    else pnib(self.tester or 0, self.health or 0))
-        w.add_bytes(_C_EXERCISE, None if self.exercise_duration_s is None
-                    or self.exercise_intensity_pct is None
-                    else p16(self.exercise_duration_s) + u8(self.exercise_intensity_pct))
-        w.add_bytes(_C_MEDICATION, None if self.medication_id is None or self.medication is None
-                    else u8(self.medication_id) + psf(self.medication))
-        w.add(_C_HBA1C, self.hba1c_pct, psf)
-        return w.done()
 
     def to_json(self) -> dict[str, Any]:
         med_unit = None if self.medication is None else ("L" if self.medication_liters

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import Profile, ReadingContext, UIntField, rx_key
+from edge_gateway.drivers.profiles.base import (
+    Profile,
+    ReadingContext,
+    UIntField,
+    measurement,
+    rx_key,
+)
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
@@ -145,15 +150,11 @@ class HeartRateMeasurement:
         }
 
 
-def to_readings(m: HeartRateMeasurement, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: HeartRateMeasurement, ctx: ReadingContext) -> list[Reading]:
     """One ``heart_rate`` (/min) and one ``rr_interval`` (ms) per RR value, keyed by receive
     time (heart-rate notifications carry no record identity of their own)."""
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
-    key = rx_key(received_at)
+    key = rx_key(ctx.received_at)
     extra: dict[str, Any] = {"sensor_contact": m.sensor_contact}
     if m.energy_expended is not None:
         extra["energy_expended_kj"] = m.energy_expended

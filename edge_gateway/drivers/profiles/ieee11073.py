@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Self
 
 #: Names of the special values, as used in ``Reading.special`` and in JSON.
 NAN: Final = "nan"
@@ -37,8 +37,6 @@ _SFLOAT_SPECIAL: Final[dict[int, str]] = {
 _FLOAT_SPECIAL: Final[dict[int, str]] = {
     0x7FFFFF: NAN, -0x800000: NRES, 0x7FFFFE: POS_INF, -0x7FFFFE: NEG_INF, -0x7FFFFF: RESERVED,
 }
-_SFLOAT_BY_NAME: Final = {v: k for k, v in _SFLOAT_SPECIAL.items()}
-_FLOAT_BY_NAME: Final = {v: k for k, v in _FLOAT_SPECIAL.items()}
 
 
 def _number(mantissa: int, exponent: int) -> float:
@@ -86,28 +84,79 @@ def _split(value: float, precision: int | None, mant_max: int, exp_min: int,
     return mant, exp
 
 
+@dataclass(frozen=True, slots=True)
+class _Width:
+    """One size of medical float: its name, field widths and special mantissas."""
+
+    label: str
+    mant_bits: int
+    exp_bits: int
+    special: Mapping[int, str]
+
+    @property
+    def by_name(self) -> dict[str, int]:
+        return {v: k for k, v in self.special.items()}
+
+
+@dataclass(frozen=True, slots=True)
 class _MedFloat:
-    """What SFLOAT and FLOAT share: special values (exponent 0 only), the number, the text.
+    """What SFLOAT and FLOAT share: one layout (exponent over mantissa, both two's complement)
+    at two widths, special values at exponent 0, the number and the text.  A subclass gives
+    its :class:`_Width`; the mantissa and exponent are kept as sent."""
 
-    Each subclass names its own table of special mantissas; only the widths differ.
-    """
+    _WIDTH: ClassVar[_Width]
 
-    __slots__ = ()
-    _SPECIAL: ClassVar[Mapping[int, str]]
     mantissa: int
-    exponent: int
+    exponent: int = 0
 
     @property
     def special(self) -> str | None:
         """``"nan"``, ``"nres"``, ``"+inf"``, ``"-inf"``, ``"reserved"`` or ``None``."""
-        return self._SPECIAL.get(self.mantissa) if self.exponent == 0 else None
+        return self._WIDTH.special.get(self.mantissa) if self.exponent == 0 else None
 
     @property
     def value(self) -> float | None:
         """The number, or ``None`` for a special value."""
-        if self.exponent == 0 and self.mantissa in self._SPECIAL:
+        if self.exponent == 0 and self.mantissa in self._WIDTH.special:
             return None
         return _number(self.mantissa, self.exponent)
+
+    @classmethod
+    def _fields(cls, word: int) -> tuple[int, int]:
+        """(mantissa, exponent) of a raw word (already read little-endian)."""
+        mbits, ebits = cls._WIDTH.mant_bits, cls._WIDTH.exp_bits
+        mant = word & ((1 << mbits) - 1)
+        if mant >> (mbits - 1):
+            mant -= 1 << mbits
+        exp = word >> mbits
+        if exp >> (ebits - 1):
+            exp -= 1 << ebits
+        return mant, exp
+
+    def to_raw(self) -> int:
+        mbits, ebits = self._WIDTH.mant_bits, self._WIDTH.exp_bits
+        mlim, elim = 1 << (mbits - 1), 1 << (ebits - 1)
+        if not (-mlim <= self.mantissa < mlim and -elim <= self.exponent < elim):
+            raise ValueError(f"{self._WIDTH.label} out of range: mantissa {self.mantissa}, "
+                             f"exponent {self.exponent}")
+        return ((self.exponent & ((1 << ebits) - 1)) << mbits) \
+            | (self.mantissa & ((1 << mbits) - 1))
+
+    @classmethod
+    def from_value(cls, value: float, precision: int | None = None) -> Self:
+        """Encode a finite number (``precision`` = digits after the point, if given).
+
+        The mantissa stays below the three special values at the top of its range.
+        """
+        mbits, ebits = cls._WIDTH.mant_bits, cls._WIDTH.exp_bits
+        elim = 1 << (ebits - 1)
+        mant, exp = _split(value, precision, (1 << (mbits - 1)) - 3, -elim, elim - 1)
+        return cls(mant, exp)
+
+    @classmethod
+    def special_value(cls, name: str) -> Self:
+        """The float for ``"nan"``, ``"nres"``, ``"+inf"``, ``"-inf"`` or ``"reserved"``."""
+        return cls(cls._WIDTH.by_name[name], 0)
 
     def __str__(self) -> str:
         return self.special or format_number(self.mantissa, self.exponent)
@@ -122,10 +171,7 @@ def value_of(v: _MedFloat | None) -> float | None:
 class SFloat(_MedFloat):
     """A 16-bit IEEE 11073 SFLOAT as sent: ``mantissa`` (−2048..2047), ``exponent`` (−8..7)."""
 
-    _SPECIAL: ClassVar[Mapping[int, str]] = _SFLOAT_SPECIAL
-
-    mantissa: int
-    exponent: int = 0
+    _WIDTH: ClassVar[_Width] = _Width("SFLOAT", 12, 4, _SFLOAT_SPECIAL)
 
     @classmethod
     def from_raw(cls, word: int) -> SFloat:
@@ -136,33 +182,10 @@ class SFloat(_MedFloat):
         """
         v = _SFLOAT_CACHE.get(word)
         if v is None:
-            mant = word & 0x0FFF
-            if mant >= 0x0800:
-                mant -= 0x1000
-            exp = word >> 12
-            if exp >= 8:
-                exp -= 16
-            v = SFloat(mant, exp)
+            v = SFloat(*SFloat._fields(word))
             if 0 <= word <= 0xFFFF:
                 _SFLOAT_CACHE[word] = v
         return v
-
-    def to_raw(self) -> int:
-        if not (-0x800 <= self.mantissa <= 0x7FF and -8 <= self.exponent <= 7):
-            raise ValueError(f"SFLOAT out of range: mantissa {self.mantissa}, "
-                             f"exponent {self.exponent}")
-        return ((self.exponent & 0xF) << 12) | (self.mantissa & 0x0FFF)
-
-    @classmethod
-    def from_value(cls, value: float, precision: int | None = None) -> SFloat:
-        """Encode a finite number (``precision`` = digits after the point, if given)."""
-        mant, exp = _split(value, precision, 2045, -8, 7)
-        return cls(mant, exp)
-
-    @classmethod
-    def special_value(cls, name: str) -> SFloat:
-        """The SFLOAT for ``"nan"``, ``"nres"``, ``"+inf"``, ``"-inf"`` or ``"reserved"``."""
-        return cls(_SFLOAT_BY_NAME[name], 0)
 
 
 _SFLOAT_CACHE: dict[int, SFloat] = {}
@@ -172,36 +195,12 @@ _SFLOAT_CACHE: dict[int, SFloat] = {}
 class Float32(_MedFloat):
     """A 32-bit IEEE 11073 FLOAT: ``mantissa`` (24-bit signed), ``exponent`` (8-bit signed)."""
 
-    _SPECIAL: ClassVar[Mapping[int, str]] = _FLOAT_SPECIAL
-
-    mantissa: int
-    exponent: int = 0
+    _WIDTH: ClassVar[_Width] = _Width("FLOAT", 24, 8, _FLOAT_SPECIAL)
 
     @classmethod
     def from_raw(cls, word: int) -> Float32:
         """Decode a 32-bit word (already read little-endian)."""
-        mant = word & 0xFFFFFF
-        if mant >= 0x800000:
-            mant -= 0x1000000
-        exp = word >> 24
-        if exp >= 0x80:
-            exp -= 0x100
-        return cls(mant, exp)
-
-    def to_raw(self) -> int:
-        if not (-0x800000 <= self.mantissa <= 0x7FFFFF and -128 <= self.exponent <= 127):
-            raise ValueError(f"FLOAT out of range: mantissa {self.mantissa}, "
-                             f"exponent {self.exponent}")
-        return ((self.exponent & 0xFF) << 24) | (self.mantissa & 0xFFFFFF)
-
-    @classmethod
-    def from_value(cls, value: float, precision: int | None = None) -> Float32:
-        mant, exp = _split(value, precision, 0x7FFFFD, -128, 127)
-        return cls(mant, exp)
-
-    @classmethod
-    def special_value(cls, name: str) -> Float32:
-        return cls(_FLOAT_BY_NAME[name], 0)
+        return cls(*cls._fields(word))
 
 
 def format_number(mantissa: int, exponent: int) -> str:

@@ -25,10 +25,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import Profile, ReadingContext, bits, iso_naive
+from edge_gateway.drivers.profiles.base import (
+    Profile,
+    ReadingContext,
+    bits,
+    iso_naive,
+    measurement,
+)
 from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
@@ -178,9 +184,8 @@ class Rad8Record:
         }
 
 
-def to_readings(r: Rad8Record, *, device_id: str, characteristic: str, received_at: datetime,
-                device_clock_offset: timedelta | None, reset_epoch: int = 0,
-                session_start: datetime | None = None) -> list[Reading]:
+@measurement
+def to_readings(r: Rad8Record, ctx: ReadingContext) -> list[Reading]:
     """``spo2`` (%), ``pulse_rate`` (/min) and ``perfusion_index`` (%) keyed by device time.
 
     Parameters sent as dashes, and every number on a line whose exception bits say there is
@@ -188,8 +193,6 @@ def to_readings(r: Rad8Record, *, device_id: str, characteristic: str, received_
     """
     if not r.trustworthy:
         return []
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     key = f"dev:{iso_naive(r.device_time)}"
     extra = {"exception": r.exception, "alarm": r.alarm, "serial_number": r.serial_number}
     out: list[Reading] = []

@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Self
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
-    FlagWriter,
     Profile,
     Reader,
     ReadingContext,
@@ -21,11 +20,20 @@ from edge_gateway.drivers.profiles.base import (
     opt_bits,
     p16,
     p24,
-    psf,
     timed_key,
     ts_json,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat, value_of
+from edge_gateway.drivers.profiles.layout import (
+    DATE_TIME,
+    SFLOAT,
+    SFLOAT_PAIR,
+    U16,
+    U24,
+    Field,
+    Layout,
+    TableCodec,
+)
 from edge_gateway.reading import Reading
 
 MEASUREMENT_STATUS_BITS = {
@@ -51,24 +59,13 @@ FEATURE_BITS = {
 }
 
 
-# Both measurements end with the same three optional fields — measurement status (16 bits),
-# device and sensor status (24 bits), pulse amplitude index (SFLOAT) — flagged by three
-# consecutive bits starting at ``bit`` (Spot-Check 0x02, Continuous 0x04).
-
-def _read_status(r: Reader, flags: int, bit: int) -> tuple[int | None, int | None,
-                                                             SFloat | None]:
-    ms = r.u16("measurement status") if flags & bit else None
-    ds = r.u24("device and sensor status") if flags & bit << 1 else None
-    pai = r.sfloat("pulse amplitude index") if flags & bit << 2 else None
-    return ms, ds, pai
-
-
-def _end_with_status(w: FlagWriter, m: PLXSpotCheck | PLXContinuous, bit: int) -> bytes:
-    """Append the three status fields (the inverse of :func:`_read_status`); the payload."""
-    w.add(bit, m.measurement_status, p16)
-    w.add(bit << 1, m.device_status, p24)
-    w.add(bit << 2, m.pulse_amplitude_index, psf)
-    return w.done()
+def _status_fields(bit: int) -> tuple[Field, ...]:
+    """Both measurements end with the same three optional fields — measurement status
+    (16 bits), device and sensor status (24 bits), pulse amplitude index (SFLOAT) — flagged
+    by three consecutive bits starting at ``bit`` (Spot-Check 0x02, Continuous 0x04)."""
+    return (Field("measurement_status", "measurement status", U16, bit),
+            Field("device_status", "device and sensor status", U24, bit << 1),
+            Field("pulse_amplitude_index", "pulse amplitude index", SFLOAT, bit << 2))
 
 
 def _status_json(m: PLXSpotCheck | PLXContinuous) -> dict[str, Any]:
@@ -84,12 +81,10 @@ def _finish_json(out: dict[str, Any], m: PLXSpotCheck | PLXContinuous) -> dict[s
                      pulse_amplitude_index=m.pulse_amplitude_index)
 
 
-def _pair(pair: tuple[SFloat, SFloat]) -> bytes:
-    return psf(pair[0]) + psf(pair[1])
 
 
 @dataclass(frozen=True, slots=True)
-class PLXSpotCheck:
+class PLXSpotCheck(TableCodec):
     """PLX Spot-Check Measurement 0x2A5E (PLXS §3.1).
 
     Layout: flags (uint8: bit 0 timestamp, bit 1 measurement status, bit 2 device and sensor
@@ -100,6 +95,12 @@ class PLXSpotCheck:
 
     characteristic: ClassVar[str] = "2a5e"
     name: ClassVar[str] = "PLX Spot-Check Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("spo2", "SpO2", SFLOAT),
+        Field("pulse_rate", "pulse rate", SFLOAT),
+        Field("timestamp", "timestamp", DATE_TIME, 0x01),
+        *_status_fields(0x02),
+    ), {"clock_not_set": 0x10}, 0xE0)
 
     spo2: SFloat
     pulse_rate: SFloat
@@ -109,23 +110,6 @@ class PLXSpotCheck:
     pulse_amplitude_index: SFloat | None = None
     clock_not_set: bool = False
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a5e", raw)
-        flags = r.u8("flags")
-        spo2 = r.sfloat("SpO2")
-        pr = r.sfloat("pulse rate")
-        ts = r.datetime7("timestamp") if flags & 0x01 else None
-        ms, ds, pai = _read_status(r, flags, 0x02)
-        r.end()
-        return cls(spo2, pr, ts, ms, ds, pai, bool(flags & 0x10), flags & 0xE0)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter((self.reserved_flags & 0xE0) | (0x10 if self.clock_not_set else 0),
-                       psf(self.spo2) + psf(self.pulse_rate))
-        w.add(0x01, self.timestamp, DateTime.to_bytes)
-        return _end_with_status(w, self, 0x02)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,7 +123,7 @@ class PLXSpotCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class PLXContinuous:
+class PLXContinuous(TableCodec):
     """PLX Continuous Measurement 0x2A5F (PLXS §3.2).
 
     Layout: flags (uint8: bit 0 SpO2PR-Fast, bit 1 SpO2PR-Slow, bit 2 measurement status,
@@ -150,6 +134,13 @@ class PLXContinuous:
 
     characteristic: ClassVar[str] = "2a5f"
     name: ClassVar[str] = "PLX Continuous Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("spo2", "SpO2 (normal)", SFLOAT),
+        Field("pulse_rate", "pulse rate (normal)", SFLOAT),
+        Field("fast", ("SpO2 (fast)", "pulse rate (fast)"), SFLOAT_PAIR, 0x01),
+        Field("slow", ("SpO2 (slow)", "pulse rate (slow)"), SFLOAT_PAIR, 0x02),
+        *_status_fields(0x04),
+    ), {}, 0xE0)
 
     spo2: SFloat
     pulse_rate: SFloat
@@ -159,26 +150,6 @@ class PLXContinuous:
     device_status: int | None = None
     pulse_amplitude_index: SFloat | None = None
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a5f", raw)
-        flags = r.u8("flags")
-        spo2 = r.sfloat("SpO2 (normal)")
-        pr = r.sfloat("pulse rate (normal)")
-        fast = (r.sfloat("SpO2 (fast)"), r.sfloat("pulse rate (fast)")) \
-            if flags & 0x01 else None
-        slow = (r.sfloat("SpO2 (slow)"), r.sfloat("pulse rate (slow)")) \
-            if flags & 0x02 else None
-        ms, ds, pai = _read_status(r, flags, 0x04)
-        r.end()
-        return cls(spo2, pr, fast, slow, ms, ds, pai, flags & 0xE0)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter(self.reserved_flags & 0xE0, psf(self.spo2) + psf(self.pulse_rate))
-        w.add(0x01, self.fast, _pair)
-        w.add(0x02, self.slow, _pair)
-        return _end_with_status(w, self, 0x04)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

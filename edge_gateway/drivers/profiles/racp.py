@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from edge_gateway.drivers.profiles.base import DateTime, Reader, enum_name, p16
+from edge_gateway.drivers.profiles.base import DateTime, Reader, enum_name, opt_name, p16
 
 RACP_OPS = {1: "report_stored_records", 2: "delete_stored_records", 3: "abort_operation",
             4: "report_number_of_stored_records", 5: "number_of_stored_records_response",
@@ -127,10 +127,8 @@ class RecordAccessControlPoint:
         out: dict[str, Any] = {
             "op_code": enum_name(self.op_code, RACP_OPS),
             "operator": enum_name(self.operator, RACP_OPERATORS),
-            "request_op_code": None if self.request_op_code is None
-            else enum_name(self.request_op_code, RACP_OPS),
-            "response_code": None if self.response_code is None
-            else enum_name(self.response_code, RACP_RESPONSES),
+            "request_op_code": opt_name(self.request_op_code, RACP_OPS),
+            "response_code": opt_name(self.response_code, RACP_RESPONSES),
             "number_of_records": self.number_of_records,
         }
         if self.filter_type is not None:

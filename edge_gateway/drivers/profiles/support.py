@@ -23,8 +23,18 @@ from edge_gateway.drivers.profiles.base import (
     UIntField,
     bits,
     enum_name,
-    p16,
+    measurement,
     rx_key,
+)
+from edge_gateway.drivers.profiles.layout import (
+    DATE_TIME,
+    P8,
+    S8,
+    U8,
+    U16,
+    Field,
+    Layout,
+    TableCodec,
 )
 from edge_gateway.reading import Reading
 
@@ -42,16 +52,12 @@ class BatteryLevel(UIntField, uuid="2a19", label="Battery Level", what="battery 
         return out
 
 
-def to_readings(m: BatteryLevel, *, device_id: str, characteristic: str,
-                received_at: datetime, device_clock_offset: timedelta | None,
-                reset_epoch: int = 0, session_start: datetime | None = None,
-                ) -> list[Reading]:
+@measurement
+def to_readings(m: BatteryLevel, ctx: ReadingContext) -> list[Reading]:
     """One ``battery`` reading (%); a reserved level (> 100) has value None."""
-    ctx = ReadingContext(device_id, characteristic, received_at, device_clock_offset,
-                         reset_epoch)
     ok = m.level <= 100
     return [ctx.reading("battery", float(m.level) if ok else None, "%",
-                        special=None if ok else "reserved", record_key=rx_key(received_at),
+                        special=None if ok else "reserved", record_key=rx_key(ctx.received_at),
                         extra={} if ok else {"raw": m.level})]
 
 
@@ -115,29 +121,23 @@ VENDOR_ID_SOURCES = {1: "bluetooth_sig", 2: "usb_implementers_forum"}
 
 
 @dataclass(frozen=True, slots=True)
-class PnPID:
+class PnPID(TableCodec):
     """PnP ID 0x2A50 (DIS §3.9): vendor id source (uint8), vendor id, product id, product
     version (uint16 each)."""
 
     characteristic: ClassVar[str] = "2a50"
     name: ClassVar[str] = "PnP ID"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("vendor_id_source", "vendor id source", U8),
+        Field("vendor_id", "vendor id", U16),
+        Field("product_id", "product id", U16),
+        Field("product_version", "product version", U16),
+    )
 
     vendor_id_source: int
     vendor_id: int
     product_id: int
     product_version: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a50", raw)
-        v = cls(r.u8("vendor id source"), r.u16("vendor id"), r.u16("product id"),
-                r.u16("product version"))
-        r.end()
-        return v
-
-    def to_bytes(self) -> bytes:
-        return (bytes((self.vendor_id_source,)) + p16(self.vendor_id) + p16(self.product_id)
-                + p16(self.product_version))
 
     def to_json(self) -> dict[str, Any]:
         return {"vendor_id_source": enum_name(self.vendor_id_source, VENDOR_ID_SOURCES),
@@ -156,31 +156,22 @@ ADJUST_REASON_BITS = {0: "manual_time_update", 1: "external_reference_time_updat
 
 
 @dataclass(frozen=True, slots=True)
-class DateTimeChar:
+class DateTimeChar(TableCodec):
     """Date Time 0x2A08 (GSS "Date Time"): year (uint16, 0 = unknown), month, day, hours,
     minutes, seconds (uint8 each)."""
 
     characteristic: ClassVar[str] = "2a08"
     name: ClassVar[str] = "Date Time"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(Field("value", "date time", DATE_TIME))
 
     value: DateTime
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a08", raw)
-        v = r.datetime7("date time")
-        r.end()
-        return cls(v)
-
-    def to_bytes(self) -> bytes:
-        return self.value.to_bytes()
 
     def to_json(self) -> dict[str, Any]:
         return {"date_time": self.value.iso(), "date_time_raw": self.value.to_json()}
 
 
 @dataclass(frozen=True, slots=True)
-class CurrentTime:
+class CurrentTime(TableCodec):
     """Current Time 0x2A2B (CTS §3.1; read, notify and — to set a device's clock — write).
 
     Layout: Exact Time 256 = Day Date Time (Date Time 7 + Day of Week uint8, 0 = unknown,
@@ -189,19 +180,17 @@ class CurrentTime:
 
     characteristic: ClassVar[str] = "2a2b"
     name: ClassVar[str] = "Current Time"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("time", "date time", DATE_TIME),
+        Field("day_of_week", "day of week", P8),
+        Field("fractions256", "fractions256", P8),
+        Field("adjust_reason", "adjust reason", P8),
+    )
 
     time: DateTime
     day_of_week: int = 0
     fractions256: int = 0
     adjust_reason: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a2b", raw)
-        v = cls(r.datetime7("date time"), r.u8("day of week"), r.u8("fractions256"),
-                r.u8("adjust reason"))
-        r.end()
-        return v
 
     @classmethod
     def for_write(cls, local: datetime, adjust_reason: int = 0x01) -> CurrentTime:
@@ -216,10 +205,6 @@ class CurrentTime:
             return None
         return dt + timedelta(microseconds=self.fractions256 * 10**6 // 256)
 
-    def to_bytes(self) -> bytes:
-        return self.time.to_bytes() + bytes((self.day_of_week & 0xFF, self.fractions256 & 0xFF,
-                                             self.adjust_reason & 0xFF))
-
     def to_json(self) -> dict[str, Any]:
         dt = self.to_datetime()
         return {
@@ -231,25 +216,19 @@ class CurrentTime:
 
 
 @dataclass(frozen=True, slots=True)
-class LocalTimeInformation:
+class LocalTimeInformation(TableCodec):
     """Local Time Information 0x2A0F (CTS §3.2): time zone (sint8, 15-min steps, −128
     unknown) and DST offset (uint8, quarter hours; 255 unknown)."""
 
     characteristic: ClassVar[str] = "2a0f"
     name: ClassVar[str] = "Local Time Information"
+    LAYOUT: ClassVar[Layout] = Layout.fixed(
+        Field("time_zone", "time zone", S8),
+        Field("dst_offset", "DST offset", P8),
+    )
 
     time_zone: int
     dst_offset: int
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a0f", raw)
-        v = cls(r.s8("time zone"), r.u8("DST offset"))
-        r.end()
-        return v
-
-    def to_bytes(self) -> bytes:
-        return bytes((self.time_zone & 0xFF, self.dst_offset & 0xFF))
 
     def to_json(self) -> dict[str, Any]:
         return {"time_zone_min": None if self.time_zone == -128 else 15 * self.time_zone,

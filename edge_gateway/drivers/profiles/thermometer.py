@@ -8,24 +8,21 @@ Supplement "Temperature Measurement", "Temperature Type", "Intermediate Temperat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
-    FlagWriter,
     Profile,
-    Reader,
     ReadingContext,
     UIntField,
     json_tail,
     measurement,
     opt_name,
-    pf32,
     timed_key,
     ts_json,
-    u8,
 )
 from edge_gateway.drivers.profiles.ieee11073 import Float32
+from edge_gateway.drivers.profiles.layout import DATE_TIME, FLOAT, U8, Field, Layout, TableCodec
 from edge_gateway.reading import Reading
 
 TEMPERATURE_TYPES = {1: "armpit", 2: "body", 3: "ear", 4: "finger",
@@ -34,7 +31,7 @@ TEMPERATURE_TYPES = {1: "armpit", 2: "body", 3: "ear", 4: "finger",
 
 
 @dataclass(frozen=True, slots=True)
-class TemperatureMeasurement:
+class TemperatureMeasurement(TableCodec):
     """Temperature Measurement 0x2A1C (HTS §3.1, GSS "Temperature Measurement").
 
     Layout: flags (uint8: bit 0 unit 0=Celsius 1=Fahrenheit, bit 1 time stamp, bit 2
@@ -44,29 +41,17 @@ class TemperatureMeasurement:
 
     characteristic: ClassVar[str] = "2a1c"
     name: ClassVar[str] = "Temperature Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("temperature", "temperature", FLOAT),
+        Field("timestamp", "time stamp", DATE_TIME, 0x02),
+        Field("temperature_type", "temperature type", U8, 0x04),
+    ), {"fahrenheit": 0x01}, 0xF8)
 
     temperature: Float32
     fahrenheit: bool = False
     timestamp: DateTime | None = None
     temperature_type: int | None = None
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader(cls.characteristic, raw)
-        flags = r.u8("flags")
-        temp = r.float32("temperature")
-        ts = r.datetime7("time stamp") if flags & 0x02 else None
-        ttype = r.u8("temperature type") if flags & 0x04 else None
-        r.end()
-        return cls(temp, bool(flags & 0x01), ts, ttype, flags & 0xF8)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter((self.reserved_flags & 0xF8) | (0x01 if self.fahrenheit else 0),
-                       pf32(self.temperature))
-        w.add(0x02, self.timestamp, DateTime.to_bytes)
-        w.add(0x04, self.temperature_type, u8)
-        return w.done()
 
     @property
     def unit(self) -> str:

@@ -7,23 +7,20 @@ Supplement "Weight Measurement", "Weight Scale Feature".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from edge_gateway.drivers.profiles.base import (
     DateTime,
-    FlagWriter,
     Profile,
-    Reader,
     ReadingContext,
     UIntField,
     bits,
     json_tail,
     measurement,
-    p16,
     timed_key,
     ts_json,
-    u8,
 )
+from edge_gateway.drivers.profiles.layout import DATE_TIME, U8, U16, Field, Layout, TableCodec
 from edge_gateway.reading import Reading
 
 #: Weight 0xFFFF means "measurement unsuccessful" (WSS §3.1.1.2).
@@ -38,7 +35,7 @@ def _scaled(raw: int, step: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class WeightMeasurement:
+class WeightMeasurement(TableCodec):
     """Weight Measurement 0x2A9D (WSS §3.1, GSS "Weight Measurement").
 
     Layout: flags (uint8: bit 0 units 0=SI 1=imperial, bit 1 time stamp, bit 2 user id,
@@ -49,6 +46,13 @@ class WeightMeasurement:
 
     characteristic: ClassVar[str] = "2a9d"
     name: ClassVar[str] = "Weight Measurement"
+    LAYOUT: ClassVar[Layout] = Layout((
+        Field("weight_raw", "weight", U16),
+        Field("timestamp", "time stamp", DATE_TIME, 0x02),
+        Field("user_id", "user id", U8, 0x04),
+        Field("bmi_raw", "BMI", U16, 0x08),  # BMI and height share bit 3
+        Field("height_raw", "height", U16, 0x08),
+    ), {"imperial": 0x01}, 0xF0)
 
     weight_raw: int
     imperial: bool = False
@@ -57,30 +61,6 @@ class WeightMeasurement:
     bmi_raw: int | None = None
     height_raw: int | None = None
     reserved_flags: int = 0
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
-        r = Reader("2a9d", raw)
-        flags = r.u8("flags")
-        w = r.u16("weight")
-        ts = r.datetime7("time stamp") if flags & 0x02 else None
-        user = r.u8("user id") if flags & 0x04 else None
-        bmi = height = None
-        if flags & 0x08:
-            bmi = r.u16("BMI")
-            height = r.u16("height")
-        r.end()
-        return cls(w, bool(flags & 0x01), ts, user, bmi, height, flags & 0xF0)
-
-    def to_bytes(self) -> bytes:
-        w = FlagWriter((self.reserved_flags & 0xF0) | (0x01 if self.imperial else 0),
-                       p16(self.weight_raw))
-        w.add(0x02, self.timestamp, DateTime.to_bytes)
-        w.add(0x04, self.user_id, u8)
-        # BMI and height share one flag: both or neither.
-        w.add_bytes(0x08, None if self.bmi_raw is None or self.height_raw is None
-                    else p16(self.bmi_raw) + p16(self.height_raw))
-        return w.done()
 
     @property
     def weight(self) -> float | None:

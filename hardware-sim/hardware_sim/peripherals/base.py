@@ -37,11 +37,13 @@ from edge_gateway.drivers.profiles.support import (
 from edge_gateway.errors import MalformedPayload
 
 from ..generators import stream
-from ..peripheral import AttError, Faults, Flag, Link, Peripheral, Service, uuid128
+from ..peripheral import AttError, Faults, Flag, Link, Peripheral, Service, fixed, uuid128
 from ..peripheral import char as make_char
 from ..peripheral import service as make_service
 
 Clock = Callable[[], datetime]
+#: How far ahead a device plans its user's measurements (a run longer than this gets no more).
+PLAN_AHEAD = timedelta(days=60)
 
 
 def wall_clock() -> datetime:
@@ -70,6 +72,8 @@ class SimPeripheral(Peripheral):
     """Base of the simulated health devices; subclasses add their profile service."""
 
     has_clock: bool = True
+    #: The Model Number String (DIS) of this kind of device, unless ``model`` says otherwise.
+    model_number: str = "sim"
 
     def __init__(
         self,
@@ -82,7 +86,7 @@ class SimPeripheral(Peripheral):
         faults: Faults | None = None,
         frame_faults: FrameFaults | None = None,
         manufacturer: str = "edge-gateway hardware-sim",
-        model: str = "sim",
+        model: str | None = None,
         serial: str = "0001",
         battery: int = 87,
         requires_pairing: bool = False,
@@ -103,7 +107,8 @@ class SimPeripheral(Peripheral):
         super().__init__(
             address=address,
             name=name,
-            services=[*profile, *self._support_services(manufacturer, model, serial)],
+            services=[*profile, *self._support_services(
+                manufacturer, model if model is not None else self.model_number, serial)],
             # Advertise only the health service(s), as real devices do.
             service_uuids=[s.uuid for s in profile],
             requires_pairing=requires_pairing,
@@ -196,11 +201,10 @@ class SimPeripheral(Peripheral):
                                            on_read=lambda: BatteryLevel(self.battery).to_bytes())),
             make_service(
                 0x180A,
-                make_char(0x2A29, Flag.READ,
-                          on_read=lambda: ManufacturerName(manufacturer).to_bytes()),
-                make_char(0x2A24, Flag.READ, on_read=lambda: ModelNumber(model).to_bytes()),
-                make_char(0x2A25, Flag.READ, on_read=lambda: SerialNumber(serial).to_bytes()),
-                make_char(0x2A26, Flag.READ, on_read=lambda: FirmwareRevision("1.0").to_bytes()),
+                fixed(0x2A29, ManufacturerName(manufacturer).to_bytes()),
+                fixed(0x2A24, ModelNumber(model).to_bytes()),
+                fixed(0x2A25, SerialNumber(serial).to_bytes()),
+                fixed(0x2A26, FirmwareRevision("1.0").to_bytes()),
             ),
         ]
         if self.has_clock:

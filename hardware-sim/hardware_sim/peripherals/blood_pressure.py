@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from edge_gateway.drivers.profiles.base import DateTime
 from edge_gateway.drivers.profiles.blood_pressure import (
     BloodPressureFeature,
@@ -20,7 +22,7 @@ from edge_gateway.drivers.profiles.blood_pressure import (
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 from ..generators import DEFAULT_BP_USERS, BpMeasurement, BpUser, bp_measurements
-from ..peripheral import Flag, Service, char, service
+from ..peripheral import Flag, Service, char, fixed, service
 from .stored import Stored, StoringDevice
 
 BLS = 0x1810
@@ -31,19 +33,14 @@ _FEATURES = 0x0001 | 0x0004 | 0x0020
 _BODY_MOVEMENT, _IRREGULAR_PULSE = 0x0001, 0x0004
 
 
-#: How far ahead the user's measurements are planned (a run longer than this gets no more).
-_AHEAD = timedelta(days=60)
-
-
 class BloodPressureCuff(StoringDevice[BpMeasurement]):
     measurement_uuid = BP_MEASUREMENT
+    model_number = "BPM-2U"
+    stream_name = "bp"
 
     def __init__(self, address: str, name: str = "BP cuff (sim)", *,
-                 users: Sequence[BpUser] = DEFAULT_BP_USERS,
-                 history: timedelta = timedelta(days=14), **kw: Any) -> None:
+                 users: Sequence[BpUser] = DEFAULT_BP_USERS, **kw: Any) -> None:
         self.users = tuple(users)
-        self.history = history
-        kw.setdefault("model", "BPM-2U")
         kw.setdefault("requires_pairing", True)
         super().__init__(address, name, **kw)
 
@@ -51,15 +48,11 @@ class BloodPressureCuff(StoringDevice[BpMeasurement]):
         return [service(
             BLS,
             char(BP_MEASUREMENT, Flag.INDICATE, Flag.ENCRYPT_READ),
-            char(BP_FEATURE, Flag.READ,
-                 on_read=lambda: BloodPressureFeature(_FEATURES).to_bytes()),
+            fixed(BP_FEATURE, BloodPressureFeature(_FEATURES).to_bytes()),
         )]
 
-    def plan(self) -> list[tuple[datetime, BpMeasurement]]:
-        out: list[tuple[datetime, BpMeasurement]] = []
-        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "bp"):
-            out += [(m.time, m) for m in bp_measurements(day, timedelta(days=1), rng, self.users)]
-        return [(t, m) for t, m in out if t >= self.start - self.history]
+    def plan_day(self, day: datetime, rng: np.random.Generator) -> list[BpMeasurement]:
+        return bp_measurements(day, timedelta(days=1), rng, self.users)
 
     def encode(self, stored: Stored[BpMeasurement]) -> bytes:
         m = stored.item

@@ -70,6 +70,8 @@ def _warning(g: float, trend: float) -> int | None:
 
 
 class CgmSensor(SimPeripheral):
+    model_number = "CGM-1"
+
     def __init__(self, address: str, name: str = "CGM (sim)", *,
                  profile: CgmProfile | None = None,
                  session_age: timedelta = timedelta(days=13, hours=12),
@@ -89,7 +91,6 @@ class CgmSensor(SimPeripheral):
             records=self._available, key=lambda i: int(self.series.offset_min[i]),
             send_records=self._send_records, remove=self._remove, batch=_BATCH,
         )
-        kw.setdefault("model", "CGM-1")
         super().__init__(address, name, **kw)
         # Sessions start at a UTC midnight, so runs on the same day meet the same session
         # (same start, same records); a run on another day meets a newer sensor.

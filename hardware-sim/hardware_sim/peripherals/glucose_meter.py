@@ -28,8 +28,8 @@ from edge_gateway.drivers.profiles.glucose import (
 from edge_gateway.drivers.profiles.ieee11073 import SFloat
 
 from ..generators import GlucoseSpot, glucose_spots, stream
-from ..peripheral import Flag, Link, Service, char, service
-from .base import SimPeripheral
+from ..peripheral import Flag, Link, Service, char, fixed, service
+from .base import PLAN_AHEAD, SimPeripheral
 from .racp_server import RACP, RacpServer
 
 GLS = 0x1808
@@ -66,11 +66,11 @@ class StoredGlucose:
 
 #: When the simulated meters came into use (their sequence numbers count from here).
 IN_USE_SINCE = datetime(2026, 1, 1, tzinfo=UTC)
-#: How far ahead the user's measurements are planned (a run longer than this gets no more).
-_AHEAD = timedelta(days=60)
 
 
 class GlucoseMeter(SimPeripheral):
+    model_number = "GLS-1"
+
     def __init__(self, address: str, name: str = "Glucose meter (sim)", *,
                  history: timedelta = timedelta(days=14), passkey: int | None = None,
                  new_record_every_s: float | None = None, pace_s: float = 0.0,
@@ -86,13 +86,12 @@ class GlucoseMeter(SimPeripheral):
             user_time=lambda r: r.base_time, send_records=self._send_records,
             remove=self._remove, pace_s=pace_s,
         )
-        kw.setdefault("model", "GLS-1")
         kw.setdefault("requires_pairing", True)
         super().__init__(address, name, passkey=passkey, **kw)
         # Sequence numbers count every record since the meter came into use; its memory
         # holds the last ``history`` of them (older ones were overwritten, as in a ring).
         for day, rng in self.days(min(in_use_since, self.start - history),
-                                  self.start + _AHEAD, "spots"):
+                                  self.start + PLAN_AHEAD, "spots"):
             self._plan += glucose_spots(day, timedelta(days=1), rng)
         kept = self.start - history
         while self._planned_until < len(self._plan) and self._plan[self._planned_until].time < kept:
@@ -105,8 +104,7 @@ class GlucoseMeter(SimPeripheral):
             GLS,
             char(GLUCOSE_MEASUREMENT, Flag.NOTIFY, Flag.ENCRYPT_READ),
             char(GLUCOSE_CONTEXT, Flag.NOTIFY, Flag.ENCRYPT_READ),
-            char(GLUCOSE_FEATURE, Flag.READ,
-                 on_read=lambda: GlucoseFeature(_FEATURES).to_bytes()),
+            fixed(GLUCOSE_FEATURE, GlucoseFeature(_FEATURES).to_bytes()),
             char(RACP, Flag.INDICATE, Flag.ENCRYPT_WRITE,
                  on_write=lambda data: self.racp.on_write(data)),
         )]

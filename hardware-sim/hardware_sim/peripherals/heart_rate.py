@@ -18,7 +18,7 @@ import numpy as np
 from edge_gateway.drivers.profiles.heart_rate import BodySensorLocation, HeartRateMeasurement
 
 from ..generators import RRProfile, RRSeries, rr_series, stream
-from ..peripheral import Flag, Link, Service, char, service, uuid128
+from ..peripheral import Flag, Link, Service, char, fixed, service, uuid128
 from .base import SimPeripheral
 
 HRS = 0x180D
@@ -32,6 +32,7 @@ _CONTACT_LOST = 2
 
 class HeartRateStrap(SimPeripheral):
     has_clock = False  # straps have no clock; their frames carry no time
+    model_number = "HRS-1"
 
     def __init__(self, address: str, name: str = "HR strap (sim)", *,
                  profile: RRProfile | None = None, interval_s: float = 1.0,
@@ -44,16 +45,11 @@ class HeartRateStrap(SimPeripheral):
         self._measurements = 0
         self._recent: list[float] = []
         self._sent_at_s: float | None = None
-        kw.setdefault("model", "HRS-1")
         super().__init__(address, name, **kw)
 
     def profile_services(self) -> list[Service]:
-        return [service(
-            HRS,
-            char(HR_MEASUREMENT, Flag.NOTIFY),
-            char(BODY_SENSOR_LOCATION, Flag.READ,
-                 on_read=lambda: BodySensorLocation(1).to_bytes()),  # chest
-        )]
+        chest = BodySensorLocation(1).to_bytes()
+        return [service(HRS, char(HR_MEASUREMENT, Flag.NOTIFY), fixed(BODY_SENSOR_LOCATION, chest))]
 
     # -- pure: which beats fall in a window ----------------------------------------------------
 

@@ -16,7 +16,7 @@ from edge_gateway.drivers.profiles.ieee11073 import SFloat
 from edge_gateway.drivers.profiles.pulse_oximeter import PLXContinuous, PLXFeatures
 
 from ..generators import Episode, Spo2Series, spo2_series, stream
-from ..peripheral import Flag, Link, Service, char, service, uuid128
+from ..peripheral import Flag, Link, Service, char, fixed, service, uuid128
 from .base import SimPeripheral
 
 PLXS = 0x1822
@@ -30,6 +30,7 @@ _VALIDATED = 1 << 7  # measurement status: validated data
 
 class PulseOximeter(SimPeripheral):
     has_clock = False  # continuous measurements carry no time stamp
+    model_number = "PLX-1"
 
     def __init__(self, address: str, name: str = "Pulse oximeter (sim)", *,
                  pulse_bpm: float = 68.0, episodes: Sequence[Episode] = (),
@@ -38,16 +39,11 @@ class PulseOximeter(SimPeripheral):
         self.episodes = tuple(episodes)
         self.interval_s = interval_s
         self._chunks: dict[int, Spo2Series] = {}
-        kw.setdefault("model", "PLX-1")
         super().__init__(address, name, **kw)
 
     def profile_services(self) -> list[Service]:
-        return [service(
-            PLXS,
-            char(PLX_CONTINUOUS, Flag.NOTIFY),
-            char(PLX_FEATURES, Flag.READ, on_read=lambda: PLXFeatures(
-                _FEATURES, measurement_status_support=_VALIDATED).to_bytes()),
-        )]
+        features = PLXFeatures(_FEATURES, measurement_status_support=_VALIDATED).to_bytes()
+        return [service(PLXS, char(PLX_CONTINUOUS, Flag.NOTIFY), fixed(PLX_FEATURES, features))]
 
     def measurement(self, t_s: float) -> PLXContinuous:
         """The measurement at ``t_s`` seconds since ``start``."""

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
 
 from ..peripheral import Link, uuid128
-from .base import SimPeripheral
+from .base import PLAN_AHEAD, SimPeripheral
 
-T = TypeVar("T")
+
+class Timed(Protocol):
+    """A generated measurement: it knows when (true time, aware UTC) the user took it."""
+
+    @property
+    def time(self) -> datetime: ...
+
+
+T = TypeVar("T", bound=Timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +39,18 @@ class Stored(Generic[T]):
 
 
 class StoringDevice(SimPeripheral, Generic[T]):
-    """Subclasses set ``measurement_uuid`` and implement :meth:`plan` and :meth:`encode`."""
+    """Subclasses set ``measurement_uuid`` and ``stream_name`` and implement :meth:`plan_day`
+    and :meth:`encode`; the device holds ``history`` of measurements when the run starts."""
 
     measurement_uuid: int = 0
+    #: Names the day's random stream (see ``days``): part of what a seed replays.
+    stream_name: str = ""
     #: Seconds between checks for new measurements while connected.
     poll_s: float = 0.5
 
-    def __init__(self, address: str, name: str, **kw: Any) -> None:
+    def __init__(self, address: str, name: str, *, history: timedelta = timedelta(days=14),
+                 **kw: Any) -> None:
+        self.history = history
         self.stored: list[Stored[T]] = []
         self.transferred = 0  # stored[:transferred] went out and were confirmed
         self._plan: list[tuple[datetime, T]] = []
@@ -45,7 +60,15 @@ class StoringDevice(SimPeripheral, Generic[T]):
         self.catch_up()
 
     def plan(self) -> list[tuple[datetime, T]]:
-        """Every measurement the user will take: (true time, item)."""
+        """Every measurement the user will take: (true time, item), a day at a time."""
+        first = self.start - self.history
+        out: list[tuple[datetime, T]] = []
+        for day, rng in self.days(first, self.start + PLAN_AHEAD, self.stream_name):
+            out += [(item.time, item) for item in self.plan_day(day, rng)]
+        return [(t, item) for t, item in out if t >= first]
+
+    def plan_day(self, day: datetime, rng: np.random.Generator) -> list[T]:
+        """The measurements of the day from UTC midnight ``day``, drawn from ``rng``."""
         raise NotImplementedError
 
     def encode(self, stored: Stored[T]) -> bytes:

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from edge_gateway.drivers.profiles.base import DateTime
 from edge_gateway.drivers.profiles.ieee11073 import Float32
 from edge_gateway.drivers.profiles.thermometer import TemperatureMeasurement, TemperatureType
 from edge_gateway.drivers.profiles.weight import WeightMeasurement, WeightScaleFeature
 
 from ..generators import Episode, Spot, temperatures, weights
-from ..peripheral import Flag, Service, char, service
+from ..peripheral import Flag, Service, char, fixed, service
 from .stored import Stored, StoringDevice
 
 HTS, TEMPERATURE_MEASUREMENT, TEMPERATURE_TYPE = 0x1809, 0x2A1C, 0x2A1D
@@ -28,34 +30,23 @@ _MOUTH = 6
 _WSS_FEATURES = 0x01 | (7 << 3)
 
 
-#: How far ahead the user's measurements are planned (a run longer than this gets no more).
-_AHEAD = timedelta(days=60)
-
-
 class Thermometer(StoringDevice[Spot]):
     measurement_uuid = TEMPERATURE_MEASUREMENT
+    model_number = "HTS-1"
+    stream_name = "temp"
 
     def __init__(self, address: str, name: str = "Thermometer (sim)", *,
-                 history: timedelta = timedelta(days=14), episodes: Sequence[Episode] = (),
-                 **kw: Any) -> None:
-        self.history = history
+                 episodes: Sequence[Episode] = (), **kw: Any) -> None:
         self.episodes = tuple(episodes)
-        kw.setdefault("model", "HTS-1")
         super().__init__(address, name, **kw)
 
     def profile_services(self) -> list[Service]:
-        return [service(
-            HTS,
-            char(TEMPERATURE_MEASUREMENT, Flag.INDICATE),
-            char(TEMPERATURE_TYPE, Flag.READ, on_read=lambda: TemperatureType(_MOUTH).to_bytes()),
-        )]
+        mouth = TemperatureType(_MOUTH).to_bytes()
+        return [service(HTS, char(TEMPERATURE_MEASUREMENT, Flag.INDICATE),
+                        fixed(TEMPERATURE_TYPE, mouth))]
 
-    def plan(self) -> list[tuple[datetime, Spot]]:
-        out: list[tuple[datetime, Spot]] = []
-        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "temp"):
-            out += [(s.time, s) for s in temperatures(day, timedelta(days=1), rng,
-                                                      episodes=self.episodes)]
-        return [(t, s) for t, s in out if t >= self.start - self.history]
+    def plan_day(self, day: datetime, rng: np.random.Generator) -> list[Spot]:
+        return temperatures(day, timedelta(days=1), rng, episodes=self.episodes)
 
     def encode(self, stored: Stored[Spot]) -> bytes:
         return TemperatureMeasurement(Float32.from_value(stored.item.value, 1),
@@ -64,30 +55,22 @@ class Thermometer(StoringDevice[Spot]):
 
 class Scale(StoringDevice[Spot]):
     measurement_uuid = WEIGHT_MEASUREMENT
+    model_number = "WSS-1"
+    stream_name = "kg"
 
-    def __init__(self, address: str, name: str = "Scale (sim)", *,
-                 history: timedelta = timedelta(days=14), baseline_kg: float = 78.0,
+    def __init__(self, address: str, name: str = "Scale (sim)", *, baseline_kg: float = 78.0,
                  **kw: Any) -> None:
-        self.history = history
         self.baseline_kg = baseline_kg
-        kw.setdefault("model", "WSS-1")
         super().__init__(address, name, **kw)
 
     def profile_services(self) -> list[Service]:
-        return [service(
-            WSS,
-            char(WEIGHT_MEASUREMENT, Flag.INDICATE),
-            char(WEIGHT_FEATURE, Flag.READ,
-                 on_read=lambda: WeightScaleFeature(_WSS_FEATURES).to_bytes()),
-        )]
+        features = WeightScaleFeature(_WSS_FEATURES).to_bytes()
+        return [service(WSS, char(WEIGHT_MEASUREMENT, Flag.INDICATE),
+                        fixed(WEIGHT_FEATURE, features))]
 
-    def plan(self) -> list[tuple[datetime, Spot]]:
-        out: list[tuple[datetime, Spot]] = []
-        for day, rng in self.days(self.start - self.history, self.start + _AHEAD, "kg"):
-            out += [(s.time, s) for s in weights(day, timedelta(days=1), rng,
-                                                 baseline_kg=self.baseline_kg,
-                                                 trend_origin=self.start)]
-        return [(t, s) for t, s in out if t >= self.start - self.history]
+    def plan_day(self, day: datetime, rng: np.random.Generator) -> list[Spot]:
+        return weights(day, timedelta(days=1), rng, baseline_kg=self.baseline_kg,
+                       trend_origin=self.start)
 
     def encode(self, stored: Stored[Spot]) -> bytes:
         return WeightMeasurement(round(stored.item.value / 0.005),
