@@ -131,7 +131,7 @@ def streaming_delay(rr: np.ndarray, onset: int, limit: int = 120) -> int:
 
 
 def bench_af() -> None:
-    from edge_gateway.dsp.rhythm import _runs, detect_af
+    from edge_gateway.dsp.rhythm import detect_af, true_runs
 
     preds, bases, truths = [], [], []
     delays: list[int] = []
@@ -147,7 +147,7 @@ def bench_af() -> None:
         preds.append(af)
         bases.append(plain_irregularity(rr))
         truths.append(truth)
-        for start, end in _runs(truth):
+        for start, end in true_runs(truth):
             if end - start + 1 >= 120 and start >= 600:
                 delays.append(streaming_delay(rr, start))
     p, b, y = np.concatenate(preds), np.concatenate(bases), np.concatenate(truths)
