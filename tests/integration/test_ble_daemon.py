@@ -40,7 +40,8 @@ def test_daemon_runs_ble_sessions_and_stops_cleanly(
             daemon = Daemon(cfg, components=[Component("ble", ble_component)])
             task = asyncio.create_task(daemon.run(), name="daemon")
             await until(lambda: count("heart_rate") >= 5 and count("glucose") == 8, within=15)
-            assert bz.connected_now == 2
+            # A link may be mid-reconnect on a loaded machine: stop with both links up.
+            await until(lambda: bz.connected_now == 2, within=15)
             stopped_at = time.monotonic()
             daemon.stop()
             assert await task == 0
