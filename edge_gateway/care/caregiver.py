@@ -12,6 +12,7 @@ boundaries are drawn here.
 from __future__ import annotations
 
 import re
+import syslog
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +32,20 @@ _PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 def note_access(store: Store, action: str, patient: str, details: Mapping[str, Any],
                 *, actor: str | None = None) -> None:
-    """Audit a read of a patient's data leaving the gateway (an export, a report)."""
+    """Audit a read of a patient's data leaving the gateway (an export, a report).
+
+    A caregiver's account that may only read the database (a member of the service group)
+    cannot add the audit row; the access then goes to the system log (the journal) instead,
+    one line with the same fields."""
+    who = actor or os_actor()
+    if store.readonly:
+        fields = " ".join(f"{k}={v}" for k, v in details.items())
+        syslog.openlog("edge-gateway", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+        syslog.syslog(syslog.LOG_NOTICE,
+                      f"audit action={action} target={patient} actor={who} {fields}")
+        return
     with store.transaction():
-        audit_log.record(store, actor or os_actor(), action, patient, details)
+        audit_log.record(store, who, action, patient, details)
 
 
 # --------------------------------------------------------------------------- patients

@@ -101,6 +101,9 @@ def parse_local(text: str, tz: ZoneInfo, what: str) -> datetime:
     except ValueError as err:
         raise UsageError(f"{what}: {text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")\
             from err
+    # Far dates overflow datetime arithmetic (a report steps back from --until by days).
+    if not 1900 <= dt.year <= 9000:
+        raise UsageError(f"{what}: {text!r} is out of range (years 1900 to 9000)")
     return dt.astimezone(UTC)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -541,7 +541,7 @@ def _alerts_section(d: ReportData) -> list[str]:
 
 
 # --------------------------------------------------------------------------- PDF and entry
-def write_pdf(d: ReportData, out: Path) -> None:
+def write_pdf(d: ReportData, out: Path | BinaryIO) -> None:
     """The same content through matplotlib's PDF backend: a summary page, then the plots."""
     from matplotlib.backends.backend_pdf import PdfPages
 
@@ -572,11 +572,16 @@ def write_pdf(d: ReportData, out: Path) -> None:
 
 
 def write_report(store: Store, patient: str, *, end: datetime, days: int, tz: ZoneInfo,
-                 out: Path) -> Path:
-    """Write the report for the ``days`` local days before ``end`` (UTC, exclusive)."""
+                 out: Path, fh: BinaryIO | None = None) -> Path:
+    """Write the report for the ``days`` local days before ``end`` (UTC, exclusive).
+
+    ``out``'s suffix picks the format (``.pdf`` or HTML); the bytes go to ``fh`` when given
+    (a private file the caller opened, :mod:`edge_gateway.care.files`), else to ``out``."""
     d = load(store, patient, end=end, days=days, tz=tz)
     if out.suffix.lower() == ".pdf":
-        write_pdf(d, out)
+        write_pdf(d, fh if fh is not None else out)
+    elif fh is not None:
+        fh.write(render_html(d).encode("utf-8"))
     else:
         out.write_text(render_html(d), encoding="utf-8")
     return out

@@ -11,6 +11,9 @@ from edge_gateway.cli import (
     devices,  # noqa: F401  (devices scan|add|pair|assign|list|remove)
     sync,  # noqa: F401  (sync status|now)
 )
-from edge_gateway.cli.base import main
+from edge_gateway.cli.base import add_common_options, main
+
+# `edge-gateway status --db X` as well as `edge-gateway --db X status`.
+add_common_options(main)
 
 __all__ = ["main"]

@@ -3,16 +3,20 @@
 Each command group lives in its own module of this package and registers itself on ``main``;
 ``edge_gateway/cli/__init__.py`` imports them.  Commands are thin: a few lines over a library
 call.  Errors from the library (``GatewayError``) become one line on stderr and the error's exit
-status, never a traceback.
+status, never a traceback; so do click's usage errors and, at the top (:class:`GatewayGroup`),
+every ``OSError``, ``sqlite3.Error``, ``OverflowError``, ``RecursionError``, ``ValueError`` and
+missing optional module (exit 2).  ``EDGE_GATEWAY_TRACEBACK=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import sqlite3
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -43,7 +47,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def fail(err: GatewayError) -> None:
-    click.echo(f"error: {err}", err=True)
+    click.echo(f"error: {one_line(str(err))}", err=True)
     sys.exit(err.exit_code)
 
 
@@ -103,7 +107,128 @@ def emit(obj: Any, as_json: bool, text: str | Iterable[str] = (), *,
         click.echo(line)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Longest error line printed (a message quoting a huge input must not flood the terminal).
+MAX_LINE = 400
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, at most :data:`MAX_LINE` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= MAX_LINE else flat[:MAX_LINE - 1] + "…"
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """One line naming what failed and why, and the exit status, for an error at the top."""
+    if isinstance(exc, GatewayError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, ModuleNotFoundError):
+        name = (exc.name or "a module").split(".")[0]
+        extra = {"matplotlib": "report", "zstandard": "zstd", "dbus_fast": "sim"}.get(name)
+        hint = (f"install it: pip install 'edge-gateway[{extra}]'" if extra
+                else f"install it: pip install {name}")
+        return f"this command needs the Python module {name!r}, which is not installed ({hint})", 2
+    if isinstance(exc, OSError):
+        what = exc.filename if exc.filename is not None else "a file or device"
+        why = exc.strerror or str(exc) or type(exc).__name__
+        hint = ""
+        if isinstance(exc, PermissionError):
+            hint = " (run as a user allowed to use it, e.g. sudo -u edge-gateway edge-gateway …)"
+        elif exc.errno == errno.ENOENT:
+            hint = " (check the path; a folder is not created for you)"
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = " (free some space)"
+        return f"{what}: {why}{hint}", 2
+    if isinstance(exc, sqlite3.Error):
+        return (f"database error: {exc} (`edge-gateway db check` inspects the database)", 2)
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to read", 2
+    if isinstance(exc, OverflowError):
+        return f"a number or date is out of range: {exc}", 2
+    if isinstance(exc, ValueError):
+        return f"bad value: {exc}", 2
+    return (f"internal error ({type(exc).__name__}: {exc}); please report it"
+            " (EDGE_GATEWAY_TRACEBACK=1 shows where)", 2)
+
+
+def _fail_line(message: str, code: int) -> None:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
+class GatewayGroup(click.Group):
+    """The root group: every error ends as one line on stderr, never as a traceback.
+
+    Click's own usage errors are printed as one line too (with where to find the help), and
+    every exception a command lets through becomes :func:`describe`'s line.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit,
+                KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as err:  # every other error is one line, never a traceback
+            if os.environ.get("EDGE_GATEWAY_TRACEBACK") == "1":
+                raise
+            _fail_line(*describe(err))
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx is not None else (prog_name or "edge-gateway")
+            _fail_line(f"{err.format_message()} (see: {where} --help)", err.exit_code)
+        except click.ClickException as err:
+            _fail_line(err.format_message(), err.exit_code)
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _override_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    obj = ctx.find_object(Context)
+    if value is not None and obj is not None:
+        obj.config_path, obj.config_explicit = value, True
+
+
+def _override_db(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    obj = ctx.find_object(Context)
+    if value is not None and obj is not None:
+        obj.db = value
+
+
+def common_options() -> list[click.Option]:
+    """``-c``/``--config`` and ``--db`` as options of a subcommand (they override the root
+    group's), so that ``edge-gateway status --db X`` works as ``edge-gateway --db X status``."""
+    return [
+        click.Option(["-c", "--config", "_config_override"], expose_value=False,
+                     type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     callback=_override_config,
+                     help="Deployment config (TOML); the same as before the command."),
+        click.Option(["--db", "_db_override"], expose_value=False,
+                     type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     callback=_override_db,
+                     help="Use this SQLite database; the same as before the command."),
+    ]
+
+
+def add_common_options(group: click.Group) -> None:
+    """Give every command under ``group`` (groups too) ``-c`` and ``--db``; call once, after
+    every command module has registered its commands."""
+    for cmd in group.commands.values():
+        if not any(getattr(p, "name", None) == "_db_override" for p in cmd.params):
+            cmd.params.extend(common_options())
+        if isinstance(cmd, click.Group):
+            add_common_options(cmd)
+
+
+@click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
     default=None,

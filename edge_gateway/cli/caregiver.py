@@ -7,6 +7,8 @@ with the OS user as the actor.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -18,11 +20,24 @@ import click
 
 from edge_gateway.care import caregiver as C
 from edge_gateway.cli.base import Context, emit, main, with_context
-from edge_gateway.cli.core import open_store
+from edge_gateway.cli.core import can_write, open_store
+from edge_gateway.errors import GatewayError
 
 
 def _store(ctx: Context) -> Any:
+    """For a command that changes something (the service user's; see open_store)."""
     return open_store(ctx)
+
+
+def _reader(ctx: Context) -> Any:
+    """For a command that only reads: read-only, so a member of the service group may run it."""
+    return open_store(ctx, readonly=True)
+
+
+def _exporter(ctx: Context) -> Any:
+    """For export and report: read-write when this account may write (the access goes to the
+    audit log), else read-only (``note_access`` then logs it to the system log)."""
+    return open_store(ctx, readonly=not can_write(Path(ctx.load_config().storage.db_path)))
 
 
 def _tz(ctx: Context, tz: str | None) -> str:
@@ -66,7 +81,7 @@ def patients_list(ctx: Context, as_json: bool) -> None:
 
         edge-gateway patients list --json
     """
-    rows = C.list_patients(_store(ctx))
+    rows = C.list_patients(_reader(ctx))
     emit(rows, as_json, (f"{p['id']:<16} {p['name'] or '-':<20}"
                          f" devices={','.join(p['devices']) or '-'}"
                          f"  readings={p['readings']}  open_alerts={p['open_alerts']}"
@@ -84,7 +99,7 @@ def patients_show(ctx: Context, patient: str, as_json: bool) -> None:
 
         edge-gateway patients show alice
     """
-    p = C.show_patient(_store(ctx), patient)
+    p = C.show_patient(_reader(ctx), patient)
     emit(p, as_json, (f"{k:<20} {_field_text(k, v)}" for k, v in p.items()))
 
 
@@ -145,7 +160,7 @@ def thresholds_show(ctx: Context, patient: str, as_json: bool) -> None:
 
         edge-gateway thresholds show alice
     """
-    rows = C.show_thresholds(_store(ctx), patient)
+    rows = C.show_thresholds(_reader(ctx), patient)
     emit(rows, as_json,
          (f"{r['key']:<22} {r['value']:<12} {r['source']:<8} {r['help']}" for r in rows))
 
@@ -212,12 +227,12 @@ def alerts_list(ctx: Context, patient: str | None, include_resolved: bool,
 
         edge-gateway alerts list --patient alice --json
     """
-    rows = C.list_alerts(_store(ctx), patient=patient, include_resolved=include_resolved)
+    rows = C.list_alerts(_reader(ctx), patient=patient, include_resolved=include_resolved)
     emit(rows, as_json, (_alert_line(a) for a in rows), empty="no open alerts")
 
 
 @alerts.command("ack")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))
 @with_context(json=True)
 def alerts_ack(ctx: Context, alert_id: int, as_json: bool) -> None:
     """Acknowledge alert ALERT_ID: no more re-notify or escalation (it still resolves).
@@ -256,7 +271,7 @@ def alerts_history(ctx: Context, patient: str | None, limit: int, as_json: bool)
 
         edge-gateway alerts history --patient alice --limit 20
     """
-    rows = C.alert_history(_store(ctx), patient=patient, limit=limit)
+    rows = C.alert_history(_reader(ctx), patient=patient, limit=limit)
     emit(rows, as_json, _history_lines(rows))
 
 
@@ -269,6 +284,10 @@ def _history_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
 
 
 # ------------------------------------------------------------------------------ export, report
+_FORCE = click.option("--force", is_flag=True,
+                      help="Replace --out if it exists (else the command refuses).")
+
+
 @main.command("export")
 @click.option("--patient", required=True, help="Patient id.")
 @click.option("--since", required=True, help="First day (site time zone), e.g. 2026-11-01.")
@@ -276,15 +295,17 @@ def _history_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
 @click.option("--format", "fmt", type=click.Choice(["csv", "fhir", "json"]), default="csv",
               show_default=True, help="csv (documented header), json, or fhir (R4 Bundle).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here instead of stdout.")
+              help="Write here (a new file, mode 0600) instead of stdout.")
+@_FORCE
 @click.option("--tz", default=None, help="Time zone for the dates (default: gateway.timezone).")
 @with_context()
 def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: str,
-               out: Path | None, tz: str | None) -> None:
+               out: Path | None, force: bool, tz: str | None) -> None:
     """Export readings, summaries and alerts (CSV, JSON, or a FHIR R4 Bundle).
 
     Streams: a year of data needs no more memory than a day.  docs/caregiver.md documents
-    the CSV columns.
+    the CSV columns.  --out creates a new file only the caller may read (0600); an existing
+    one is kept unless --force is given.
 
     Example:
 
@@ -293,14 +314,20 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
             --format fhir --out alice.json
     """
     from edge_gateway.care.export import export, window
+    from edge_gateway.care.files import private_output
 
-    store = _store(ctx)
+    store = _exporter(ctx)
     C.require_patient(store, patient)
     w = window(since, until, _tz(ctx, tz))
     with ExitStack() as stack:
-        sink = sys.stdout if out is None else stack.enter_context(
-            out.open("w", encoding="utf-8", newline=""))
-        n = export(store, sink, patient=patient, w=w, fmt=fmt)
+        if out is None:
+            n = export(store, sys.stdout, patient=patient, w=w, fmt=fmt)
+        else:
+            fh = stack.enter_context(private_output(out, force=force))
+            text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            n = export(store, text, patient=patient, w=w, fmt=fmt)
+            text.flush()
+            text.detach()
     # Data leaving the gateway is audited like a change: who took what window, never values.
     C.note_access(store, "data.export", patient, {
         "format": fmt, "since": since, "until": until, "records": n,
@@ -316,22 +343,31 @@ def export_cmd(ctx: Context, patient: str, since: str, until: str | None, fmt: s
 @click.option("--until", default=None,
               help="End day, exclusive (site time zone); default: tomorrow, so today is in.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="report.html, or report.pdf for a PDF.")
+              help="report.html, or report.pdf for a PDF (a new file, mode 0600).")
+@_FORCE
 @click.option("--tz", default=None, help="Time zone (default: gateway.timezone).")
 @with_context()
 def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Path,
-               tz: str | None) -> None:
+               force: bool, tz: str | None) -> None:
     """A printable report: glucose profile (AGP) and time in ranges, HR/HRV trend, AF
     episodes, blood-pressure classes, device coverage.
+
+    Needs matplotlib (pip install 'edge-gateway[report]').  --out creates a new file only the
+    caller may read (0600); an existing one is kept unless --force is given.
 
     Example:
 
         edge-gateway report --patient alice --days 14 --out report.html
     """
     from edge_gateway.care.export import parse_local, zone
+    from edge_gateway.care.files import private_output
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise GatewayError("report needs matplotlib, which is not installed",
+                           hint="pip install 'edge-gateway[report]'")
     from edge_gateway.care.report import write_report
 
-    store = _store(ctx)
+    store = _exporter(ctx)
     C.require_patient(store, patient)
     zi = zone(_tz(ctx, tz))
     if until:
@@ -339,7 +375,8 @@ def report_cmd(ctx: Context, patient: str, days: int, until: str | None, out: Pa
     else:
         today = datetime.now(UTC).astimezone(zi).date() + timedelta(days=1)
         end = parse_local(today.isoformat(), zi, "--until")
-    write_report(store, patient, end=end, days=days, tz=zi, out=out)
+    with private_output(out, force=force) as fh:
+        write_report(store, patient, end=end, days=days, tz=zi, out=out, fh=fh)
     C.note_access(store, "data.report", patient, {"days": days, "until": until,
                                                   "format": out.suffix.lstrip(".")})
     click.echo(f"wrote {out}", err=True)

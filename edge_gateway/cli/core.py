@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,16 +12,51 @@ from typing import Any
 import click
 
 from edge_gateway.cli.base import Context, echo_json, emit, main, with_context
-from edge_gateway.errors import ConfigError
+from edge_gateway.errors import ConfigError, StoreError
+from edge_gateway.store.audit import os_actor
 
 
 def open_store(ctx: Context, *, readonly: bool = False) -> Any:
-    """Open the database named by --db or the config (never creates one for read commands)."""
+    """Open the database named by --db or the config (never creates one).
+
+    Read commands open it read-only, which a member of the service group may do.  A command
+    that changes something, run by an account that may not write the database, ends with one
+    line saying to run it as the service user (it would fail half-way otherwise).
+    """
     from edge_gateway.store import Store
 
     cfg = ctx.load_config()
+    if not readonly:
+        require_write_access(Path(cfg.storage.db_path))
     return Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes, create=False,
                       readonly=readonly)
+
+
+def can_write(db: Path) -> bool:
+    """Whether this account may change the database (the file, and its folder for the WAL)."""
+    return os.access(db, os.W_OK) and os.access(db.parent, os.W_OK | os.X_OK)
+
+
+class ReadOnlyAccount(StoreError):
+    """This account may read the database (the service group) but not change it."""
+
+    exit_code = 2
+
+
+def require_write_access(db: Path) -> None:
+    if not db.exists() or can_write(db):
+        return  # a missing database is Store.open's to report
+    owner = _owner(db)
+    raise ReadOnlyAccount(
+        f"{db}: this account ({os_actor()}) may read the database but not change it",
+        hint=f"run the command as the service user: sudo -u {owner} edge-gateway …")
+
+
+def _owner(path: Path) -> str:
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return "edge-gateway"
 
 
 @main.command()
@@ -132,33 +169,52 @@ def db() -> None:
 @db.command("check")
 @with_context(json="Print one JSON object.")
 def db_check(ctx: Context, as_json: bool) -> None:
-    """Run SQLite's integrity check and print sizes and row counts.
+    """Check the file's header and schema, run SQLite's integrity check, print row counts.
 
-    Exits 1 when the integrity check finds a problem.
+    Exits 1 (and says what is wrong) for a damaged, truncated, empty or non-database file.
 
     Example:
 
         edge-gateway --db var/gateway.db db check
     """
-    store = open_store(ctx, readonly=True)
-    problems = store.integrity_check()
-    ok = problems == ["ok"]
-    out = {"path": str(store.path), "db_id": store.db_id, "integrity": "ok" if ok else problems,
-           "file_bytes": store.file_bytes(), "used_bytes": store.used_bytes(),
-           "cap_bytes": store.cap_bytes, "evicted": store.evicted(),
-           "tables": store.table_counts()}
+    from edge_gateway.store.check import check_file
+
+    report = check_file(Path(ctx.load_config().storage.db_path))
+    out = {"path": report.path, "integrity": "ok" if report.ok else report.problems,
+           "file_bytes": report.file_bytes, "tables": report.tables}
     emit(out, as_json, [
-        f"{out['path']}: integrity {'ok' if ok else 'FAILED'}",
-        f"  size {out['file_bytes']:,} bytes (used {out['used_bytes']:,}),"
-        f" evicted rows {out['evicted']}",
-        *(f"  {name:<20} {n:>10,}" for name, n in out["tables"].items())])
-    if not ok and not as_json:
-        for p in problems:
+        f"{out['path']}: integrity {'ok' if report.ok else 'FAILED'}",
+        f"  size {report.file_bytes:,} bytes",
+        *(f"  {name:<20} {n:>10,}" for name, n in report.tables.items())])
+    if not report.ok and not as_json:
+        for p in report.problems:
             click.echo(f"  problem: {p}", err=True)
-        click.echo("  restore the latest backup (edge-gateway db backup) and report this",
-                   err=True)
-    if not ok:
+        click.echo("  stop the daemon, then: edge-gateway db recover --out NEW.db (or restore"
+                   " the latest backup)", err=True)
+    if not report.ok:
         raise SystemExit(1)
+
+
+@db.command("recover")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="New file to write what can be saved into (never overwritten).")
+@with_context()
+def db_recover(ctx: Context, out: Path) -> None:
+    """Save what can be read from a damaged database into a new file; rows per table.
+
+    Copies table by table in row order, stepping over the pages it cannot read.  Stop the
+    daemon first; then point storage.db_path at the new file (or move it into place).
+
+    Example:
+
+        edge-gateway --db var/gateway.db db recover --out var/saved.db
+    """
+    from edge_gateway.store.check import recover
+
+    saved = recover(Path(ctx.load_config().storage.db_path), out)
+    click.echo(f"saved into {out}:")
+    for name, n in saved.items():
+        click.echo(f"  {name:<20} {n:>10,} rows")
 
 
 @db.command("backup")

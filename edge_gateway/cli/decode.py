@@ -7,6 +7,7 @@ status 2 and one line naming the characteristic, the offset and what was wrong.
 from __future__ import annotations
 
 import string
+import sys
 from typing import Any
 
 import click
@@ -69,6 +70,29 @@ def _scalar(v: Any) -> str:
     return str(v)
 
 
+#: Most hex text read from standard input (a BLE payload is at most 512 bytes).
+MAX_STDIN_CHARS = 64 * 1024
+#: Bytes of a bad payload quoted in the error line.
+QUOTED_BYTES = 16
+
+
+def _read_stdin() -> list[str]:
+    text = sys.stdin.read(MAX_STDIN_CHARS + 1)
+    if len(text) > MAX_STDIN_CHARS:
+        raise UsageError(f"HEX: standard input is longer than {MAX_STDIN_CHARS} characters",
+                         hint="a Bluetooth payload is at most 512 bytes")
+    if not text.strip():
+        raise UsageError("HEX: standard input is empty", hint="pipe the payload in as hex")
+    return [text]
+
+
+def _prefix(raw: bytes) -> str:
+    """``"1648020400"``, or ``"of 900 bytes, starting 1648…"`` for a long one."""
+    if len(raw) <= QUOTED_BYTES:
+        return raw.hex()
+    return f"of {len(raw)} bytes, starting {raw[:QUOTED_BYTES].hex()}…"
+
+
 @main.command()
 @click.argument("characteristic", metavar="CHAR")
 @click.argument("hex_parts", metavar="HEX", nargs=-1, required=True)
@@ -79,12 +103,15 @@ def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> No
     vendor's 128-bit UUID).
 
     HEX is the payload as hex digits; spaces and colons are allowed (quote it, or give it
-    as several arguments).  A payload that does not fit the specification exits with
-    status 2 and one line: characteristic, offset, what was wrong.
+    as several arguments); "-" reads it from standard input.  A payload that does not fit
+    the specification exits with status 2 and one line: characteristic, offset, what was
+    wrong.
 
     Example:
 
         edge-gateway decode 2a37 "16 48 02 04 00 04" --json
+
+        echo 16480204 | edge-gateway decode 2a37 -
     """
     try:
         uuid = registry.char_key(characteristic)
@@ -95,11 +122,14 @@ def decode(characteristic: str, hex_parts: tuple[str, ...], as_json: bool) -> No
     if codec is None:
         known = ", ".join(sorted(codecs))
         raise UsageError(f"CHAR: no decoder for {uuid}", hint=f"known: {known}")
-    raw = parse_hex(hex_parts)
+    raw = parse_hex(_read_stdin() if hex_parts == ("-",) else hex_parts)
     try:
         decoded = codec.from_bytes(raw)
     except MalformedPayload as err:
-        fail(MalformedPayload(f"{uuid} ({codec.name})", err.offset, err.reason, err.raw))
+        # The payload is named by its length and first bytes only: a long one would flood
+        # the line (and a log that keeps it).
+        fail(UsageError(f"{uuid} ({codec.name}): offset {err.offset}: {err.reason}"
+                        f" (payload {_prefix(err.raw)})"))
         return
     obj = decoded.to_json()
     label = f"0x{uuid.upper()}" if len(uuid) == 4 else uuid

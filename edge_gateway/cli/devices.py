@@ -7,6 +7,7 @@ Thin commands over :mod:`edge_gateway.drivers.devices` (the allowlist in the sto
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import click
@@ -70,10 +71,16 @@ def devices_scan(ctx: Context, seconds: float, everything: bool, as_json: bool) 
 @click.option("--serial", "serial_protocol", type=click.Choice(sorted(D.SERIAL_PROTOCOLS)),
               default=None, help="ADDRESS is a serial port (/dev/ttyUSB0) with a home sensor "
               "speaking this protocol.")
+@click.option("--force", is_flag=True,
+              help="Change the profile of a device already added (audited).")
 @with_context(json=True)
 def devices_add(ctx: Context, address: str, profile: str | None, name: str | None,
-                patient: str | None, serial_protocol: str | None, as_json: bool) -> None:
+                patient: str | None, serial_protocol: str | None, force: bool,
+                as_json: bool) -> None:
     """Add a device to the allowlist; the daemon starts collecting from it.
+
+    A serial port that is not plugged in now is accepted with a warning (the daemon opens it
+    when it appears).  A device already added keeps its profile unless --force is given.
 
     Example:
 
@@ -84,6 +91,9 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
     if serial_protocol is not None:
         dev = D.add_serial_device(open_store(ctx), address, serial_protocol, name=name,
                                   patient=patient)
+        if not os.path.exists(address):
+            click.echo(f"warning: {address} is not present now; the daemon opens it when the"
+                       " sensor is plugged in", err=True)
         emit(dev, as_json, f"added {dev['id']} ({address}, {serial_protocol})")
         return
     addr = D.check_address(address)
@@ -97,7 +107,8 @@ def devices_add(ctx: Context, address: str, profile: str | None, name: str | Non
         if profile is None:
             raise UsageError(f"{addr} advertises no health service this gateway knows",
                              hint="give --profile")
-    dev = D.add_device(open_store(ctx), addr, profile, name=name, patient=patient)
+    dev = D.add_device(open_store(ctx), addr, profile, name=name, patient=patient,
+                       force=force)
     pair = profile in registry.current().needs_bond and not dev.get("bonded")
     emit(dev, as_json, [f"added {addr} ({profile})",
                         *([f"next: edge-gateway devices pair {addr}"] if pair else [])])
@@ -157,7 +168,7 @@ def devices_list(ctx: Context, as_json: bool) -> None:
 
         edge-gateway devices list --json
     """
-    rows = D.list_devices(open_store(ctx))
+    rows = D.list_devices(open_store(ctx, readonly=True))
     emit(rows, as_json, (_device_line(d) for d in rows),
          empty="no devices yet (find one with: edge-gateway devices scan)")
 
@@ -178,12 +189,19 @@ def _device_line(d: dict[str, Any]) -> str:
 def devices_remove(ctx: Context, address: str, forget: bool) -> None:
     """Stop collecting from a device (its readings stay).
 
+    ADDRESS is a Bluetooth address, a serial port (/dev/ttyUSB0) or an id from `devices list`.
+
     Example:
 
         edge-gateway devices remove C0:FF:EE:00:00:01 --forget
+
+        edge-gateway devices remove serial-ttyUSB0
     """
-    addr = D.check_address(address)
-    D.remove_device(open_store(ctx), addr)
+    addr = D.device_key(address)
+    store = open_store(ctx)
+    if forget and store.device(addr)["transport"] != "ble":
+        raise UsageError(f"{addr} is not a Bluetooth device", hint="drop --forget")
+    D.remove_device(store, addr)
     if forget:
         asyncio.run(_ble().forget(addr, adapter=_adapter(ctx)))
     click.echo(f"removed {addr}")

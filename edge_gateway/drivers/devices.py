@@ -7,6 +7,7 @@ without a restart.  Radio work (scan, pair, forget) is in :mod:`edge_gateway.dri
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -30,6 +31,21 @@ def check_address(address: str) -> str:
     return addr
 
 
+def device_key(ident: str) -> str:
+    """A device as the commands name it -> its id: a Bluetooth address (any case), a serial
+    port path (``/dev/ttyUSB0`` -> ``serial-ttyUSB0``), or the id ``devices list`` shows."""
+    text = ident.strip()
+    if _ADDRESS.match(text.upper()):
+        return text.upper()
+    if text.startswith("/dev/"):
+        return "serial-" + os.path.basename(text)
+    if not text or len(text) > 128 or not text.isprintable() or any(c.isspace() for c in text):
+        raise UsageError(f"{ident[:40]!r} is not a device id",
+                         hint="a Bluetooth address, a serial port, or an id from "
+                              "`edge-gateway devices list`")
+    return text
+
+
 def profile_of(service_uuids: list[str] | tuple[str, ...]) -> str | None:
     """The health profile a device advertises (``"glucose"``), or None."""
     for uuid in service_uuids:
@@ -40,7 +56,10 @@ def profile_of(service_uuids: list[str] | tuple[str, ...]) -> str | None:
 
 
 def add_device(store: Store, address: str, profile: str, *, name: str | None = None,
-               patient: str | None = None, actor: str | None = None) -> dict[str, Any]:
+               patient: str | None = None, actor: str | None = None,
+               force: bool = False) -> dict[str, Any]:
+    """Add (or re-add) a BLE device.  A known device keeps its profile unless ``force``: a
+    different one changes how every later frame is decoded, so it is asked for and audited."""
     addr = check_address(address)
     known = registry.current().health_profiles  # the profiles with PROFILE.scan
     if profile not in known:
@@ -48,11 +67,16 @@ def add_device(store: Store, address: str, profile: str, *, name: str | None = N
                          hint=f"one of {', '.join(sorted(known))}")
     if patient is not None:
         patient_rows.require(store, patient)
+    before = store.device(addr)["profile"] if device_rows.exists(store, addr) else None
+    if before is not None and before != profile and not force:
+        raise UsageError(f"{addr} is already added with profile {before!r}",
+                         hint=f"add --force to change it to {profile!r}")
     store.upsert_device(addr, profile=profile, name=name, address=addr, patient_id=patient)
     with store.transaction():
         device_rows.enable(store, addr)  # re-adding
+        changed = {"profile_was": before} if before not in (None, profile) else {}
         audit_log.record(store, actor or os_actor(), "device.add", addr,
-                         {"profile": profile, "patient": patient})
+                         {"profile": profile, "patient": patient, **changed})
         setting_rows.bump_version(store)
     return store.device(addr)
 
@@ -65,7 +89,6 @@ def add_serial_device(store: Store, port: str, protocol: str, *, name: str | Non
                       patient: str | None = None, actor: str | None = None) -> dict[str, Any]:
     """Add a serial home sensor (``/dev/ttyUSB0`` speaking ``protocol``)."""
     import json
-    import os.path
 
     if protocol not in SERIAL_PROTOCOLS:
         raise UsageError(f"unknown serial protocol {protocol!r}",
@@ -90,7 +113,7 @@ def add_serial_device(store: Store, port: str, protocol: str, *, name: str | Non
 def assign(store: Store, address: str, patient: str, *, user: int | None = None,
            actor: str | None = None) -> dict[str, Any]:
     """Assign a device to a patient; with ``user``, one user slot of a multi-user cuff."""
-    addr = check_address(address)
+    addr = device_key(address)
     store.device(addr)
     patient_rows.require(store, patient)
     with store.transaction():
@@ -111,7 +134,7 @@ def mark_bonded(store: Store, address: str, bonded: bool = True) -> None:
 
 
 def show_device(store: Store, address: str) -> dict[str, Any]:
-    dev = store.device(check_address(address))
+    dev = store.device(device_key(address))
     dev["users"] = [{"user": u, "patient": p} for u, p in device_rows.users(store, dev["id"])]
     return dev
 
@@ -122,7 +145,7 @@ def list_devices(store: Store) -> list[dict[str, Any]]:
 
 def remove_device(store: Store, address: str, *, actor: str | None = None) -> None:
     """Stop collecting from a device.  Its readings and raw frames stay."""
-    addr = check_address(address)
+    addr = device_key(address)
     with store.transaction():
         if not device_rows.exists(store, addr):
             raise NotFound("device", addr, hint="`edge-gateway devices list` shows them")

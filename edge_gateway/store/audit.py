@@ -8,9 +8,9 @@ glucose values behind in the audit log).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,13 +20,26 @@ from edge_gateway.store.db import Store
 
 
 def os_actor() -> str:
-    """The OS user running the CLI; names the real person behind ``sudo`` too."""
+    """The account running the CLI: the real uid's name from the password database.
+
+    Environment variables any user can set (``LOGNAME``, ``USER``) are never trusted; the
+    ``sudo`` caller (``SUDO_USER``, checked against ``SUDO_UID``) is named only when the real
+    uid is 0, i.e. the command runs as root through sudo, e.g. ``alice (as root)``.  Under
+    ``sudo -u edge-gateway`` the actor is ``edge-gateway`` (sudo logs who ran it).
+    """
+    uid = os.getuid()
+    user = _account(uid)
+    sudo_uid = os.environ.get("SUDO_UID", "")
+    if uid == 0 and sudo_uid.isdigit() and int(sudo_uid) != 0:
+        return f"{_account(int(sudo_uid))} (as {user})"
+    return user
+
+
+def _account(uid: int) -> str:
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (a container with an arbitrary uid)
-        user = f"uid:{os.getuid()}"
-    sudo = os.environ.get("SUDO_USER")
-    return f"{sudo} (as {user})" if sudo and sudo != user else user
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (a container with an arbitrary uid)
+        return f"uid:{uid}"
 
 
 def record(store: Store, actor: str, action: str, target: str | None,

@@ -6,12 +6,16 @@ persistence lives in the given directory.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from hardware_sim.procs import die_with_parent
 
 
 def free_port() -> int:
@@ -45,6 +49,13 @@ class LocalBroker:
                 self.process.wait()
 
 
+def _account() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return "root" if os.getuid() == 0 else "nobody"
+
+
 def start_broker(directory: Path) -> LocalBroker | None:
     """Start mosquitto on 127.0.0.1:<free port>; None when mosquitto is not installed."""
     exe = mosquitto_path()
@@ -56,10 +67,15 @@ def start_broker(directory: Path) -> LocalBroker | None:
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {directory}/\nautosave_interval 1\n"
-        f"log_dest file {directory}/mosquitto.log\n")
+        f"log_dest file {directory}/mosquitto.log\n"
+        # Run as whoever started it: as root mosquitto would switch to its own user, and a
+        # change of user clears the parent-death signal (prctl(2)); that user could not
+        # write this directory anyway.
+        f"user {_account()}\n")
     with (directory / "stderr.log").open("ab") as err:
         proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent())  # dies with a killed demo
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:

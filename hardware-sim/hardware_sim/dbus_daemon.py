@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from hardware_sim.procs import die_with_parent
+
 ENV_VAR = "DBUS_SYSTEM_BUS_ADDRESS"
 
 # Everyone may own any name and send anything: the bus is private to one test or demo, and a
@@ -107,6 +109,8 @@ def start_private_bus(
             stderr=log,
             # Own session: Ctrl-C in a terminal reaches our code, which stops it cleanly.
             start_new_session=True,
+            # ...and a parent killed outright (SIGKILL) takes the bus with it.
+            preexec_fn=die_with_parent(),
         )
     assert process.stdout is not None
     line = process.stdout.readline().decode().strip()

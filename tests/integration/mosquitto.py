@@ -24,6 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from hardware_sim.procs import die_with_parent
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -106,8 +107,10 @@ class Broker:
     def start(self, wait_s: float = 10.0) -> Broker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        # Dies with the test run even when pytest is killed (start it from the main thread).
         self.proc = subprocess.Popen([*prefix, MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=die_with_parent())
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
