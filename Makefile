@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO_DB ?= var/demo.db
 DEMO_SECONDS ?= 150
 
-.PHONY: demo test lint bench soak clean help
+.PHONY: demo test test-ha lint bench soak clean help
 
 help:
 	@echo "make demo   run the gateway against simulated devices ($(DEMO_SECONDS) s, database $(DEMO_DB))"
 	@echo "make test   lint, type-check and run the test suite"
 	@echo "make bench  run the benchmarks (figures as ratios against baselines)"
 	@echo "make soak   long soak and fault runs"
+	@echo "make test-ha  discovery read back by a real Home Assistant (installs it in HA_VENV, ~700 MB)"
 	@echo "make lint   ruff and mypy only"
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
@@ -31,6 +32,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Home Assistant core in its own venv outside the repository (about 700 MB, minutes to
+# install once; the test itself takes about 10 s).
+HA_VENV ?= /tmp/ha-venv
+test-ha: $(STAMP)
+	sh scripts/ha-venv.sh $(HA_VENV)
+	HA_VENV=$(HA_VENV) $(BIN)/pytest -q -m homeassistant tests/integration/test_homeassistant_real.py
 
 soak: $(STAMP)
 	$(BIN)/pytest -q -m soak

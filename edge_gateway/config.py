@@ -116,6 +116,9 @@ class BleSection:
     backoff_max_s: float = 300.0
     set_device_clock: bool = True
     max_device_drift_s: int = 60
+    #: A store-only device (meter, cuff, thermometer, scale) is visited again this long after
+    #: its last visit; it bounds how late a stored record reaches the database (docs/ble.md).
+    revisit_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,35 @@ class DaemonSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HomeAssistantSection:
+    """``[homeassistant]``: MQTT discovery to the home's broker (docs/homeassistant.md)."""
+
+    enabled: bool = False
+    broker: str = ""  # empty: the [mqtt] broker (mqtt://HOST:PORT or mqtts://HOST:PORT)
+    username: str = ""
+    password_file: str = ""
+    discovery_prefix: str = "homeassistant"
+    patients: tuple[str, ...] = ()  # empty: every patient
+    glucose_unit: str = "mg/dL"
+
+
+@dataclass(frozen=True, slots=True)
+class NightscoutSite:
+    """One ``[[nightscout]]`` entry: a patient's readings to a Nightscout site
+    (docs/nightscout.md)."""
+
+    patient: str = ""
+    url: str = ""
+    api_secret_file: str = ""
+    name: str = ""  # empty: the patient id; names the outbox destination nightscout:<name>
+    backfill_days: int = 14
+
+    @property
+    def destination(self) -> str:
+        return f"nightscout:{self.name or self.patient}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -142,6 +174,8 @@ class Config:
     ble: BleSection = field(default_factory=BleSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
     daemon: DaemonSection = field(default_factory=DaemonSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    nightscout: tuple[NightscoutSite, ...] = ()
     #: Where it came from ("<defaults>" when no file was read).
     source: str = "<defaults>"
 
@@ -158,6 +192,9 @@ class Config:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name == "source":
+                continue
+            if f.name == "nightscout":  # an array of tables; nothing secret in it (a path)
+                out[f.name] = [dataclasses.asdict(site) for site in self.nightscout]
                 continue
             section = dataclasses.asdict(getattr(self, f.name))
             for key in _SECRETS.get(f.name, ()):
@@ -194,6 +231,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "ble.backoff_initial_s": (lambda v: 0.1 <= v <= 60, "must be 0.1..60"),
     "ble.backoff_max_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
     "ble.max_device_drift_s": (lambda v: 1 <= v <= 86400, "must be 1..86400"),
+    "ble.revisit_s": (lambda v: 1 <= v <= 86400, "must be 1..86400"),
     "alerts.hook_timeout_s": (lambda v: 0.1 <= v <= 600, "must be 0.1..600"),
     "alerts.hook_retries": (lambda v: 0 <= v <= 100, "must be 0..100"),
     "daemon.log_level": (lambda v: v in ("debug", "info", "warning", "error"),
@@ -202,6 +240,16 @@ _RULES: dict[str, tuple[Any, str]] = {
     "daemon.dsp_interval_s": (lambda v: 1 <= v <= 3600, "must be 1..3600"),
     "daemon.short_window_min": (lambda v: v in (1, 2, 5, 10, 15, 30, 60),
                                 "must be one of 1, 2, 5, 10, 15, 30, 60 (minutes)"),
+    "homeassistant.discovery_prefix": (
+        lambda v: bool(v) and not set(v) & set("#+ ") and v.strip("/") == v,
+        "must be a topic without wildcards, spaces or a leading/trailing '/'"),
+    "homeassistant.patients": (lambda v: all(_safe_id(p) for p in v),
+                               "must be a list of patient ids"),
+    "homeassistant.glucose_unit": (lambda v: v in ("mg/dL", "mmol/L"),
+                                   "must be 'mg/dL' or 'mmol/L'"),
+    "nightscout.patient": (lambda v: _safe_id(v), "must be a patient id"),
+    "nightscout.name": (lambda v: v == "" or _safe_id(v), "must be letters, digits, '-' or '_'"),
+    "nightscout.backfill_days": (lambda v: 0 <= v <= 90, "must be 0..90"),
 }
 
 
@@ -216,7 +264,15 @@ def load_config(
     cfg = Config()
     if path is not None:
         p = Path(path)
-        if p.exists():
+        try:
+            exists = p.exists()
+        except OSError as err:  # a folder on the way this account may not enter
+            raise ConfigError(str(p), "", f"cannot reach the file: {err.strerror}",
+                              hint="run as the service user or a member of its group") from err
+        if exists and p.is_dir():
+            raise ConfigError(str(p), "", "is a folder, not a config file",
+                              hint="give the TOML file, e.g. /etc/edge-gateway/gateway.toml")
+        if exists:
             cfg = _load_file(p)
         elif required:
             raise ConfigError(str(p), "", "file not found",
@@ -236,12 +292,20 @@ def _load_file(p: Path) -> Config:
                           hint="run as the service user or a member of its group") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(name, "", f"not valid TOML: {err}") from err
+    except RecursionError as err:
+        raise ConfigError(name, "", "not a usable config: tables or arrays nested too deeply")\
+            from err
+    except OSError as err:
+        raise ConfigError(name, "", f"cannot read the file: {err.strerror or err}") from err
     sections: dict[str, Any] = {}
     fields_by_name = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
     for sec_name, sec_value in data.items():
         if sec_name not in fields_by_name:
             raise ConfigError(
                 name, sec_name, f"unknown section (known: {', '.join(fields_by_name)})")
+        if sec_name == "nightscout":
+            sections[sec_name] = _build_sites(name, sec_value, p.parent)
+            continue
         if not isinstance(sec_value, dict):
             raise ConfigError(name, sec_name, "must be a table ([section])")
         cls = _section_class(sec_name)
@@ -266,6 +330,10 @@ def _build_section(name: str, sec: str, cls: type[Any], values: dict[str, Any], 
         if key not in known:
             raise ConfigError(name, dotted, f"unknown key (known: {', '.join(sorted(known))})")
         want = hints[key]
+        if want == tuple[str, ...]:  # a TOML list of strings
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(name, dotted, f"must be a list of strings, got {value!r}")
+            value, want = tuple(value), tuple
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
@@ -277,6 +345,47 @@ def _build_section(name: str, sec: str, cls: type[Any], values: dict[str, Any], 
             raise ConfigError(name, dotted, f"{rule[1]}, got {value!r}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _build_sites(name: str, value: Any, base: Path) -> tuple[NightscoutSite, ...]:
+    """``[[nightscout]]`` entries: each a table with patient, url and api_secret_file."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(name, "nightscout", "must be an array of tables ([[nightscout]])")
+    sites: list[NightscoutSite] = []
+    for i, entry in enumerate(value):
+        site = _build_section(name, "nightscout", NightscoutSite, entry, base)
+        where = f"nightscout[{i}]"
+        for key in ("patient", "url", "api_secret_file"):
+            if not getattr(site, key):
+                raise ConfigError(name, f"{where}.{key}", "is required")
+        try:
+            check_nightscout_url(site.url)
+        except ValueError as err:
+            raise ConfigError(name, f"{where}.url", str(err)) from err
+        check_secret_file(name, f"{where}.api_secret_file", site.api_secret_file)
+        if any(s.destination == site.destination for s in sites):
+            raise ConfigError(name, f"{where}.name", f"two entries are named "
+                              f"{site.destination!r}", hint="give each entry its own name")
+        sites.append(site)
+    return tuple(sites)
+
+
+def check_nightscout_url(url: str) -> None:
+    """``https://HOST[:PORT][/path]``; plain ``http`` only to a loopback address."""
+    import ipaddress
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must look like https://HOST[/path], got {url!r}")
+    if parts.scheme == "http":
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"plain http is allowed only to a loopback address, got {url!r}: "
+                             "use https (the api-secret and health data would travel in clear)")
 
 
 def _type_name(t: Any) -> str:
@@ -307,6 +416,14 @@ def _cross_checks(name: str, cfg: Config, base: Path) -> None:
             raise ConfigError(name, f"mqtt.{key}", f"file not found: {value}")
     if bool(m.cert_file) != bool(m.key_file):
         raise ConfigError(name, "mqtt.cert_file", "cert_file and key_file go together")
+    ha = cfg.homeassistant
+    if ha.broker:
+        try:
+            parse_broker_url(ha.broker)
+        except ValueError as err:
+            raise ConfigError(name, "homeassistant.broker", str(err)) from err
+    if ha.password_file:
+        check_secret_file(name, "homeassistant.password_file", ha.password_file)
 
 
 def check_secret_file(name: str, key: str, path: str) -> None:

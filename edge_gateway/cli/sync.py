@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,19 +37,25 @@ def sync_status(ctx: Context, as_json: bool) -> None:
 
     Counts are outbox items since the database was created: `pending` not yet acknowledged
     by the broker, `sent` acknowledged, `failed` pending items whose last attempt failed.
+    The top-level counts are the MQTT broker's; `mqtt` repeats them and `nightscout` gives
+    the same counts for the Nightscout uploads (all sites, and per site under `sites`).
 
     Example:
 
         edge-gateway sync status --json
     """
     from edge_gateway.store.outbox import status
+    from edge_gateway.sync import nightscout
 
-    _cfg, store = _store(ctx, readonly=True)
+    cfg, store = _store(ctx, readonly=True)
     try:
         st = status(store)
+        st["mqtt"] = dict(st)
+        st["nightscout"] = nightscout.status(store, cfg.nightscout)
     finally:
         store.close()
     by = st["pending_by_priority"]
+    ns = st["nightscout"]
     emit(st, as_json, [
         f"pending       {st['pending']} (alerts {by['alert']}, summaries {by['summary']},"
         f" bulk {by['bulk']}); oldest {st['oldest_pending_at'] or '-'}",
@@ -57,7 +64,11 @@ def sync_status(ctx: Context, as_json: bool) -> None:
         f" ({st['failed_attempts']} failed attempts in all)",
         f"last success  {st['last_success_at'] or 'never'}",
         *([f"last error    {st['last_error']} (at {st['last_error_at'] or '-'})"]
-          if st["last_error"] else [])])
+          if st["last_error"] else []),
+        *([f"nightscout    {ns['pending']} pending, {ns['sent']} uploaded, {ns['failed']}"
+           f" failed; last success {ns['last_success_at'] or 'never'}"
+           + (f"; last error {ns['last_error']}" if ns["last_error"] else "")]
+          if ns["sites"] else [])])
 
 
 @sync.command("now")
@@ -70,16 +81,18 @@ def sync_status(ctx: Context, as_json: bool) -> None:
 def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
     """Publish what is pending now, then exit (status 1 when some is left).
 
-    Runs beside a running daemon too: the broker then may see an item twice, which the
-    item ids let consumers drop.
+    Beside a running daemon that is syncing, it does nothing and says so (one publisher per
+    database: a lock file beside it); a daemon started meanwhile waits for it.
 
     Example:
 
         edge-gateway sync now --timeout 60
     """
+    from edge_gateway.cli.core import require_write_access
     from edge_gateway.config import resolve_mqtt, with_broker
-    from edge_gateway.sync.service import SyncService
+    from edge_gateway.sync.service import SyncBusy, SyncService
 
+    require_write_access(Path(ctx.load_config().storage.db_path))
     cfg, store = _store(ctx, readonly=False)
     try:
         if broker is not None:
@@ -93,7 +106,11 @@ def sync_now(ctx: Context, broker: str | None, timeout_s: float) -> None:
                               hint="set mqtt.host in the config or pass --broker")
         svc = SyncService(store, mqtt, cfg.sync, cfg.gateway_id, cfg.gateway.site)
         before = svc.outbox.status()["sent"]
-        left = asyncio.run(svc.drain(timeout_s))
+        try:
+            left = asyncio.run(svc.drain(timeout_s))
+        except SyncBusy:
+            click.echo("the daemon is running and syncing; nothing to do")
+            return
         st = svc.status()
     finally:
         store.close()

@@ -32,11 +32,12 @@ from edge_gateway.store import alerts as alert_rows
 from edge_gateway.store import devices as device_rows
 from edge_gateway.store import readings as reading_rows
 from edge_gateway.store import summaries as summary_rows
+from edge_gateway.sync import nightscout
 
 PROFILE_OF_KIND = {
     "heart_rate": "heart_rate", "cgm": "cgm", "glucose_meter": "glucose",
     "blood_pressure": "blood_pressure", "pulse_oximeter": "pulse_oximeter",
-    "thermometer": "thermometer", "scale": "weight",
+    "thermometer": "thermometer", "scale": "weight", "spot_check_oximeter": "pulse_oximeter",
 }
 PATIENT = "demo"
 PARTNER = "demo-2"
@@ -100,6 +101,11 @@ def render(store: Store, started: float, duration: float | None, broker: str | N
     lines.append(f"outbox     {st['outbox']['pending']} pending, {sent} acknowledged by the"
                  f" broker; rejected frames "
                  f"{sum(d['rejected_frames'] for d in st['devices'])}")
+    ns = nightscout.status(store)
+    if ns["sites"]:
+        lines.append(f"nightscout {ns['pending']} pending, {ns['sent']} uploaded"
+                     + (f"; last error {ns['last_error']}" if ns["pending"] and ns["last_error"]
+                        else ""))
     return "\n".join(lines)
 
 
@@ -123,6 +129,7 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
     """Run the demo; returns the final status.  Raises GatewayError on a setup problem."""
     from hardware_sim.broker import start_broker
     from hardware_sim.dbus_daemon import start_private_bus
+    from hardware_sim.procs import die_with_parent
     from hardware_sim.scenario import build_scenario, load_scenario
 
     spec = load_scenario(scenario_name)
@@ -147,7 +154,9 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
             [sys.executable, "-m", "hardware_sim.run_bluez", "--bus", bus.address,
              "--scenario", scenario_name, "--bonded"],
             stdout=subprocess.PIPE, stderr=(work / "sim.log").open("wb"),
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            # A demo killed outright (SIGKILL) takes the simulator with it.
+            preexec_fn=die_with_parent())
         cleanups.append(lambda: _stop_process(sim))
         assert sim.stdout is not None
         line = sim.stdout.readline().decode().strip()
@@ -194,7 +203,7 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
             Component("demo-timer", timer),
             Component("demo-serial-sensor", sensors),
         ])
-        if broker_url:
+        if broker_url or cfg.nightscout:  # the final drain covers every destination
             daemon.drain_on_stop_s = 30.0
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(daemon.run())

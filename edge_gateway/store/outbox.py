@@ -40,6 +40,20 @@ META_LAST_ERROR = "sync.last_error"
 META_LAST_ERROR_AT = "sync.last_error_at"
 #: Keep error texts short: they are stored per row and shown in `sync status`.
 _MAX_ERROR = 300
+#: The destination of every row before 0007 and of everything the MQTT sync publishes; other
+#: destinations (``nightscout:<name>``) keep their counters and meta under ``sync.<dest>.``.
+DEST_MQTT = "mqtt"
+
+
+def _names(destination: str) -> tuple[str, str, str, str, str]:
+    """(sent counter, failed counter, last success, last error, last error at) of a
+    destination: MQTT keeps the names it always had."""
+    if destination == DEST_MQTT:
+        return (SENT_COUNTER, FAILED_COUNTER, META_LAST_SUCCESS, META_LAST_ERROR,
+                META_LAST_ERROR_AT)
+    pre = f"sync.{destination}."
+    return (pre + "sent", pre + "failed_attempts", pre + "last_success_at", pre + "last_error",
+            pre + "last_error_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class Item:
     patient_id: str | None
     created_at: str  # ISO 8601 UTC text, as stored
     raw: str  # the item as compact JSON text, as the outbox keeps it
+    destination: str = DEST_MQTT
 
     @property
     def body(self) -> dict[str, Any]:
@@ -102,10 +117,14 @@ def reading_body(reading_id: int | None, r: Reading) -> dict[str, Any]:
 
 
 class Outbox:
-    """The outbox of one store.  Use from the thread that owns the store (the daemon's loop)."""
+    """The outbox of one store, seen from one ``destination`` (default: the MQTT broker): it
+    batches, settles and counts that destination's rows only.  Use from the thread that owns
+    the store (the daemon's loop)."""
 
-    def __init__(self, store: Store, gateway: str | None = None) -> None:
+    def __init__(self, store: Store, gateway: str | None = None, *,
+                 destination: str = DEST_MQTT) -> None:
         self.store = store
+        self.destination = destination
         if gateway is not None and store.meta(META_GATEWAY) != gateway:
             store.set_meta(META_GATEWAY, gateway)
         self.gateway = gateway_id(store)
@@ -114,8 +133,10 @@ class Outbox:
     def add(
         self, kind: str, body: Mapping[str, Any], *, priority: int, created_at: datetime,
         patient_id: str | None = None, ref_table: str | None = None, ref_id: int | None = None,
+        destination: str | None = None,
     ) -> str:
-        """Queue one item; returns its message id.  Joins the caller's open transaction."""
+        """Queue one item for ``destination`` (default: this outbox's); returns its message
+        id.  Joins the caller's open transaction."""
         if priority not in PRIORITY_NAMES:
             raise ValueError(f"priority must be one of {sorted(PRIORITY_NAMES)}")
         text = json.dumps(dict(body), separators=(",", ":"), ensure_ascii=False,
@@ -127,9 +148,9 @@ class Outbox:
             msg_id = message_id(self.gateway, self.store.db_id, seq)
             conn.execute(
                 "INSERT INTO outbox (id, msg_id, priority, kind, patient_id, ref_table, ref_id,"
-                " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " payload, created_at, destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, msg_id, priority, kind, patient_id, ref_table, ref_id, text,
-                 iso(created_at)),
+                 iso(created_at), destination or self.destination),
             )
         return msg_id
 
@@ -146,9 +167,9 @@ class Outbox:
         while len(out) < n:
             rows = self.store.conn.execute(
                 "SELECT id, msg_id, priority, kind, patient_id, created_at, payload FROM outbox"
-                " WHERE sent_at IS NULL AND (priority, id) > (?, ?)"
+                " WHERE sent_at IS NULL AND destination = ? AND (priority, id) > (?, ?)"
                 " ORDER BY priority, id LIMIT ?",
-                (last[0], last[1], n - len(out) + len(skip)),
+                (self.destination, last[0], last[1], n - len(out) + len(skip)),
             ).fetchall()
             if not rows:
                 break
@@ -156,7 +177,8 @@ class Outbox:
                 if r[0] in skip:
                     continue
                 out.append(Item(seq=r[0], msg_id=r[1], priority=r[2], kind=r[3],
-                                patient_id=r[4], created_at=r[5], raw=r[6]))
+                                patient_id=r[4], created_at=r[5], raw=r[6],
+                                destination=self.destination))
                 if len(out) >= n:
                     break
             last = (rows[-1][2], rows[-1][0])
@@ -166,16 +188,18 @@ class Outbox:
     def accept(self, ids: Sequence[int], at: datetime) -> int:
         """Mark items acknowledged by the broker; returns how many were newly settled."""
         when = iso(at)
+        sent, _failed, last_ok, _err, _err_at = _names(self.destination)
         return self._attempted(
             ids, "sent_at = ?, attempts = attempts + 1, last_attempt_at = ?, last_error = NULL",
-            (when, when), SENT_COUNTER, {META_LAST_SUCCESS: when})
+            (when, when), sent, {last_ok: when})
 
     def reject(self, ids: Sequence[int], error: str, at: datetime) -> int:
         """Record a failed attempt; the items stay pending and are retried later."""
         when, error = iso(at), error[:_MAX_ERROR]
+        _sent, failed, _ok, last_err, last_err_at = _names(self.destination)
         return self._attempted(
             ids, "attempts = attempts + 1, last_attempt_at = ?, last_error = ?",
-            (when, error), FAILED_COUNTER, {META_LAST_ERROR: error, META_LAST_ERROR_AT: when})
+            (when, error), failed, {last_err: error, last_err_at: when})
 
     def _attempted(self, ids: Sequence[int], assignments: str, params: tuple[Any, ...],
                    counter: str, meta: Mapping[str, str | None]) -> int:
@@ -193,23 +217,31 @@ class Outbox:
 
     def note_error(self, error: str, at: datetime) -> None:
         """Remember a link-level error (broker unreachable) that settled no item."""
+        *_, last_err, last_err_at = _names(self.destination)
         with self.store.write() as conn:
-            _set_meta(conn, META_LAST_ERROR, error[:_MAX_ERROR])
-            _set_meta(conn, META_LAST_ERROR_AT, iso(at) or "")
+            _set_meta(conn, last_err, error[:_MAX_ERROR])
+            _set_meta(conn, last_err_at, iso(at) or "")
 
     # ------------------------------------------------------------------ status
     def pending(self) -> int:
-        return pending_count(self.store)
+        return pending_count(self.store, self.destination)
 
     def status(self) -> dict[str, Any]:
         """The facts `sync status` shows; counts are outbox items since the database began."""
-        return status(self.store)
+        return status(self.store, self.destination)
 
 
-def pending_count(store: Store) -> int:
-    """How many items wait for the broker."""
+def pending_count(store: Store, destination: str = DEST_MQTT) -> int:
+    """How many items wait for ``destination`` (default: the broker)."""
     return int(store.conn.execute(
-        "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND destination = ?",
+        (destination,)).fetchone()[0])
+
+
+def destinations(store: Store) -> list[str]:
+    """Every destination the outbox holds rows for (MQTT always)."""
+    found = {r[0] for r in store.conn.execute("SELECT DISTINCT destination FROM outbox")}
+    return sorted(found | {DEST_MQTT})
 
 
 def pending_and_oldest(store: Store) -> tuple[int, str | None]:
@@ -228,38 +260,44 @@ def oldest_pending_at(store: Store) -> str | None:
 
 def last_sent_at(store: Store) -> str | None:
     """The newest broker acknowledgement the rows still show (sent rows may be evicted)."""
-    last: str | None = store.conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+    last: str | None = store.conn.execute(
+        "SELECT max(sent_at) FROM outbox WHERE destination = ?", (DEST_MQTT,)).fetchone()[0]
     return last
 
 
 def sent_rows(store: Store) -> int:
     """Acknowledged items still held (eviction removes old ones; ``sync.sent`` counts all)."""
     return int(store.conn.execute(
-        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0])
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL AND destination = ?",
+        (DEST_MQTT,)).fetchone()[0])
 
 
-def status(store: Store) -> dict[str, Any]:
+def status(store: Store, destination: str = DEST_MQTT) -> dict[str, Any]:
+    """One destination's counts (default: the broker's, as `sync status` always showed)."""
     conn = store.conn
+    sent, failed_n, last_ok, last_err, last_err_at = _names(destination)
     by_priority = {name: 0 for name in PRIORITY_NAMES.values()}
     for prio, count in conn.execute(
-            "SELECT priority, count(*) FROM outbox WHERE sent_at IS NULL GROUP BY priority"):
+            "SELECT priority, count(*) FROM outbox WHERE sent_at IS NULL AND destination = ?"
+            " GROUP BY priority", (destination,)):
         by_priority[PRIORITY_NAMES.get(prio, str(prio))] = int(count)
     failed, oldest = conn.execute(
-        "SELECT count(last_error), min(created_at) FROM outbox WHERE sent_at IS NULL"
-    ).fetchone()
-    last_success = store.meta(META_LAST_SUCCESS)
+        "SELECT count(last_error), min(created_at) FROM outbox"
+        " WHERE sent_at IS NULL AND destination = ?", (destination,)).fetchone()
+    last_success = store.meta(last_ok)
     if last_success is None:  # a database from before the meta key: the rows still know
-        last_success = last_sent_at(store)
+        last_success = conn.execute("SELECT max(sent_at) FROM outbox WHERE destination = ?",
+                                    (destination,)).fetchone()[0]
     return {
         "pending": sum(by_priority.values()),
         "pending_by_priority": by_priority,
-        "sent": store.counter(SENT_COUNTER),
+        "sent": store.counter(sent),
         "failed": int(failed),
-        "failed_attempts": store.counter(FAILED_COUNTER),
+        "failed_attempts": store.counter(failed_n),
         "oldest_pending_at": oldest,
         "last_success_at": last_success,
-        "last_error": store.meta(META_LAST_ERROR),
-        "last_error_at": store.meta(META_LAST_ERROR_AT),
+        "last_error": store.meta(last_err),
+        "last_error_at": store.meta(last_err_at),
     }
 
 

@@ -17,8 +17,10 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import fcntl
 import functools
 import logging
+import os
 import random
 import signal
 import sqlite3
@@ -26,6 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from edge_gateway.backoff import Backoff, full_jitter
@@ -55,6 +58,51 @@ class _Flight:
     #: Messages built ahead from the outbox, in send order; dropped when new items are
     #: announced (``wake``) so a fresh alert is not stuck behind a prefetched backlog.
     ready: collections.deque[payload.Message] = field(default_factory=collections.deque)
+
+
+class SyncBusy(SyncError):
+    """Another process (the daemon) is publishing this database's outbox right now."""
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is running and syncing this database", retryable=True,
+                         hint="nothing to do: it publishes what is pending")
+
+
+class SyncLock:
+    """An exclusive ``flock`` on ``<database>.sync-lock``, held while publishing.
+
+    The kernel drops it when the holder exits, even on SIGKILL: a stale lock file is harmless.
+    Without a lock file (a folder this account may not write) the sync goes on unlocked.
+    """
+
+    POLL_S = 1.0
+
+    def __init__(self, db: Path) -> None:
+        self.path = Path(str(db) + ".sync-lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if free; True when held (or when no lock file can exist here)."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            except OSError as err:
+                log.warning("sync: no lock file %s (%s); syncing unlocked", self.path,
+                            err.strerror)
+                return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def __enter__(self) -> SyncLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
 
 
 class SyncService:
@@ -124,6 +172,24 @@ class SyncService:
             log.warning("no broker configured: summaries and alerts stay in the outbox")
             await stop.wait()
             return
+        # One publisher per database: the daemon's loop and a `sync now` beside it would
+        # both take the same pending rows and publish them twice.  `sync now` (until_empty)
+        # gives way at once; the daemon waits for a `sync now` to finish.
+        with SyncLock(self.store.path) as lock:
+            while not lock.acquire():
+                if until_empty:
+                    raise SyncBusy()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), SyncLock.POLL_S)
+                if stop.is_set():
+                    return
+            await self._run_locked(stop, wake, until_empty=until_empty,
+                                   drain_timeout_s=drain_timeout_s, deadline=deadline)
+
+    async def _run_locked(self, stop: asyncio.Event, wake: asyncio.Event | None, *,
+                          until_empty: bool, drain_timeout_s: float,
+                          deadline: float | None) -> None:
+        assert self.mqtt is not None
         loop = asyncio.get_running_loop()
         backoff = Backoff(self.sync.backoff_initial_s, self.sync.backoff_max_s, rng=self.rng)
         while True:
