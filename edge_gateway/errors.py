@@ -74,6 +74,10 @@ class MalformedPayload(GatewayError, ValueError):
 class StoreError(GatewayError):
     """The database could not do what was asked."""
 
+    #: (frames, new readings) of a batch committed before the rest failed (a batch too big
+    #: for the room at the storage cap is written in parts; they are a prefix of it).
+    committed: tuple[int, int] = (0, 0)
+
 
 class MigrationError(StoreError):
     def __init__(self, version: int, reason: str) -> None:
@@ -86,9 +90,56 @@ class MigrationError(StoreError):
 
 
 class StorageFull(StoreError):
-    """The storage cap is reached and nothing more can be evicted."""
+    """The storage cap (``storage.max_bytes``, SQLite's ``max_page_count``) is reached and
+    nothing more can be evicted."""
 
     retryable = True
+
+    def __init__(self, path: str, cap_bytes: int | None, *, hint: str | None = None) -> None:
+        self.path = path
+        self.cap_bytes = cap_bytes
+        super().__init__(
+            f"{path}: storage cap of {cap_bytes} bytes (storage.max_bytes) reached and nothing"
+            " left to evict",
+            hint=hint or "raise storage.max_bytes, or let the outbox drain so more is evictable")
+
+
+class DiskFull(StoreError):
+    """The file system holding the database has no space left (not the storage cap)."""
+
+    retryable = True
+
+    def __init__(self, path: str, free_bytes: int | None = None) -> None:
+        self.path = path
+        self.free_bytes = free_bytes
+        free = "" if free_bytes is None else f" ({free_bytes} bytes free)"
+        super().__init__(
+            f"{path}: the disk holding the database is full{free}",
+            hint="free space on that file system or move storage.db_path to a larger one")
+
+
+class StoreCorrupt(StoreError):
+    """The database file is damaged or is not a SQLite database."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path}: the database is damaged or not a database: {reason}",
+            hint="stop the daemon, then `edge-gateway db recover --out NEW.db` saves what can "
+                 "be saved; or restore the latest backup")
+
+
+class StoreReadOnly(StoreError):
+    """The database (its file or its folder) cannot be written by this process."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path}: the database cannot be written: {reason}",
+            hint="give the service user write access to the file and its folder, or remount"
+                 " a read-only file system read-write")
 
 
 class NotFound(GatewayError):

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edge_gateway.cli.base import Context, echo_json, emit, main, with_context
-from edge_gateway.errors import ConfigError, StoreError
+from edge_gateway.errors import ConfigError, NotFound, StoreError
 from edge_gateway.store.audit import os_actor
 
 
@@ -100,7 +100,8 @@ def status(ctx: Context, as_json: bool) -> None:
 
 def _status_lines(st: dict[str, Any]) -> Iterator[str]:
     yield (f"database  {st['storage']['db_path']}  ({st['storage']['db_bytes']:,} bytes,"
-           f" cap {st['storage']['cap_bytes'] or 0:,}, evicted {st['storage']['evicted']})")
+           f" cap {st['storage']['cap_bytes'] or 0:,}, evicted {st['storage']['evicted']},"
+           f" refused stream frames {st['storage'].get('refused_stream_frames', 0)})")
     yield (f"outbox    {st['outbox']['pending']} pending"
            f" (oldest {st['outbox']['oldest_pending_at'] or '-'});"
            f" last sync {st['last_sync_at'] or 'never'}")
@@ -179,12 +180,21 @@ def db_check(ctx: Context, as_json: bool) -> None:
     """
     from edge_gateway.store.check import check_file
 
-    report = check_file(Path(ctx.load_config().storage.db_path))
-    out = {"path": report.path, "integrity": "ok" if report.ok else report.problems,
-           "file_bytes": report.file_bytes, "tables": report.tables}
+    path = Path(ctx.load_config().storage.db_path)
+    if not path.exists():
+        raise NotFound("database", str(path), hint="pass --db with the database to check")
+    report = check_file(path)
+    out: dict[str, Any] = {"path": report.path, "integrity": "ok" if report.ok
+                           else report.problems, "file_bytes": report.file_bytes}
+    size = f"  size {report.file_bytes:,} bytes"
+    if report.ok:
+        store = open_store(ctx, readonly=True)
+        out.update(db_id=store.db_id, used_bytes=store.used_bytes(),
+                   cap_bytes=store.cap_bytes, evicted=store.evicted())
+        size += f" (used {out['used_bytes']:,}), evicted rows {out['evicted']}"
+    out["tables"] = report.tables
     emit(out, as_json, [
-        f"{out['path']}: integrity {'ok' if report.ok else 'FAILED'}",
-        f"  size {report.file_bytes:,} bytes",
+        f"{out['path']}: integrity {'ok' if report.ok else 'FAILED'}", size,
         *(f"  {name:<20} {n:>10,}" for name, n in report.tables.items())])
     if not report.ok and not as_json:
         for p in report.problems:

@@ -56,6 +56,22 @@ def default_decoder(characteristic: str, payload: bytes, ctx: DeviceContext) -> 
     )
 
 
+def is_stream(characteristic: str) -> bool:
+    """A continuous stream's characteristic (heart rate, SpO2, a serial monitor), whose
+    frames are not stored on the device: not one a RACP backfill fetches records from."""
+    from edge_gateway.drivers import registry
+
+    if characteristic.startswith(registry.SERIAL_PREFIX):
+        return True
+    try:
+        key = registry.char_key(characteristic)
+    except ValueError:
+        return False
+    reg = registry.current()
+    stored = {c for spec in reg.racp.values() for c in (spec.records, *spec.also)}
+    return key in reg.streams and key not in stored
+
+
 class FramePipeline:
     def __init__(self, store: Store, writer: BatchWriter, decoder: Decoder = default_decoder
                  ) -> None:
@@ -65,6 +81,7 @@ class FramePipeline:
         self._devices: dict[str, dict[str, Any]] = {}
         self._users: dict[str, tuple[tuple[int, str], ...]] = {}
         self.rejected = 0
+        self._refusing = False
 
     def refresh(self) -> None:
         """Re-read device attributions (patients, epochs, clock offsets) from the store."""
@@ -96,7 +113,22 @@ class FramePipeline:
 
     def on_frame(self, device_id: str, characteristic: str, received_at: datetime,
                  payload: bytes, *, session_start: datetime | None = None) -> None:
-        """Decode and queue one frame; never raises for a bad payload."""
+        """Decode and queue one frame; never raises for a bad payload.
+
+        While commits fail and the held data is at its cap, a continuous stream's frame is
+        refused here (counted by the writer) so that nothing already taken is ever dropped.
+        """
+        if not self.writer.admit(stream=is_stream(characteristic)):
+            if not self._refusing:
+                self._refusing = True
+                log(LOG, logging.ERROR, "frames.refusing", reason="storage failing and "
+                    f"{self.writer.pending_bytes} bytes held", kind="stream frames",
+                    action="fix the storage fault; stored records are still taken")
+            return
+        if self._refusing:
+            self._refusing = False
+            log(LOG, logging.WARNING, "frames.taking_again",
+                refused=self.writer.stats.refused_stream_frames)
         ctx = self.context(device_id, received_at, session_start)
         try:
             readings = list(self.decoder(characteristic, payload, ctx))

@@ -5,6 +5,12 @@ through the CLI take effect without a restart), device supervision (a session pe
 the DSP scheduler, the alert ticker and the sync loop.  SIGTERM/SIGINT stop it within a few
 seconds with every received reading committed and the WAL checkpointed; SIGHUP reloads the
 config (a bad new config is refused and the old one kept).
+
+Before READY the database passes a bounded start-up check (``store/check.py``: header,
+schema, an integrity quick-check cut off after 3 s) and a write probe (one committed row);
+a damaged, non-database or unwritable file, or a full disk, stops the start with exit 1 and
+one log line saying why and what to do.  Once running, a failing commit never stops it: the
+writer holds the batch and retries, and the storage alert is raised (and resolved).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +28,7 @@ from typing import Any
 from edge_gateway.backoff import Backoff
 from edge_gateway.config import Config, load_config
 from edge_gateway.drivers.pipeline import FramePipeline
-from edge_gateway.errors import GatewayError
+from edge_gateway.errors import GatewayError, StorageFull, StoreError
 from edge_gateway.logfmt import log
 from edge_gateway.reading import Reading, Summary
 from edge_gateway.runtime.systemd import Notifier, watchdog_interval_s
@@ -66,6 +73,10 @@ class Daemon:
         self.sync_service: Any = None
         #: On stop, how long the sync may keep publishing what is queued (the demo uses 30 s).
         self.drain_on_stop_s = 0.0
+        #: ``system_alert(rule, active, message)``: raise or resolve a gateway alert (set by
+        #: the alerts task; until then faults are only logged).
+        self.system_alert: Callable[[str, bool, str], None] | None = None
+        self._refused_saved = 0
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -89,11 +100,47 @@ class Daemon:
         self.notifier.ready("running (config reloaded)")
 
     # ------------------------------------------------------------------ main
+    def open_store(self) -> Store:
+        """The start-up check, the open and the write probe; raises what stops the start."""
+        from datetime import timedelta
+
+        from edge_gateway.store.check import startup_check
+
+        path = Path(self.cfg.storage.db_path)
+        startup_check(path)
+        store = Store.open(path, cap_bytes=self.cfg.storage.max_bytes)
+        store.retention = timedelta(days=self.cfg.storage.retention_days)
+        try:
+            try:
+                store.probe_write()
+            except StorageFull:
+                store.evict(force=True)
+                store.probe_write()
+        except StorageFull as err:
+            # At the cap with nothing evictable: run anyway, the writer holds and alerts.
+            log(LOG, logging.WARNING, "storage.full_at_start", reason=str(err))
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, StoreError):
+                store.conn.close()
+            raise
+        return store
+
     async def run(self) -> int:
         cfg = self.cfg
-        self.store = Store.open(cfg.storage.db_path, cap_bytes=cfg.storage.max_bytes)
+        try:
+            self.store = self.open_store()
+        except (StoreError, OSError) as err:
+            reason = str(err) if isinstance(err, StoreError) else \
+                f"{cfg.storage.db_path}: {err.strerror or err}"
+            log(LOG, logging.ERROR, "daemon.refused", db=str(cfg.storage.db_path),
+                reason=reason, action="not starting; `edge-gateway db check` says what is "
+                "wrong, `edge-gateway db recover --out NEW.db` saves a damaged database")
+            self.notifier.close()
+            return 1
         self.writer = BatchWriter(self.store, max_frames=cfg.storage.batch_max_frames,
-                                  max_delay_s=cfg.storage.batch_max_delay_s)
+                                  max_delay_s=cfg.storage.batch_max_delay_s,
+                                  on_fault=self._storage_fault,
+                                  on_recovered=self._storage_recovered)
         self.pipeline = FramePipeline(self.store, self.writer)
         self._settings_version = self.store.meta("settings_version")
         loop = asyncio.get_running_loop()
@@ -131,11 +178,19 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            self.writer.flush()
-            self.store.close()
+            self.writer.flush(force=True)
+            if self.writer.pending:
+                log(LOG, logging.ERROR, "storage.unsaved", frames=self.writer.pending,
+                    error=self.writer.stats.last_error, note="stored records are fetched "
+                    "again from the devices at the next start; stream frames are lost")
+            try:
+                self.store.close()
+            except (sqlite3.Error, StoreError) as err:
+                log(LOG, logging.ERROR, "storage.close_failed", error=str(err))
             executor.shutdown(wait=False, cancel_futures=True)
             log(LOG, logging.INFO, "daemon.stopped", frames=self.writer.stats.frames,
-                readings=self.writer.stats.readings_new, rejected=self.writer.stats.rejected)
+                readings=self.writer.stats.readings_new, rejected=self.writer.stats.rejected,
+                refused=self.writer.stats.refused_stream_frames)
             self.notifier.close()
         return self.exit_code
 
@@ -168,6 +223,43 @@ class Daemon:
             await asyncio.wait_for(self.stop_event.wait(), seconds)
         return self.stop_event.is_set()
 
+    # ------------------------------------------------------------------ storage faults
+    def _storage_fault(self, err: Exception) -> None:
+        """A commit failed (first time, or differently): say so, raise the storage alert."""
+        assert self.writer is not None
+        log(LOG, logging.ERROR, "storage.failing", error=f"{type(err).__name__}: {err}",
+            held_frames=self.writer.pending, held_bytes=self.writer.pending_bytes,
+            action="readings are held in memory and retried; past "
+            f"{self.writer.max_pending_bytes} bytes stream frames are refused")
+        self._system_alert("storage_fault", True, f"Readings cannot be stored: {err}")
+
+    def _storage_recovered(self, held_s: float) -> None:
+        assert self.writer is not None and self.store is not None
+        refused = self.writer.stats.refused_stream_frames
+        log(LOG, logging.WARNING, "storage.recovered", held_s=round(held_s, 1),
+            refused_stream_frames=refused)
+        self._save_refused()
+        self._system_alert("storage_fault", False, "Readings are stored again")
+
+    def _save_refused(self) -> None:
+        """Count refused stream frames in the store (``status`` shows them)."""
+        assert self.writer is not None and self.store is not None
+        delta = self.writer.stats.refused_stream_frames - self._refused_saved
+        if delta > 0:
+            try:
+                self.store.bump("refused.stream_frames", delta)
+            except (sqlite3.Error, StoreError):
+                return
+            self._refused_saved += delta
+
+    def _system_alert(self, rule: str, active: bool, message: str) -> None:
+        if self.system_alert is None:
+            return
+        try:
+            self.system_alert(rule, active, message)
+        except Exception:  # an alert must never stop the writer
+            LOG.exception("alerts.system_failed")
+
     # ------------------------------------------------------------------ built-in tasks
     async def _writer_task(self) -> None:
         assert self.writer is not None
@@ -176,7 +268,7 @@ class Daemon:
         while not await self.sleep(interval):
             if writer.due():
                 writer.flush()
-        writer.flush()
+        writer.flush(force=True)
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval_s()
@@ -184,7 +276,10 @@ class Daemon:
             return
         while not await self.sleep(interval):
             # Only ping while the writer keeps up: a wedged commit loop must get us restarted.
-            if self.writer is not None and self.writer.pending < 10 * self.writer.max_frames:
+            # A held batch (a known storage fault, retried with backoff) is not wedged: the
+            # daemon keeps running and alerting rather than being restarted into it.
+            if self.writer is not None and (
+                    self.writer.pending < 10 * self.writer.max_frames or self.writer.holding):
                 self.notifier.watchdog()
 
     async def _settings_watch(self) -> None:
@@ -203,6 +298,7 @@ class Daemon:
         from datetime import timedelta
 
         while not await self.sleep(60.0):
+            self._save_refused()
             self.store.prune_stats()
             deleted = self.store.evict(retention=timedelta(days=self.cfg.storage.retention_days))
             if deleted:
@@ -223,7 +319,20 @@ def default_components() -> list[Component]:
         Component("alerts", _alerts_task),
         Component("dsp", _dsp_task),
         Component("sync", _sync_task),
+        # Home Assistant discovery and Nightscout uploads (runtime/integrations.py; each
+        # returns at once when its config section is off).
+        Component("homeassistant", _integration("homeassistant")),
+        Component("nightscout", _integration("nightscout")),
     ]
+
+
+def _integration(name: str) -> Callable[[Daemon], Coroutine[Any, Any, None]]:
+    async def run(d: Daemon) -> None:
+        from edge_gateway.runtime import integrations
+
+        await getattr(integrations, name)(d)
+
+    return run
 
 
 async def _alerts_task(d: Daemon) -> None:
@@ -256,8 +365,25 @@ async def _alerts_task(d: Daemon) -> None:
         except Exception:  # alerts must never stop readings from being stored
             LOG.exception("alerts.failed")
 
+    def system_alert(rule: str, active: bool, message: str) -> None:
+        """A gateway alert (storage fault) through the engine; when the store cannot take
+        it, straight to the log and the hook."""
+        from edge_gateway.alerts.engine import OpenAlert
+        from edge_gateway.alerts.rules import Observation
+
+        now = datetime.now(UTC)
+        key = f"{rule}:gateway"
+        try:
+            deliver(engine._apply([Observation(key, rule, at=now, active=active,
+                                               severity="urgent", message=message)]))
+        except Exception:
+            if active:
+                deliver([AlertTransition("raised", now, OpenAlert(
+                    key, rule, None, None, "urgent", 1, "raised", message, now))])
+
     d.writer.on_commit = on_commit
     d.deliver_alerts = deliver
+    d.system_alert = system_alert
     try:
         while not await d.sleep(60.0):
             try:

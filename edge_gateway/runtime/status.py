@@ -43,6 +43,9 @@ def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, An
             "used_bytes": store.used_bytes(),
             "cap_bytes": store.cap_bytes,
             "evicted": store.evicted(),
+            # Stream frames the daemon did not take while commits failed and the held data
+            # was at its cap (saved when storage works again).
+            "refused_stream_frames": store.counter("refused.stream_frames"),
             "keeping_raw_frames": store.keep_raw,
         },
     }

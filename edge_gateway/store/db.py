@@ -8,10 +8,12 @@ the connection is plain ``sqlite3`` so transactions stay explicit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import stat
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edge_gateway.errors import NotFound, StorageFull, StoreError
+from edge_gateway.errors import (
+    DiskFull,
+    MigrationError,
+    NotFound,
+    StorageFull,
+    StoreCorrupt,
+    StoreError,
+    StoreReadOnly,
+)
 from edge_gateway.reading import Reading, iso
 from edge_gateway.store import migrate
 
@@ -32,6 +42,15 @@ PAGE_SIZE = 1024
 EVICT_AT = 0.90
 #: Evict down to this share.
 EVICT_TO = 0.80
+#: A SQLITE_FULL with less than this free on the database's file system is the disk, not the
+#: cap (a one-second batch and a WAL growing to its autocheckpoint need well under this).
+DISK_LOW_BYTES = 2 * 1024 * 1024
+#: Eviction rounds a write makes at the cap before it reports the store full.
+WRITE_EVICT_ROUNDS = 4
+
+# SQLite's primary result codes (sqlite3.h), for telling failures apart.
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 3, 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,64 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def free_bytes(path: Path) -> int | None:
+    """Bytes free for this process on the file system holding ``path`` (None if unknown)."""
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return None
+    return int(st.f_bavail * st.f_frsize)
+
+
+def classify(err: sqlite3.Error, path: Path, cap_bytes: int | None = None
+             ) -> StoreError | None:
+    """What a SQLite failure was, as one of our errors (None: not a storage fault).
+
+    SQLITE_FULL means either the cap (``max_page_count``) or the file system: the disk's free
+    space tells which, so a full SD card never reads "storage cap reached".
+    """
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    text = str(err)
+    if primary is None:  # not raised by SQLite itself: judge by the message
+        primary = (_SQLITE_FULL if "full" in text else _SQLITE_CORRUPT if "malformed" in text
+                   else _SQLITE_NOTADB if "not a database" in text
+                   else _SQLITE_READONLY if "readonly" in text else None)
+    where = str(path)
+    if primary in (_SQLITE_FULL, _SQLITE_IOERR):
+        free = free_bytes(path)
+        if free is not None and free < DISK_LOW_BYTES:
+            return DiskFull(where, free)
+        if primary == _SQLITE_IOERR:
+            return None
+        # Space left on the disk: only the cap (max_page_count) can have stopped the write,
+        # however far below it the database was (one large batch can need more than is left).
+        if cap_bytes is not None:
+            return StorageFull(where, cap_bytes)
+        return DiskFull(where, free)
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return StoreCorrupt(where, text)
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+        return StoreReadOnly(where, text)
+    return None
+
+
+def reader_uri(path: Path) -> str:
+    """The URI a read-only connection opens ``path`` with.
+
+    A reader in WAL mode needs the ``-wal`` and ``-shm`` files: while a writer (the daemon)
+    has the database open they exist and a member of the service group may read them.  After
+    a clean stop they are gone, and an account that cannot write to the folder cannot
+    create them; then, and only then, the file is opened ``immutable=1`` (no locks, no WAL):
+    with no ``-wal`` file nothing is pending outside the database file, and a writer that
+    starts meanwhile writes to a new WAL, reaching the database file only at a checkpoint.
+    """
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    if not Path(str(path) + "-wal").exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 class Store:
     """One open database.  Not thread-safe: use it from one thread (the daemon's loop)."""
 
@@ -60,6 +137,9 @@ class Store:
         self._db: Any = None
         self.cap_bytes = cap_bytes
         self.keep_raw = True
+        #: How long data is kept before it may be evicted (the daemon sets
+        #: ``storage.retention_days``).
+        self.retention = timedelta(days=365)
         row = conn.execute("SELECT value FROM meta WHERE key = 'db_id'").fetchone()
         self.db_id: str = row[0]
 
@@ -101,7 +181,7 @@ class Store:
         try:
             if readonly:
                 conn = sqlite3.connect(
-                    f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                    reader_uri(path), uri=True, isolation_level=None,
                     check_same_thread=False,
                 )
             else:
@@ -113,15 +193,25 @@ class Store:
                 _ensure_identity(conn)
                 for suffix in ("-wal", "-shm"):
                     side = Path(str(path) + suffix)
-                    if side.exists():
-                        os.chmod(side, 0o640)
+                    # Only our own files: another account's (the daemon's) are not ours to
+                    # change, and SQLite already gives them the database file's mode.
+                    with contextlib.suppress(FileNotFoundError):
+                        if side.stat().st_uid == os.geteuid():
+                            os.chmod(side, 0o640)
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as err:
+            return cls(conn, path, cap_bytes, readonly=readonly)
+        except (sqlite3.DatabaseError, MigrationError) as err:
+            cause = err.__cause__ if isinstance(err, MigrationError) else err
+            fault = classify(cause, path, cap_bytes) \
+                if isinstance(cause, sqlite3.Error) else None
+            if fault is not None:
+                raise fault from err
+            if isinstance(err, MigrationError):
+                raise
             raise StoreError(
                 f"{path}: cannot open the database: {err}",
                 hint="check the path and permissions; `edge-gateway db check` inspects it",
             ) from err
-        return cls(conn, path, cap_bytes, readonly=readonly)
 
     def close(self) -> None:
         """Checkpoint (unless opened read-only: a reader must not write) and close."""
@@ -134,14 +224,35 @@ class Store:
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One explicit write transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One explicit write transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error).
+
+        A storage fault (full disk, the cap, corruption, read-only) comes out as our error
+        saying which.  SQLite rolls a transaction back by itself on some errors (SQLITE_FULL,
+        SQLITE_IOERR, SQLITE_CORRUPT): our ROLLBACK then runs only if one is still open, so
+        it can never replace the real error with "cannot rollback - no transaction is active".
+        """
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.Error as err:
+            fault = classify(err, self.path, self.cap_bytes)
+            if fault is None:
+                raise
+            raise fault from err
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -186,7 +297,10 @@ class Store:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file and truncate it (on shutdown and backups)."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as err:
+            raise classify(err, self.path, self.cap_bytes) or err from err
 
     # ------------------------------------------------------------------ frames & readings
     def write_batch(
@@ -195,26 +309,55 @@ class Store:
         """Store raw frames and their readings in ONE transaction.
 
         Returns (frames stored, new readings).  Readings whose natural key is already present
-        are ignored (idempotent: re-downloading a meter's memory never duplicates).
+        are ignored (idempotent: re-downloading a meter's memory never duplicates).  At the
+        storage cap, after evicting, a batch bigger than the room made is written in halves
+        (each frame with its readings stays atomic); when a later part fails, the error's
+        ``committed`` says how many frames (a prefix) are stored.
         """
         if not frames:
             return (0, 0)
         try:
-            return self._write_batch(frames)
-        except sqlite3.OperationalError as err:
-            if "full" not in str(err):
+            done = self._write_evicting(frames)
+        except StorageFull:
+            if len(frames) == 1:
                 raise
-        # The cap was hit inside the transaction: make room and try once more.
-        self.evict(force=True)
+        else:
+            # Keep headroom under the cap for the rest (summaries, alerts, the outbox): past
+            # EVICT_AT the writer evicts now, not when the next transaction fails.
+            if self.cap_bytes is not None and self.used_bytes() > EVICT_AT * self.cap_bytes:
+                with contextlib.suppress(StorageFull, DiskFull):
+                    self.evict(force=True)
+            return done
+        # More than the room eviction can make at once (a backfill of days of records into
+        # a small cap): write it in halves, each frame with its readings still atomic.
+        half = len(frames) // 2
+        a = self.write_batch(frames[:half])
         try:
-            return self._write_batch(frames)
-        except sqlite3.OperationalError as err:
-            if "full" not in str(err):
-                raise
-            raise StorageFull(
-                f"{self.path}: storage cap of {self.cap_bytes} bytes reached and nothing left "
-                "to evict", hint="raise storage.max_bytes or let the outbox drain",
-            ) from err
+            b = self.write_batch(frames[half:])
+        except StoreError as err:
+            err.committed = (a[0] + err.committed[0], a[1] + err.committed[1])
+            raise
+        return (a[0] + b[0], a[1] + b[1])
+
+    def _write_evicting(
+        self, frames: Sequence[tuple[FrameRecord, Sequence[Reading]]]
+    ) -> tuple[int, int]:
+        for _ in range(WRITE_EVICT_ROUNDS):
+            try:
+                return self._write_batch(frames)
+            except (StorageFull, DiskFull) as err:
+                full: StoreError = err
+            # Full inside the transaction (SQLite has rolled it back): make room, try again.
+            # A full disk is not the cap: only what retention lets go goes (fresh data is not
+            # deleted because something else filled the disk), and deleting needs WAL space
+            # too, so it may fail; the error stays.
+            try:
+                freed = self.evict(force=True, beyond_retention=isinstance(full, StorageFull))
+            except (StorageFull, DiskFull):
+                freed = 0
+            if not freed:
+                raise full
+        return self._write_batch(frames)
 
     def _write_batch(
         self, frames: Sequence[tuple[FrameRecord, Sequence[Reading]]]
@@ -367,56 +510,104 @@ class Store:
         return total
 
     def evict(
-        self, *, retention: timedelta = timedelta(days=90), force: bool = False,
-        now: datetime | None = None, batch: int = 500,
+        self, *, retention: timedelta | None = None, force: bool = False,
+        now: datetime | None = None, batch: int = 500, beyond_retention: bool = True,
     ) -> int:
-        """Delete old raw frames and readings when the cap is near; return rows deleted.
+        """Delete old data when the cap is near (``force``: at the cap); return rows deleted.
 
-        Only data older than the retention window AND older than every summary still waiting
-        in the outbox is evictable, oldest first.  Unsynced summaries and alerts are never
-        evicted.  When nothing evictable is left, raw frames stop being kept (``keep_raw``) so
-        that readings can still be stored; the caller raises the storage alert.
+        First, and always: raw frames, readings and sent outbox rows older than the retention
+        window AND older than every summary still waiting in the outbox, oldest first.  Only
+        at the cap (``force``, a write failed) and when that frees nothing: accepted raw frames
+        (their readings keep what they said), then readings older than every unsent summary,
+        oldest first whatever their age (a cap too small for the retention window makes the
+        store a ring buffer); the newest frame and reading of each device characteristic stay
+        (backfill finds the last record it holds from them).  Rejected frames, unsynced
+        summaries, alerts and unsent outbox rows are never evicted.  Every deletion is counted
+        (``evicted.*``); ``beyond_retention=False`` (a full disk) keeps to the first step.
+        When still above the threshold, raw frames stop being kept
+        (``keep_raw``) so that readings can still be stored; the caller raises the alert.
         """
         if self.cap_bytes is None:
             return 0
         if not force and self.used_bytes() < EVICT_AT * self.cap_bytes:
             return 0
         now = now or _now()
-        cutoff = iso(now - retention)
+        cutoff = iso(now - (retention if retention is not None else self.retention))
         assert cutoff is not None
         row = self.conn.execute(
             "SELECT min(s.window_start) FROM outbox o JOIN summaries s"
             " ON o.ref_table = 'summaries' AND o.ref_id = s.id WHERE o.sent_at IS NULL"
         ).fetchone()
-        if row and row[0] is not None and row[0] < cutoff:
-            cutoff = row[0]
+        unsent = None if row is None else row[0]
+        if unsent is not None and unsent < cutoff:
+            cutoff = unsent
+        deleted = self._evict_rounds(self._evict_retention, cutoff, batch, force)
+        if force and beyond_retention:
+            for step, arg in ((self._evict_frames_at_cap, cutoff),
+                              (self._evict_readings_at_cap, unsent)):
+                # Until under EVICT_TO; at least one batch when a write failed and nothing
+                # went yet.
+                if deleted and self.used_bytes() <= EVICT_TO * self.cap_bytes:
+                    break
+                deleted += self._evict_rounds(step, arg, batch, not deleted)
+        self.keep_raw = self.used_bytes() <= EVICT_AT * self.cap_bytes
+        return deleted
+
+    def _evict_rounds(self, step: Any, cutoff: str | None, batch: int, force: bool) -> int:
+        """Run one eviction step in batches (a transaction each) down to ``EVICT_TO``."""
+        assert self.cap_bytes is not None
         deleted = 0
         target = EVICT_TO * self.cap_bytes
         while force or self.used_bytes() > target:
             force = False
             with self.transaction() as conn:
-                n_frames = conn.execute(
-                    "DELETE FROM raw_frames WHERE id IN (SELECT id FROM raw_frames"
-                    " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
-                n_readings = conn.execute(
-                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
-                n_sent = conn.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-                    " WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)",
-                    (cutoff, batch)).rowcount
-                if n_frames:
-                    self.bump("evicted.raw_frames", n_frames, conn)
-                if n_readings:
-                    self.bump("evicted.readings", n_readings, conn)
-                if n_sent:
-                    self.bump("evicted.outbox_sent", n_sent, conn)
-            deleted += n_frames + n_readings + n_sent
-            if n_frames + n_readings + n_sent == 0:
+                n = int(step(conn, cutoff, batch))
+            deleted += n
+            if n == 0:
                 break
-        if self.used_bytes() > EVICT_AT * self.cap_bytes:
-            self.keep_raw = False
         return deleted
+
+    def _evict_retention(self, conn: sqlite3.Connection, cutoff: str | None,
+                         batch: int) -> int:
+        n_frames = conn.execute(
+            "DELETE FROM raw_frames WHERE id IN (SELECT id FROM raw_frames"
+            " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
+        n_readings = conn.execute(
+            "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+            " WHERE received_at < ? ORDER BY id LIMIT ?)", (cutoff, batch)).rowcount
+        n_sent = conn.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+            " WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY id LIMIT ?)",
+            (cutoff, batch)).rowcount
+        if n_frames:
+            self.bump("evicted.raw_frames", n_frames, conn)
+        if n_readings:
+            self.bump("evicted.readings", n_readings, conn)
+        if n_sent:
+            self.bump("evicted.outbox_sent", n_sent, conn)
+        return int(n_frames + n_readings + n_sent)
+
+    def _evict_frames_at_cap(self, conn: sqlite3.Connection, _cutoff: str | None,
+                             batch: int) -> int:
+        n = conn.execute(
+            "DELETE FROM raw_frames WHERE id IN (SELECT id FROM raw_frames"
+            " WHERE status = 'ok' AND id NOT IN (SELECT max(id) FROM raw_frames"
+            " WHERE status = 'ok' GROUP BY device_id, characteristic)"
+            " ORDER BY id LIMIT ?)", (batch,)).rowcount
+        if n:
+            self.bump("evicted.raw_frames_at_cap", n, conn)
+        return int(n)
+
+    def _evict_readings_at_cap(self, conn: sqlite3.Connection, unsent: str | None,
+                               batch: int) -> int:
+        n = conn.execute(
+            "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+            " WHERE (? IS NULL OR received_at < ?) AND id NOT IN (SELECT max(id)"
+            " FROM readings GROUP BY device_id, characteristic) ORDER BY id LIMIT ?)",
+            (unsent, unsent, batch)).rowcount
+        if n:
+            self.bump("evicted.readings_at_cap", n, conn)
+        return int(n)
 
     def prune_stats(self, now: datetime | None = None) -> int:
         """Drop per-minute reading counts older than 48 h (only the last 24 h are reported)."""
@@ -442,6 +633,14 @@ class Store:
         return int(row[0])
 
     # ------------------------------------------------------------------ maintenance
+    def probe_write(self) -> None:
+        """Commit one small write (with its fsync), raising the storage error that stops it:
+        the daemon's start-up proof that the disk, the folder and the file take writes."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('write_probe_at', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (iso(_now()),))
+
     def integrity_check(self) -> list[str]:
         return [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
 

@@ -67,7 +67,10 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             )
             conn.execute("COMMIT")
         except sqlite3.Error as err:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk): a second ROLLBACK would fail
+            # and hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise MigrationError(mig.version, str(err)) from err
         now.append(mig.version)
     return now
