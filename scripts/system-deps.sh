@@ -15,9 +15,29 @@ have dbus-daemon || need="$need dbus-daemon"
 have systemd-analyze || need="$need systemd"
 have openssl || need="$need openssl"
 have ip || need="$need iproute2"
+# The fleet-ingest tests (tests/cloud) need a PostgreSQL server (initdb/pg_ctl for a private one).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+
+# PostgreSQL running, with a role for the user who runs the tests (peer auth on the socket).
+pg_ready() {
+    command -v pg_lsclusters >/dev/null 2>&1 || return 0
+    user=$(id -un)
+    if [ "$(id -u)" -ne 0 ]; then
+        psql -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 && return 0
+        echo "PostgreSQL is not running or has no role for $user; as root run:" >&2
+        echo "  sudo sh scripts/system-deps.sh   (or: sudo -u postgres createuser --createdb $user)" >&2
+        return 1
+    fi
+    pg_lsclusters -h | while read -r ver name _port status _rest; do
+        [ "$status" = online ] || pg_ctlcluster "$ver" "$name" start
+    done
+    runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$user'" \
+        | grep -q 1 || runuser -u postgres -- createuser --createdb "$user"
+}
 
 if [ -z "$need" ]; then
-    exit 0
+    pg_ready
+    exit $?
 fi
 cmd="apt-get update && apt-get install -y --no-install-recommends$need"
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,3 +50,4 @@ export DEBIAN_FRONTEND=noninteractive
 sh -c "$cmd"
 # Debian starts mosquitto as a service on install; our tests start their own brokers on free
 # ports and never use it.
+pg_ready

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -260,6 +261,12 @@ def _save(store: Store, a: OpenAlert, transitions: Sequence[AlertTransition]) ->
             enqueue_alert(store, a.id, t.to_alert(), t.at)
 
 
+#: Record identities remembered for de-duplication (~130 bytes each): two weeks of a CGM's
+#: records and every spot device's.  Stream readings keyed by receive time (``rx:``) cannot
+#: come twice under one identity and are not remembered.
+JUDGED_MAX = 50_000
+
+
 class AlertEngine:
     """The daemon's entry point: feed it readings, summaries and ticks; deliver what it returns.
 
@@ -276,9 +283,32 @@ class AlertEngine:
         # Newest arrival per device, kept from the readings we see so the minute tick does not
         # scan a year of readings per device; filled from the store once, on the first tick.
         self._last_seen: dict[str, datetime] | None = None
+        # Identities of the readings already evaluated (bounded, oldest forgotten first): a
+        # re-delivered or backfilled copy of one is stored once and judged once.
+        self._judged: OrderedDict[int, None] = OrderedDict()
+        # Alert key -> (raised, resolved) of the alerts resolved in this process: a reading
+        # from inside that span (late, re-delivered) does not raise the same alert again.
+        self._spans: dict[str, tuple[datetime, datetime]] = {}
+
+    def _fresh(self, readings: Iterable[Reading]) -> list[Reading]:
+        out = []
+        judged = self._judged
+        for r in readings:
+            if r.record_key.startswith("rx:"):
+                out.append(r)
+                continue
+            ident = hash((r.device_id, r.characteristic, r.kind, r.reset_epoch, r.record_key))
+            if ident in judged:
+                judged.move_to_end(ident)
+                continue
+            judged[ident] = None
+            out.append(r)
+        while len(judged) > JUDGED_MAX:
+            judged.popitem(last=False)
+        return out
 
     def on_readings(self, readings: Iterable[Reading]) -> list[AlertTransition]:
-        ordered = sorted(readings, key=lambda r: r.time)
+        ordered = sorted(self._fresh(readings), key=lambda r: r.time)
         if self._last_seen is not None:
             for r in ordered:
                 seen = self._last_seen.get(r.device_id)
@@ -337,6 +367,8 @@ class AlertEngine:
                 if alert.state == "resolved":
                     # Written now: a new alert for the same key may follow in this batch, and
                     # only one open alert per key is allowed.
+                    if alert.resolved_at is not None:
+                        self._spans[key] = (alert.raised_at, alert.resolved_at)
                     open_.pop(key, None)
                     a, held = dirty.pop(key)
                     _save(self.store, a, held)
@@ -345,6 +377,10 @@ class AlertEngine:
 
             for o in observations:
                 th = thresholds(o.patient_id)
+                span = self._spans.get(o.key)
+                if o.active is True and o.key not in open_ and span is not None \
+                        and span[0] <= o.at <= span[1]:
+                    continue  # the alert this reading belongs to was raised and resolved
                 alert, ts, changed = Lifecycle.observe(open_.get(o.key), o, th)
                 if alert is None:
                     continue

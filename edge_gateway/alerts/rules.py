@@ -25,6 +25,7 @@ from statistics import median
 from typing import Any
 
 from edge_gateway.alerts.thresholds import Thresholds
+from edge_gateway.dsp import bp
 from edge_gateway.reading import Reading, Summary
 from edge_gateway.units import BP_PARTS, MGDL_PER_MMOLL, MMHG_PER_KPA
 
@@ -309,16 +310,18 @@ class Rules:
         part = "sys" if r.kind in SYSTOLIC_KINDS else "dia"
         limit = th["bp.crisis_sys"] if part == "sys" else th["bp.crisis_dia"]
         state = self._bp.setdefault(owner, {"sys": None, "dia": None})
-        state[part] = True if v >= limit else (False if v < limit - hyst else None)
+        name = "systolic" if part == "sys" else "diastolic"
+        # The crisis convention (ACC/AHA: strictly above) comes from the one BP table.
+        state[part] = True if bp.crisis_part(name, v, limit) else (
+            False if v < limit - hyst else None)
         common: dict[str, Any] = {"at": r.time, "value": round(v, 1), "unit": "mmHg",
                   "patient_id": r.patient_id, "device_id": r.device_id}
         key = f"bp_crisis:{owner}"
         if state[part]:
-            name = "systolic" if part == "sys" else "diastolic"
             return [Observation(
                 key, "bp_crisis", active=True, severity="urgent",
                 message=f"Blood pressure {name} {v:.0f} mmHg: hypertensive crisis range "
-                        f"(≥ {limit:g})", details={"component": name}, **common)]
+                        f"(> {limit:g})", details={"component": name}, **common)]
         both_clear = state["sys"] is False and state["dia"] is False
         return [Observation(key, "bp_crisis", active=False if both_clear else None, **common)]
 

@@ -32,6 +32,7 @@ from edge_gateway.alerts.rules import (
     SYSTOLIC_KINDS,
     glucose_mgdl,
 )
+from edge_gateway.dsp.bp import table as bp_table
 from edge_gateway.reading import iso, parse_iso
 from edge_gateway.store import Store
 from edge_gateway.store import alerts as alert_rows
@@ -50,15 +51,12 @@ TIR_BANDS = (  # label, dsp metric, colour, target text
     ("Very low < 54", "tbr2_pct", "#8e0000", "< 1 %"),
 )
 AGP_BIN_MIN = 20
-# ACC/AHA 2017 categories as edge_gateway.dsp.bp names them, most severe first:
-# (dsp name, label, colour).
-BP_CLASSES = (
-    ("hypertensive_crisis", "Hypertensive crisis", "#8e0000"),
-    ("stage_2", "Stage 2 hypertension", "#e53935"),
-    ("stage_1", "Stage 1 hypertension", "#f57c00"),
-    ("elevated", "Elevated", "#f5c342"),
-    ("normal", "Normal", "#4caf50"),
-)
+# ACC/AHA 2017 categories from the one table (edge_gateway.dsp.bp.CLASSES), most severe
+# first: (dsp name, label, colour).
+_BP_COLOURS = ("#8e0000", "#e53935", "#f57c00", "#f5c342", "#4caf50")
+BP_CLASSES = tuple(
+    (row.name, row.label, colour)
+    for row, colour in zip(reversed(bp_table("acc-aha-2017")), _BP_COLOURS, strict=True))
 #: A device with more readings than this per day is a stream (coverage in 5-minute slots);
 #: fewer, a spot-check device (readings per day).
 STREAM_PER_DAY = 48

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edge_gateway.cli import (
     analyze,  # noqa: F401
     caregiver,  # noqa: F401  (patients, thresholds, alerts, export, report)
+    cloud,  # noqa: F401  (cloud ingest|status; psycopg imported inside, [cloud] extra)
     core,  # noqa: F401  (registers run, status, config, db)
     decode,  # noqa: F401
     demo,  # noqa: F401

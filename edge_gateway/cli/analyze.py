@@ -201,7 +201,8 @@ def analyze_hrv(file: Path, no_clean: bool, as_json: bool) -> None:
 @_json_option
 @handle_errors
 def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
-    """Atrial fibrillation, pauses, brady/tachycardia and ectopic beats from FILE.
+    """Atrial fibrillation, irregular rhythm that is not AF, pauses, brady/tachycardia and
+    ectopic beats from FILE.
 
     FILE is CSV with a column rr_ms (.gz accepted); a column t_s with the beat times is used
     for the episode times when present.  Beats are numbered from 0 by data row; episode ends
@@ -231,6 +232,12 @@ def analyze_rhythm_cmd(file: Path, as_json: bool) -> None:
             "bradycardia_pct": result.bradycardia_pct,
             "tachycardia_pct": result.tachycardia_pct,
             "ectopic_beats": result.ectopic_beats,
+            "irregular_pct": result.irregular_pct,
+            "irregular_episodes": [
+                {"start_beat": e.start_beat, "end_beat": e.end_beat, "start_s": e.start_s,
+                 "end_s": e.end_s}
+                for e in result.irregular_episodes
+            ],
             "mean_hr_bpm": result.mean_hr_bpm,
             "coverage": result.coverage,
             "algorithm": ALGORITHM,
@@ -258,23 +265,77 @@ def _times(table: Table, name: str = "time") -> np.ndarray:
     return out
 
 
-def _glucose_input(table: Table) -> np.ndarray:
-    if table.has("glucose_mg_dl"):
-        values = table.numbers("glucose_mg_dl")
-    elif table.has("glucose_mmol_l"):
-        values = table.numbers("glucose_mmol_l") * MGDL_PER_MMOLL
-    else:
-        raise UsageError(
-            "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "
-            f"(columns: {', '.join(table.header)})", file=table.path, line=1,
-        )
-    for i, value in enumerate(values):
-        if value <= 0:
-            raise UsageError(
-                f"glucose {value:g} is not a positive concentration", file=table.path,
-                line=table.lines[i],
-            )
-    return values
+def _glucose_columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """(times, mg/dL, id codes or None, id names) of a glucose CSV, read row by row into
+    compact arrays: a year of 5-minute readings for several people never sits in memory as
+    text (``read_table`` keeps every cell; 648 k rows took 300 MB that way)."""
+    from array import array
+
+    from edge_gateway.reading import parse_iso
+
+    name = str(path)
+    times, values, codes = array("d"), array("d"), array("q")
+    ids: dict[str, int] = {}
+    header: list[str] | None = None
+    k_time = k_gl = k_id = -1
+    scale = 1.0
+    gl_name = ""
+    line = 1
+    try:
+        with _open_text(path) as fh:
+            for line, cells in _records(csv.reader(fh)):
+                if header is None:
+                    header = [c.strip() for c in cells]
+                    if "time" not in header:
+                        raise UsageError(f"missing column 'time' (columns: {', '.join(header)})",
+                                         file=name, line=1)
+                    if "glucose_mg_dl" in header:
+                        gl_name = "glucose_mg_dl"
+                    elif "glucose_mmol_l" in header:
+                        gl_name, scale = "glucose_mmol_l", MGDL_PER_MMOLL
+                    else:
+                        raise UsageError(
+                            "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "
+                            f"(columns: {', '.join(header)})", file=name, line=1)
+                    k_time, k_gl = header.index("time"), header.index(gl_name)
+                    k_id = header.index("id") if "id" in header else -1
+                    continue
+                text = cells[k_time].strip() if k_time < len(cells) else ""
+                try:
+                    when = parse_iso(text)
+                except ValueError:
+                    when = None
+                if when is None:
+                    raise UsageError(f"column 'time': {text!r} is not an ISO 8601 time",
+                                     file=name, line=line)
+                cell = cells[k_gl].strip() if k_gl < len(cells) else ""
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise UsageError(f"column {gl_name!r}: {cell!r} is not a number",
+                                     file=name, line=line) from None
+                if not math.isfinite(value):
+                    raise UsageError(f"column {gl_name!r}: {cell!r} is not a finite number",
+                                     file=name, line=line)
+                if value <= 0:
+                    raise UsageError(f"glucose {value * scale:g} is not a positive "
+                                     "concentration", file=name, line=line)
+                times.append(when.timestamp())
+                values.append(value * scale)
+                if k_id >= 0:
+                    sid = cells[k_id] if k_id < len(cells) else ""
+                    codes.append(ids.setdefault(sid, len(ids)))
+    except OSError as err:
+        raise UsageError(f"cannot read: {err.strerror or err}", file=name) from None
+    except (UnicodeDecodeError, csv.Error, EOFError) as err:
+        raise UsageError(f"not a readable CSV file: {err}", file=name) from None
+    if header is None:
+        raise UsageError("empty file: expected a header row", file=name, line=1)
+    if not times:
+        raise UsageError("no data rows after the header", file=name, line=line + 1)
+    id_codes = np.frombuffer(codes, dtype=np.int64) if k_id >= 0 else None
+    return (np.frombuffer(times, dtype=np.float64), np.frombuffer(values, dtype=np.float64),
+            id_codes, list(ids))
 
 
 def _glucose_json(t: np.ndarray, g: np.ndarray) -> dict[str, Any]:
@@ -292,7 +353,7 @@ def _glucose_json(t: np.ndarray, g: np.ndarray) -> dict[str, Any]:
 @_json_option
 @handle_errors
 def analyze_glucose(file: Path, as_json: bool) -> None:
-    """Consensus CGM metrics (Battelino 2019), MAGE, AGP and trend for FILE.
+    """Consensus CGM metrics (Battelino 2019; events 2023), MAGE, AGP and trend for FILE.
 
     FILE is CSV with columns time (ISO 8601; without an offset it is UTC) and glucose_mg_dl or
     glucose_mmol_l (.gz accepted).  With an id column there is one result per id, under
@@ -302,15 +363,12 @@ def analyze_glucose(file: Path, as_json: bool) -> None:
 
         edge-gateway analyze glucose cgm.csv --json
     """
-    table = read_table(file)
-    t = _times(table)
-    g = _glucose_input(table)
-    if table.has("id"):
-        ids = np.array(table.column("id"))
+    t, g, codes, names = _glucose_columns(file)
+    if codes is not None:
         subjects = {}
-        for sid in dict.fromkeys(ids.tolist()):
-            sel = ids == sid
-            subjects[str(sid)] = _glucose_json(t[sel], g[sel])
+        for code, sid in enumerate(names):
+            sel = codes == code
+            subjects[sid] = _glucose_json(t[sel], g[sel])
         _emit({"n_subjects": len(subjects), "subjects": subjects})
     else:
         _emit(_glucose_json(t, g))
@@ -319,7 +377,8 @@ def analyze_glucose(file: Path, as_json: bool) -> None:
 @analyze.command("bp")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--guideline", type=click.Choice(["acc-aha-2017", "esc-esh-2018"]), default="acc-aha-2017",
+    "--guideline", default="acc-aha-2017",
+    type=click.Choice(["acc-aha-2017", "esh-2023", "esc-2024", "esc-esh-2018"]),
     show_default=True, help="Classification guideline.",
 )
 @_json_option

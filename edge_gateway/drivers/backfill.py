@@ -65,6 +65,17 @@ Frame = tuple[str, datetime, bytes]  # (characteristic, received_at, payload)
 Hole = tuple[int, int]  # inclusive key range
 
 
+_HALF = 0x8000
+
+
+def seq_after(a: int, b: int) -> bool:
+    """Whether uint16 sequence number ``a`` comes after ``b`` (serial-number arithmetic,
+    RFC 1982): GLS §3.106.2 and the BLS 1.1 Record count on from 65535 to 0, so 0 follows
+    65535.  A record up to 32767 ahead is newer, one further ahead is older."""
+    d = (a - b) & _TOP
+    return 0 < d < _HALF
+
+
 def report_all() -> bytes:
     return RecordAccessControlPoint.report_all().to_bytes()
 
@@ -216,9 +227,15 @@ class RacpBackfill:
     def identity(self, payload: bytes, key: int) -> bytes:
         raise NotImplementedError
 
+    #: Keys are uint16 sequence numbers that wrap (GLS/BLS); CGM time offsets do not.
+    wraps = False
+
+    def _later(self, a: int, b: int) -> bool:
+        return seq_after(a, b) if self.wraps else a > b
+
     def _advance(self, payload: bytes, keys: list[int]) -> None:
-        top = max(keys)
-        if self.mark is None or top > self.mark.key:
+        top = keys[-1] if self.wraps else max(keys)
+        if self.mark is None or self._later(top, self.mark.key):
             self.mark = RecordMark(top, self.identity(payload, top))
 
     def observe(self, char: str, payload: bytes) -> bool:
@@ -284,7 +301,41 @@ class RacpBackfill:
 
 
 class SequenceBackfill(RacpBackfill):
-    """Backfill by sequence number, with the ">= the newest held" reset check (see above)."""
+    """Backfill by sequence number, with the ">= the newest held" reset check (see above).
+
+    Sequence numbers wrap from 65535 to 0; the RACP filters by value, so ">= mark" misses
+    the records numbered from 0 again: when the half of the number space after the mark
+    crosses the top, those (0 .. mark + 32767 − 65536) are asked for too (:func:`seq_after`).
+    After a wrap ">= mark" also returns the old records numbered up to 65535: records (and
+    their contexts) behind the mark are dropped, not handed on again.
+    """
+
+    wraps = True
+
+    async def _wrapped(self, port: RacpPort, chars: Sequence[str], mark: int,
+                       frames: list[Frame]) -> list[Frame]:
+        """``frames`` plus the records numbered after the wrap, when one can have happened."""
+        end = mark + _HALF - 1
+        if end <= _TOP:
+            return frames
+        _code, more = await port.racp(report_range(0, end & _TOP), chars)
+        return frames + more
+
+    def _ahead(self, frames: list[Frame], mark: int) -> list[Frame]:
+        """``frames`` without the records (and contexts) numbered behind ``mark``."""
+        out: list[Frame] = []
+        for frame in frames:
+            char, _, payload = frame
+            if (char == self.characteristic or char in self.spec.also) and len(payload) >= 3:
+                m = self.mark_of(payload) if char == self.characteristic else None
+                key = m.key if m is not None else payload[1] | (payload[2] << 8)
+                if char == self.characteristic and m is None:
+                    out.append(frame)  # damaged: kept, the daemon stores it as rejected
+                    continue
+                if key != mark and not seq_after(key, mark):
+                    continue
+            out.append(frame)
+        return out
 
     def mark_of(self, payload: bytes) -> RecordMark | None:
         keys = self.keys(payload)
@@ -304,9 +355,15 @@ class SequenceBackfill(RacpBackfill):
             _code, frames = await port.racp(report_all(), chars)
             return self._take(port, frames, None) + await self.fill(port, chars)
         code, frames = await port.racp(report_from(mark.key), chars)
+        if any((m := self.mark_of(p)) is not None and m.key != mark.key
+                and not seq_after(m.key, mark.key)
+                for c, _, p in frames if c == self.characteristic):
+            frames = self._ahead(frames, mark.key)
         # Judge by the first record that decodes: a damaged frame must not look like a reset.
         first = next((m for c, _, p in frames
                       if c == self.characteristic and (m := self.mark_of(p)) is not None), None)
+        if first is not None and (first.key > mark.key or first == mark):
+            frames = await self._wrapped(port, chars, mark.key, frames)
         if first is not None and first.key > mark.key:
             # Our newest record is gone from the device (or came damaged) but the counter went
             # on: no reset.

@@ -7,7 +7,11 @@ The glue between a session and the rest of the gateway lives here:
   the sensor's Session Start Time, remembered from the 0x2AAA frame the session reads first;
 * :class:`StoreLedger` answers "what is the newest record we hold" from committed readings and
   their raw frames, and bumps the device's reset epoch when a session detects a reset;
-* connection state and the device clock offset go to the ``devices`` table.
+* connection state and the device clock offset go to the ``devices`` table;
+* the connection slots are one :class:`~edge_gateway.drivers.slots.SlotPool`: streams keep
+  their links within ``max_connections - 1`` slots, store-only devices take turns on the
+  rest, oldest visit first, and are left as soon as their transfer is done (docs/ble.md,
+  "Many devices, few slots").
 
 The daemon runs :func:`ble_component` as a named task.
 """
@@ -25,6 +29,7 @@ from edge_gateway.drivers import registry
 from edge_gateway.drivers.backfill import RecordMark, cgm_offsets, recorded_mark, sequence_mark
 from edge_gateway.drivers.profiles.cgm import CGMSessionStartTime
 from edge_gateway.drivers.session import DeviceSession
+from edge_gateway.drivers.slots import SlotPool
 from edge_gateway.drivers.transport import Transport
 from edge_gateway.errors import DeviceError, MalformedPayload
 from edge_gateway.store import Store
@@ -102,6 +107,18 @@ class StoreLedger:
             self.on_reset(device_id)
 
 
+def streams_expected(profile_name: str | None) -> bool:
+    """Whether a device of this profile is expected to stream, before it first connected:
+    its profile streams its main measurement (heart rate, CGM, continuous SpO2).  Cuffs and
+    thermometers declare streams too (intermediate cuff pressure and temperature), but those
+    only come while measuring; what a device offers decides once it is connected."""
+    for p in registry.current().profiles:
+        if p.name == profile_name:
+            measured = {registry.char_key(c) for c in p.measurements}
+            return any(registry.char_key(c) in measured for c in p.streams)
+    return False
+
+
 class BleFleet:
     """Runs and reconciles the sessions of every enabled BLE device in the store."""
 
@@ -115,8 +132,9 @@ class BleFleet:
         on_settings: Callable[[], None] = lambda: None,
         transport_factory: Callable[[str, str], Transport] | None = None,
         flush: Callable[[], object] = lambda: None,
-        idle_disconnect_s: float | None = 20.0,
-        revisit_s: float = 60.0,
+        idle_disconnect_s: float | None = 2.0,
+        revisit_s: float | None = None,
+        visit_max_s: float = 60.0,
     ) -> None:
         self.store = store
         self.pipeline_on_frame = on_frame
@@ -125,9 +143,11 @@ class BleFleet:
         self.on_settings = on_settings
         self.transport_factory = transport_factory or self._ble_transport
         self.flush = flush
+        # How long a store-only device may stay quiet before its transfer counts as done.
         self.idle_disconnect_s = idle_disconnect_s
-        self.revisit_s = revisit_s
-        self.limiter = asyncio.Semaphore(ble.max_connections)
+        self.revisit_s = ble.revisit_s if revisit_s is None else revisit_s
+        self.visit_max_s = visit_max_s
+        self.slots = SlotPool(ble.max_connections)
         self.sessions: dict[str, DeviceSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session_start: dict[str, datetime | None] = {}
@@ -163,7 +183,7 @@ class BleFleet:
             log.exception("%s: could not record %s", device_id, ", ".join(fields))
 
     def on_state(self, device_id: str, state: str) -> None:
-        if state in ("streaming", "disconnected", "stopped"):
+        if state in ("streaming", "disconnected", "stopped", "idle", "backoff"):
             try:
                 self.store.set_connected(device_id, state == "streaming", datetime.now(UTC))
             except Exception:  # a busy database must not stop a session
@@ -182,16 +202,20 @@ class BleFleet:
             if device_id not in wanted:
                 self.sessions.pop(device_id).stop()
                 self._tasks.pop(device_id, None)
-        for device_id, address in wanted.items():
-            if device_id in self.sessions:
-                continue
+        new = [d for d in wanted if d not in self.sessions]
+        profiles = {row.id: row.profile for row in device_rows.status_rows(self.store)} \
+            if new else {}
+        for device_id in new:
+            address = wanted[device_id]
             session = DeviceSession(
                 device_id, self.transport_factory(device_id, address), self.on_frame,
-                self.limiter, ledger=self.ledger, clock_trusted=self.clock_trusted,
+                self.slots, ledger=self.ledger, clock_trusted=self.clock_trusted,
                 max_drift_s=self.ble.max_device_drift_s, set_clock=self.ble.set_device_clock,
                 backoff=Backoff(self.ble.backoff_initial_s, self.ble.backoff_max_s),
                 on_state=self.on_state, on_clock=self.on_clock,
                 idle_disconnect_s=self.idle_disconnect_s, revisit_s=self.revisit_s,
+                visit_max_s=self.visit_max_s,
+                expect_streams=streams_expected(profiles.get(device_id)),
             )
             self.sessions[device_id] = session
             self._tasks[device_id] = tg.create_task(session.run(), name=f"ble:{device_id}")

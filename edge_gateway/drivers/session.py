@@ -12,7 +12,13 @@ through the :class:`~edge_gateway.drivers.transport.Transport`, then:
 4. backfills stored records over RACP (glucose by sequence number, CGM by time offset; cuffs
    without RACP indicate their stored measurements on connect by themselves);
 5. streams until the link is lost, then releases the slot, waits a full-jitter exponential
-   backoff (reset after a stable connection) and starts again.
+   backoff (reset after a stable connection) and starts again.  A device that offers no
+   stream (meters, cuffs, thermometers, scales) is left as soon as its transfer is done —
+   nothing came for ``idle_disconnect_s`` — and visited again ``revisit_s`` later.
+
+The slots are an ``asyncio.Semaphore`` (every session alike) or a
+:class:`~edge_gateway.drivers.slots.SlotPool`, which keeps streams connected within their
+share and serves store-only visits oldest first (the fleet uses one).
 
 Every value received — measurement, context, RACP response, time — goes to
 ``on_frame(device_id, characteristic, received_at, payload)`` untouched; decoding, storing and
@@ -41,6 +47,7 @@ from edge_gateway.drivers.backfill import (
     response_code,
 )
 from edge_gateway.drivers.current_time import CURRENT_TIME, sync_clock
+from edge_gateway.drivers.slots import Slot, SlotPool
 from edge_gateway.drivers.transport import FrameCallback, GattError, Transport
 from edge_gateway.errors import DeviceError
 
@@ -67,6 +74,19 @@ class SessionStats:
     last_error: str | None = None
 
 
+class _Plain:
+    """A plain semaphore as a slot without a policy (tests, benchmarks, single sessions)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self.semaphore = semaphore
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
 class _Collect:
     def __init__(self, chars: Sequence[str]) -> None:
         self.chars = frozenset(chars)
@@ -83,7 +103,7 @@ class DeviceSession:
         device_id: str,
         transport: Transport,
         on_frame: FrameCallback,
-        limiter: asyncio.Semaphore,
+        limiter: asyncio.Semaphore | SlotPool,
         *,
         ledger: RecordLedger | None = None,
         clock_trusted: Callable[[], bool] = lambda: False,
@@ -93,6 +113,8 @@ class DeviceSession:
         racp_idle_s: float = 10.0,
         idle_disconnect_s: float | None = None,
         revisit_s: float = 60.0,
+        visit_max_s: float = 60.0,
+        expect_streams: bool = False,
         on_state: StateCallback | None = None,
         on_clock: ClockCallback | None = None,
         now: Callable[[], datetime] = utcnow,
@@ -109,6 +131,11 @@ class DeviceSession:
         self.backoff = backoff or Backoff()
         self.idle_disconnect_s = idle_disconnect_s
         self.revisit_s = revisit_s
+        self.visit_max_s = visit_max_s
+        #: Whether the device streams, once a connection told (a SlotPool serves streams and
+        #: store-only visits differently); before that, ``expect_streams`` (its profile).
+        self.streams: bool | None = None
+        self.expect_streams = expect_streams
         self.racp_idle_s = racp_idle_s
         self.on_state = on_state
         self.on_clock = on_clock
@@ -144,7 +171,7 @@ class DeviceSession:
                 self._set_state("waiting")
                 connected_at: float | None = None
                 needs_pairing = False
-                async with self.limiter:
+                async with self._slot() as slot:
                     if self._stopping:
                         break
                     try:
@@ -155,7 +182,7 @@ class DeviceSession:
                         await self.transport.connect()
                         connected_at = loop.time()
                         self.stats.connects += 1
-                        await self._serve()
+                        await self._serve(slot)
                     except DeviceError as err:
                         self.stats.failures += 1
                         self.stats.last_error = str(err)
@@ -188,6 +215,13 @@ class DeviceSession:
         finally:
             self._set_state("stopped")
 
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[Slot | None]:
+        if isinstance(self.limiter, SlotPool):
+            expected = None if self.expect_streams else False
+            stream = expected if self.streams is None else self.streams
+            return self.limiter.slot(self.device_id, stream=stream)
+        return _Plain(self.limiter)
+
     async def _wait_stop(self) -> None:
         while not self._stopping:
             self._lost.clear()
@@ -216,7 +250,7 @@ class DeviceSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), min(left, end - loop.time()))
 
-    async def _serve(self) -> None:
+    async def _serve(self, slot: Slot | None = None) -> None:
         t = self.transport
         self._backfilled = False
         self._went_idle = False
@@ -236,6 +270,10 @@ class DeviceSession:
             if t.has(uuid):
                 await t.start_notify(uuid, self._handler(uuid))
                 subscribed.append(uuid)
+        streams = bool(reg.streams.intersection(subscribed))
+        self.streams = streams
+        if slot is not None and not streams:
+            slot.to_visit()  # a store-only device never holds one of the streams' slots
         collect: dict[str, list[str]] = {}
         if t.has(RACP):
             await t.start_notify(RACP, self._handler(RACP))
@@ -248,20 +286,34 @@ class DeviceSession:
                     self.stats.backfilled += n
                     log.info("%s: backfilled %d records", self.device_id, n)
         self._backfilled = True
-        if t.has(CURRENT_TIME) and self.set_clock:
-            # Cuffs without RACP indicate their stored readings on connect: let them finish.
-            await self._quiet(2.0, limit_s=30.0)
-            await sync_clock(self)
+        # A store-only device (meter, cuff, thermometer, scale) is left as soon as its
+        # transfer is done: it would hold a connection slot that the others take turns on.
+        visit = not streams and self.idle_disconnect_s is not None
+        if visit or (t.has(CURRENT_TIME) and self.set_clock):
+            # Cuffs, thermometers and scales without RACP indicate what they stored on
+            # connect, one confirmed indication at a time: the transfer is over once they
+            # fall quiet (a visit gives up after visit_max_s; the rest comes next time).
+            quiet_s = self.idle_disconnect_s if visit and self.idle_disconnect_s else 2.0
+            await self._quiet(quiet_s, limit_s=self.visit_max_s if visit else 30.0)
+            if t.has(CURRENT_TIME) and self.set_clock and not self._lost.is_set():
+                await sync_clock(self)
         self._set_state("streaming")
-        # Devices that only hand over stored records (meters, cuffs, scales) usually switch
-        # off after a transfer; those that do not would hold a connection slot forever.
-        idle_after = None if reg.streams.intersection(subscribed) else self.idle_disconnect_s
+        if visit:
+            # Many meters and cuffs switch off once they handed their records over: that ends
+            # the visit as well (what was not confirmed stays on the device for next time).
+            log.info("%s: transfer done, %s (back in %.0f s)", self.device_id,
+                     "the device left" if self._lost.is_set() else "disconnecting to free the "
+                     "slot", self.revisit_s)
+            self._went_idle = True
+            return
+        if slot is not None and streams and not slot.to_stream():
+            log.warning("%s: streams hold %d of %d connection slots; leaving so that one slot "
+                        "keeps rotating among store-only devices (back in %.0f s)",
+                        self.device_id, slot.pool.stream_slots, slot.pool.size, self.revisit_s)
+            self._went_idle = True
+            return
         while not self._lost.is_set():
-            if not await self._wait_lost_or_fill(idle_after):
-                log.info("%s: idle for %.0f s, disconnecting to free the slot (back in %.0f s)",
-                         self.device_id, idle_after or 0, self.revisit_s)
-                self._went_idle = True
-                return
+            await self._wait_lost_or_fill()
             self._fill_wanted.clear()
             for char, chars in collect.items():
                 backfill = self.backfills[char]
@@ -272,21 +324,12 @@ class DeviceSession:
             self.stats.link_losses += 1
             self._set_state("disconnected")
 
-    async def _wait_lost_or_fill(self, idle_after: float | None) -> bool:
-        """False when no frame came for ``idle_after`` seconds."""
-        loop = asyncio.get_running_loop()
+    async def _wait_lost_or_fill(self) -> None:
+        """Until the link is lost or a live frame left a hole to fill."""
         lost = asyncio.ensure_future(self._lost.wait())
         fill = asyncio.ensure_future(self._fill_wanted.wait())
         try:
-            while True:
-                timeout = None if idle_after is None else max(
-                    0.0, self._last_frame + idle_after - loop.time())
-                done, _ = await asyncio.wait([lost, fill], timeout=timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if done:
-                    return True
-                if idle_after is not None and loop.time() - self._last_frame >= idle_after:
-                    return False
+            await asyncio.wait([lost, fill], return_when=asyncio.FIRST_COMPLETED)
         finally:
             lost.cancel()
             fill.cancel()

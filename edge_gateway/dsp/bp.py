@@ -1,18 +1,26 @@
 """Blood pressure: per-reading classification and averages.
 
-Guidelines (a reading takes the higher of its systolic and diastolic categories):
+The one table of BP classes (:data:`CLASSES`) — the alert rule (``alerts/rules.py``), the
+report and the export all classify through it.  Each guideline keeps its own boundary
+convention; a reading takes the highest class whose bound it reaches ("and/or": systolic *or*
+diastolic):
 
-- ACC/AHA 2017 (Whelton et al.): normal < 120 and < 80; elevated 120–129 and < 80; stage 1
-  130–139 or 80–89; stage 2 ≥ 140 or ≥ 90; hypertensive crisis > 180 and/or > 120.
-- ESC/ESH 2018 (Williams et al.): optimal < 120 and < 80; normal 120–129 and/or 80–84; high
-  normal 130–139 and/or 85–89; grade 1 140–159 and/or 90–99; grade 2 160–179 and/or 100–109;
-  grade 3 ≥ 180 and/or ≥ 110.  (Isolated systolic hypertension, ≥ 140 with < 90, is graded by
-  its systolic value, as the guideline does.)
+- ACC/AHA 2017 (Whelton et al., Hypertension 2018): normal < 120 and < 80; elevated 120–129
+  and < 80 (systolic only); stage 1 130–139 or 80–89; stage 2 ≥ 140 or ≥ 90; hypertensive
+  crisis **> 180 and/or > 120** (strictly above, as the guideline writes it).
+- ESH 2023 (Mancia et al., J Hypertens 2023; the cut-offs of ESC/ESH 2018): optimal < 120 and
+  < 80; normal 120–129 and/or 80–84; high normal 130–139 and/or 85–89; grade 1 140–159 and/or
+  90–99; grade 2 160–179 and/or 100–109; grade 3 **≥ 180 and/or ≥ 110**.  Isolated systolic
+  hypertension (≥ 140 with < 90) is graded by its systolic value, as the guideline does.
+  ``esc-esh-2018`` is accepted as another name for it (same bounds).
+- ESC 2024 (McEvoy et al., Eur Heart J 2024): non-elevated < 120 and < 70; elevated 120–139
+  and/or 70–89; hypertension ≥ 140 and/or ≥ 90.  It has no severe grade of its own; its
+  crisis level is ESH grade 3's (≥ 180 and/or ≥ 110), which ESC 2024 also uses for "severe".
 
-The hypertensive-crisis flag (> 180 and/or > 120 mmHg) is the same under both guidelines: it is
-the level at which either one calls for immediate assessment.  Morning readings are those taken
-04:00–11:59 and evening readings 18:00–23:59 local time (``utc_offset_s``), the windows of home
-BP monitoring protocols.  Pressures in mmHg (``units.mmhg`` converts kPa).
+The crisis level of a guideline is its top class (:func:`is_crisis`, :func:`crisis_part`).
+Morning readings are those taken 04:00–11:59 and evening readings 18:00–23:59 local time
+(``utc_offset_s``), the windows of home BP monitoring protocols.  Pressures in mmHg
+(``units.mmhg`` converts kPa).
 """
 
 from __future__ import annotations
@@ -25,51 +33,107 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
-Guideline = Literal["acc-aha-2017", "esc-esh-2018"]
+Guideline = Literal["acc-aha-2017", "esh-2023", "esc-2024", "esc-esh-2018"]
 
-ALGORITHM = "bp/1"
-GUIDELINES: tuple[Guideline, ...] = ("acc-aha-2017", "esc-esh-2018")
-CRISIS_SYSTOLIC = 180.0
-CRISIS_DIASTOLIC = 120.0
+ALGORITHM = "bp/2"
+GUIDELINES: tuple[Guideline, ...] = ("acc-aha-2017", "esh-2023", "esc-2024", "esc-esh-2018")
 MORNING_HOURS = (4, 12)
 EVENING_HOURS = (18, 24)
-
-# (class, systolic lower bound, diastolic lower bound), from the lowest class up.
-_ACC_AHA: tuple[tuple[str, float, float], ...] = (
-    ("normal", 0.0, 0.0),
-    ("elevated", 120.0, float("inf")),
-    ("stage_1", 130.0, 80.0),
-    ("stage_2", 140.0, 90.0),
-)
-_ESC_ESH: tuple[tuple[str, float, float], ...] = (
-    ("optimal", 0.0, 0.0),
-    ("normal", 120.0, 80.0),
-    ("high_normal", 130.0, 85.0),
-    ("grade_1", 140.0, 90.0),
-    ("grade_2", 160.0, 100.0),
-    ("grade_3", 180.0, 110.0),
-)
+_INF = float("inf")
 
 
-def is_crisis(systolic: float, diastolic: float) -> bool:
-    return systolic > CRISIS_SYSTOLIC or diastolic > CRISIS_DIASTOLIC
+@dataclass(frozen=True, slots=True)
+class BpClass:
+    """One row of a guideline's table: the class is reached when systolic reaches
+    ``systolic`` or diastolic reaches ``diastolic`` — at or above, or strictly above when
+    ``strict`` (ACC/AHA's crisis)."""
+
+    name: str
+    label: str
+    systolic: float
+    diastolic: float
+    strict: bool = False
+
+    def reached(self, systolic: float, diastolic: float) -> bool:
+        if self.strict:
+            return systolic > self.systolic or diastolic > self.diastolic
+        return systolic >= self.systolic or diastolic >= self.diastolic
 
 
-def classify(systolic: float, diastolic: float, guideline: Guideline = "acc-aha-2017") -> str:
+#: Guideline -> its classes, lowest first; the last one is the guideline's crisis level.
+CLASSES: dict[str, tuple[BpClass, ...]] = {
+    "acc-aha-2017": (
+        BpClass("normal", "Normal", 0.0, 0.0),
+        BpClass("elevated", "Elevated", 120.0, _INF),
+        BpClass("stage_1", "Stage 1 hypertension", 130.0, 80.0),
+        BpClass("stage_2", "Stage 2 hypertension", 140.0, 90.0),
+        BpClass("hypertensive_crisis", "Hypertensive crisis", 180.0, 120.0, strict=True),
+    ),
+    "esh-2023": (
+        BpClass("optimal", "Optimal", 0.0, 0.0),
+        BpClass("normal", "Normal", 120.0, 80.0),
+        BpClass("high_normal", "High normal", 130.0, 85.0),
+        BpClass("grade_1", "Grade 1 hypertension", 140.0, 90.0),
+        BpClass("grade_2", "Grade 2 hypertension", 160.0, 100.0),
+        BpClass("grade_3", "Grade 3 hypertension", 180.0, 110.0),
+    ),
+    "esc-2024": (
+        BpClass("non_elevated", "Non-elevated", 0.0, 0.0),
+        BpClass("elevated", "Elevated", 120.0, 70.0),
+        BpClass("hypertension", "Hypertension", 140.0, 90.0),
+        BpClass("severe_hypertension", "Severe hypertension", 180.0, 110.0),
+    ),
+}
+CLASSES["esc-esh-2018"] = CLASSES["esh-2023"]
+#: The guideline the alert rule and the report use unless told otherwise.
+DEFAULT_GUIDELINE: Guideline = "acc-aha-2017"
+CRISIS_SYSTOLIC = CLASSES[DEFAULT_GUIDELINE][-1].systolic
+CRISIS_DIASTOLIC = CLASSES[DEFAULT_GUIDELINE][-1].diastolic
+
+
+def table(guideline: str = DEFAULT_GUIDELINE) -> tuple[BpClass, ...]:
+    """The classes of ``guideline``, lowest first (``ValueError`` for an unknown name)."""
+    try:
+        return CLASSES[guideline]
+    except KeyError:
+        raise ValueError(f"unknown guideline {guideline!r}; use one of "
+                         f"{', '.join(GUIDELINES)}") from None
+
+
+def is_crisis(systolic: float, diastolic: float,
+              guideline: str = DEFAULT_GUIDELINE) -> bool:
+    """Whether a reading reaches ``guideline``'s crisis level (its top class)."""
+    return table(guideline)[-1].reached(systolic, diastolic)
+
+
+def crisis_part(part: str, value: float,
+                limit: float | None = None, guideline: str = DEFAULT_GUIDELINE) -> bool:
+    """Whether one component reaches the crisis level, with the guideline's own convention
+    (> for ACC/AHA, ≥ for ESH); ``limit`` replaces the guideline's bound (a per-patient
+    threshold).  The alert rule sees systolic and diastolic as separate readings.  ``part``
+    is ``"systolic"`` or ``"diastolic"``."""
+    top = table(guideline)[-1]
+    bound = (top.systolic if part == "systolic" else top.diastolic) if limit is None else limit
+    return value > bound if top.strict else value >= bound
+
+
+def classify(systolic: float, diastolic: float,
+             guideline: str = DEFAULT_GUIDELINE) -> str:
     """The category of one reading under ``guideline``."""
-    if guideline == "acc-aha-2017":
-        if is_crisis(systolic, diastolic):
-            return "hypertensive_crisis"
-        table = _ACC_AHA
-    elif guideline == "esc-esh-2018":
-        table = _ESC_ESH
-    else:
-        raise ValueError(f"unknown guideline {guideline!r}; use one of {', '.join(GUIDELINES)}")
-    label = table[0][0]
-    for name, sys_lo, dia_lo in table:
-        if systolic >= sys_lo or diastolic >= dia_lo:
-            label = name
+    rows = table(guideline)
+    label = rows[0].name
+    for row in rows:
+        if row.reached(systolic, diastolic):
+            label = row.name
     return label
+
+
+def label_of(name: str, guideline: str = DEFAULT_GUIDELINE) -> str:
+    """The display label of class ``name`` under ``guideline``."""
+    for row in table(guideline):
+        if row.name == name:
+            return row.label
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +175,16 @@ def bp_summary(
     t = np.asarray(t_s, dtype=np.float64)
     sys_ = np.asarray(systolic, dtype=np.float64)
     dia = np.asarray(diastolic, dtype=np.float64)
-    if guideline not in GUIDELINES:
-        raise ValueError(f"unknown guideline {guideline!r}; use one of {', '.join(GUIDELINES)}")
+    rows = table(guideline)
     classes = tuple(classify(float(s), float(d), guideline) for s, d in zip(sys_, dia, strict=True))
     crisis_at = tuple(
-        int(i) for i in range(sys_.size) if is_crisis(float(sys_[i]), float(dia[i]))
+        int(i) for i in range(sys_.size) if is_crisis(float(sys_[i]), float(dia[i]), guideline)
     )
     hour = ((t + utc_offset_s) // 3600 % 24).astype(np.int64)
     morning = (hour >= MORNING_HOURS[0]) & (hour < MORNING_HOURS[1])
     evening = (hour >= EVENING_HOURS[0]) & (hour < EVENING_HOURS[1])
     mean_sys, mean_dia = _mean(sys_), _mean(dia)
-    order = {name: k for k, name in enumerate(
-        [row[0] for row in (_ACC_AHA if guideline == "acc-aha-2017" else _ESC_ESH)]
-        + ["hypertensive_crisis"]
-    )}
+    order = {row.name: k for k, row in enumerate(rows)}
     counts = Counter(classes)
     return BpResult(
         n=int(sys_.size),

@@ -1,4 +1,5 @@
-"""Glucose metrics after the international consensus (Battelino et al., Diabetes Care 2019).
+"""Glucose metrics after the international consensus (Battelino et al., Diabetes Care 2019;
+events after its 2023 update, Battelino et al., Lancet Diabetes Endocrinol 2023).
 
 Times are seconds since the Unix epoch (UTC); glucose in mg/dL (``units.MGDL_PER_MMOLL`` converts).
 
@@ -7,8 +8,13 @@ Times are seconds since the Unix epoch (UTC); glucose in mg/dL (``units.MGDL_PER
 - mean, SD (ddof=1), CV = SD / mean, GMI (%) = 3.31 + 0.02392 × mean (Bergenstal 2018);
 - TBR level 2 (< 54), level 1 (54 ≤ g < 70), TIR (70 ≤ g ≤ 180), TAR level 1 (180 < g ≤ 250),
   level 2 (> 250), each as % of readings;
-- events: runs of readings below 70 (hypo) or above 180 (hyper) lasting ≥ 15 min, a run being
-  broken by a reading back in range or by a gap longer than twice the sampling interval;
+- events (2023 consensus): an event starts after ≥ 15 consecutive minutes below (above) the
+  threshold and ends only after ≥ 15 consecutive minutes back on the other side — a single
+  reading back in range does not end it.  Hypoglycaemia level 1 < 70 (ends ≥ 70), level 2
+  < 54 (ends ≥ 54); hyperglycaemia level 1 > 180 (ends ≤ 180), level 2 > 250 (ends ≤ 250);
+  extended hypoglycaemia: ≥ 120 consecutive minutes < 70, ending after 15 minutes ≥ 70.
+  A duration is last − first reading + one sampling interval (three 5-minute readings are
+  15 minutes); a gap longer than twice the interval breaks a run and closes an open event;
 - LBGI / HBGI (Kovatchev 2006): f = 1.509 × (ln(g)^1.084 − 5.381), risk = 10 f², averaged over
   all readings with the low (f < 0) or high (f > 0) part;
 - MAGE: the moving-average method of Fernandes et al. 2022 as iglu implements it by default
@@ -33,6 +39,7 @@ FloatArray = NDArray[np.float64]
 
 ALGORITHM = "glucose/1"
 EVENT_MIN_S = 15 * 60
+EXTENDED_HYPO_MIN_S = 120 * 60
 TREND_WINDOW_S = 15 * 60
 AGP_PERCENTILES = (5, 25, 50, 75, 95)
 #: iglu's MAGE defaults: 5-minute grid, interpolate across ≤ 45 min, split at gaps > 180 min.
@@ -84,6 +91,10 @@ class GlucoseResult:
     hyper_events: int
     agp: tuple[dict[str, float | int | None], ...]
     trend: Trend
+    #: Level 2 events (< 54, > 250) and extended hypoglycaemia (2023 consensus).
+    hypo2_events: int = 0
+    hyper2_events: int = 0
+    extended_hypo_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -108,20 +119,38 @@ def risk_indices(g_mg_dl: FloatArray) -> tuple[float, float]:
 
 
 def count_events(
-    t_s: FloatArray, g: FloatArray, inside: NDArray[np.bool_], interval_s: float
+    t_s: FloatArray, g: FloatArray, inside: NDArray[np.bool_], interval_s: float,
+    *, start_s: float = EVENT_MIN_S, end_s: float = EVENT_MIN_S,
 ) -> int:
-    """Runs of ``inside`` readings lasting ≥ 15 min (last − first + one interval)."""
+    """Events of the 2023 consensus: one starts once ``inside`` readings have lasted
+    ``start_s`` (last − first + one interval) and ends once readings outside have lasted
+    ``end_s``; a gap over twice the interval breaks both runs and closes an open event."""
     count = 0
-    start = prev = None
+    in_event = False
+    run_in: float | None = None  # first reading of the current inside run
+    run_out: float | None = None  # first reading of the current run back outside
+    prev: float | None = None
     for k in range(t_s.size):
-        if inside[k] and start is not None and prev is not None and t_s[k] - prev <= 2 * interval_s:
-            prev = float(t_s[k])
-            continue
-        if start is not None and prev is not None and prev - start + interval_s >= EVENT_MIN_S:
-            count += 1
-        start = prev = float(t_s[k]) if inside[k] else None
-    if start is not None and prev is not None and prev - start + interval_s >= EVENT_MIN_S:
-        count += 1
+        now = float(t_s[k])
+        if prev is not None and now - prev > 2 * interval_s:
+            in_event = False
+            run_in = run_out = None
+        prev = now
+        if inside[k]:
+            run_out = None
+            if run_in is None:
+                run_in = now
+            if not in_event and now - run_in + interval_s >= start_s:
+                in_event = True
+                count += 1
+        else:
+            run_in = None
+            if in_event:
+                if run_out is None:
+                    run_out = now
+                if now - run_out + interval_s >= end_s:
+                    in_event = False
+                    run_out = None
     return count
 
 
@@ -193,13 +222,13 @@ def _excursions(extrema: list[float], sd: float, rising: bool) -> list[float]:
     while j < n:
         rise = [vals[j] - vals[p] for p in range(prev_j, j + 1)]
         best = max(rise)
-        if best <= sd:
+        if best < sd:  # iglu: an excursion of exactly one SD counts
             j += 1
             continue
         i = prev_j + rise.index(best)
         k = j
         while k < n:
-            if vals[k] >= vals[j]:
+            if vals[k] > vals[j]:  # a later equal turning point does not move the peak
                 j = k
             if vals[k] - vals[j] < -sd or k == n - 1:
                 heights.append(vals[j] - vals[i])
@@ -211,29 +240,30 @@ def _excursions(extrema: list[float], sd: float, rising: bool) -> list[float]:
 
 
 def _mage_segment(g: FloatArray) -> tuple[float | None, float | None]:
-    """(MAGE+, MAGE−) of one gap-free segment on the 5-minute grid."""
+    """(MAGE+, MAGE−) of one segment on the 5-minute grid (NaN inside short gaps), as iglu's
+    ``mage_atomic``: fewer than 7 or than ``long_ma`` grid points give nothing."""
     finite = g[np.isfinite(g)]
-    if finite.size < 7 or g.size < MAGE_SHORT_MA or np.std(finite, ddof=1) < 1:
+    if finite.size < 2 or g.size < 7 or g.size < MAGE_LONG_MA:
         return None, None
     delta = _moving_average(g, MAGE_SHORT_MA) - _moving_average(g, MAGE_LONG_MA)
-    delta = np.where(delta == 0, np.nan, delta)
     n = g.size
     cross_idx = [0]
     cross_max = [bool(delta[0] > 0)]
-    last_delta_at = 0
     for i in range(1, n):
         d, dp = delta[i], delta[i - 1]
+        # iglu looks for a crossing only where both readings and both deltas exist; the
+        # comparison with the last crossing (for a sign change across NaN deltas) is the
+        # "else" of that same test, not a test of its own.
         if np.isfinite(g[i]) and np.isfinite(g[i - 1]) and np.isfinite(d) and np.isfinite(dp):
             if d * dp < 0:
                 cross_idx.append(i)
                 cross_max.append(bool(d > dp))
-        elif np.isfinite(d):
-            ref = delta[cross_idx[-1]]
-            if np.isfinite(ref) and d * ref < 0:
-                cross_idx.append(i)
-                cross_max.append(bool(d > ref))
-        last_delta_at = i
-    cross_idx.append(last_delta_at)
+            else:
+                ref = delta[cross_idx[-1]]
+                if d * ref < 0:
+                    cross_idx.append(i)
+                    cross_max.append(bool(d > ref))
+    cross_idx.append(n - 1)
     cross_max.append(bool(delta[-1] > 0))
     extrema: list[float] = []
     prev_at = cross_idx[0]
@@ -257,17 +287,27 @@ def _mage_segment(g: FloatArray) -> tuple[float | None, float | None]:
 def mage_ma(t_s: FloatArray, g: FloatArray) -> float | None:
     """MAGE by iglu's default method (Fernandes et al. 2022, direction "avg").
 
-    The readings are interpolated linearly onto a 5-minute grid aligned to midnight UTC (not
-    across gaps over 45 min), split into segments at gaps over 180 min; in each segment the
-    crossings of the 5- and 32-point trailing moving averages bracket the peaks and nadirs, and
-    excursions larger than the segment's SD (ddof=1) are measured nadir→peak (MAGE+) and
-    peak→nadir (MAGE−).  The result is the mean of every segment's MAGE+ and MAGE−, weighted by
-    segment duration.
+    The readings are interpolated linearly onto iglu's 5-minute grid (``CGMS2DayByDay``: the
+    first point is 00:05 UTC of the first day — midnight itself is not on it, so a reading
+    exactly at midnight only shapes the line to 00:05), not across gaps over 45 min (those
+    grid points are NaN); the trace is split where a run of NaN grid points is longer than
+    180 min.  In each segment the crossings of the 5- and 32-point trailing moving averages
+    bracket the peaks and nadirs, and excursions of at least the segment's SD (ddof=1) are
+    measured nadir→peak (MAGE+) and peak→nadir (MAGE−).  The result is the mean of every
+    segment's MAGE+ and MAGE−, weighted by segment duration.  Readings at the same time: the
+    last one counts (as iglu).
     """
     if t_s.size < 2:
         return None
+    t_s = np.asarray(t_s, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    if np.any(np.diff(t_s) == 0):
+        keep_last = np.append(np.diff(t_s) != 0, True)
+        t_s, g = t_s[keep_last], g[keep_last]
+        if t_s.size < 2:
+            return None
     day0 = math.floor(float(t_s[0]) / 86400.0) * 86400.0
-    first = math.ceil((float(t_s[0]) - day0) / MAGE_GRID_S)
+    first = max(1, math.ceil((float(t_s[0]) - day0) / MAGE_GRID_S))
     last = math.floor((float(t_s[-1]) - day0) / MAGE_GRID_S)
     grid = day0 + np.arange(first, last + 1) * float(MAGE_GRID_S)
     if grid.size < 2:
@@ -282,20 +322,29 @@ def mage_ma(t_s: FloatArray, g: FloatArray) -> float | None:
     finite_at = np.flatnonzero(np.isfinite(values))
     if finite_at.size == 0:
         return None
-    # Segments split where the readings themselves are more than max_gap apart.
-    big = np.flatnonzero(np.diff(t_s) > MAGE_MAX_GAP_S)
-    cuts = [float(t_s[k + 1]) for k in big]
-    bounds = np.searchsorted(grid, cuts, side="left")
+    values = values[finite_at[0] : finite_at[-1] + 1]
+    grid = grid[finite_at[0] : finite_at[-1] + 1]
+    if values.size < 7 or values.size < MAGE_LONG_MA:
+        return None
+    # Segments: split at runs of NaN grid points longer than max_gap (iglu counts the
+    # missing grid points, not the time between readings).
+    nan = ~np.isfinite(values)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], nan.astype(np.int8), [0]))))
+    starts, ends = edges[0::2], edges[1::2]
+    long_runs = [(a, b) for a, b in zip(starts, ends, strict=True)
+                 if (b - a) * MAGE_GRID_S > MAGE_MAX_GAP_S]
+    pieces: list[tuple[int, int]] = []
+    at = 0
+    for a, b in long_runs:
+        pieces.append((at, a))
+        at = b
+    pieces.append((at, values.size))
     total = weight = 0.0
-    for seg in np.split(np.arange(grid.size), bounds):
-        if seg.size == 0:
+    for lo, hi in pieces:
+        seg_vals = values[lo:hi]
+        seg_grid = grid[lo:hi]
+        if seg_vals.size == 0 or not np.any(np.isfinite(seg_vals)):
             continue
-        seg_vals = values[seg]
-        ok = np.flatnonzero(np.isfinite(seg_vals))
-        if ok.size == 0:
-            continue
-        seg_vals = seg_vals[ok[0] : ok[-1] + 1]
-        seg_grid = grid[seg][ok[0] : ok[-1] + 1]
         plus, minus = _mage_segment(seg_vals)
         hours = float(seg_grid[-1] - seg_grid[0])
         for part in (plus, minus):
@@ -356,4 +405,8 @@ def glucose_metrics(
         hyper_events=count_events(t, g, g > 180, interval_s),
         agp=agp_profile(t, g, utc_offset_s),
         trend=trend(t, g),
+        hypo2_events=count_events(t, g, g < 54, interval_s),
+        hyper2_events=count_events(t, g, g > 250, interval_s),
+        extended_hypo_events=count_events(t, g, g < 70, interval_s,
+                                          start_s=EXTENDED_HYPO_MIN_S),
     )

@@ -4,10 +4,14 @@ Powers are in ms².  Welch: each segment (gaps split the series) is interpolated
 spline at 4 Hz, mean-removed, and cut into Hann windows of 256 s (or the longest segment when
 shorter) with 50 % overlap; the one-sided densities (ms²/Hz) of all windows of all segments are
 averaged.  Lomb–Scargle works on the uneven beat times directly (gaps are simply missing
-samples) over a fixed grid of 0.003–0.400 Hz in 0.001 Hz steps; its periodogram P(f) is scaled
-to a density S(f) = 2·T·P(f)/N ms²/Hz (T the span in s, N the beat count), so a sinusoid of
-amplitude A integrates to A²/2 as in the Welch estimate.  Band powers are the density summed
-over the band's bins times the bin width, with bands [low, high).
+samples) over 0.003–0.400 Hz in steps of 0.001 Hz, or of 1/(2T) when that is finer (T the
+span): a periodogram's peaks are 1/T wide, and a fixed 0.001 Hz step samples the periodogram
+of a record longer than ~17 minutes too sparsely for its band sums (Fantasia f1o02, 2 h:
+LF/HF 0.186 on the 0.001 Hz grid, 0.2566 from 2 samples per 1/T on, as hrv-analysis's
+astropy grid gives; docs/dsp.md).  Its periodogram P(f) is scaled to a density
+S(f) = 2·T·P(f)/N ms²/Hz (N the beat count), so a sinusoid of amplitude A integrates to A²/2
+as in the Welch estimate.  Band powers are the density summed over the band's bins times the
+bin width, with bands [low, high).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ HF_HZ = (0.15, 0.40)
 RESAMPLE_HZ = 4.0
 WELCH_WINDOW_S = 256.0
 LOMB_GRID_HZ = (0.003, 0.400, 0.001)
+#: Frequency samples per 1/T: the band sums of f1o02 converge from 2 on (1: +2 %).
+LOMB_SAMPLES_PER_PEAK = 2
 #: Below this many seconds of uninterrupted beats a segment is too short for the LF band.
 MIN_SEGMENT_S = 60.0
 
@@ -146,16 +152,19 @@ def welch_powers(
 LOMB_GRID_RATE_HZ = 8.0
 
 
-def _extirpolated_sums(t: FloatArray, w: FloatArray, freqs: FloatArray) -> NDArray[np.complex128]:
-    """Σ_j w_j·exp(2πi f t_j) for the evenly spaced ``freqs`` (multiples of 0.001 Hz), fast.
+def _extirpolated_sums(t: FloatArray, w: FloatArray, freqs: FloatArray,
+                       period_s: float = 1000.0) -> NDArray[np.complex128]:
+    """Σ_j w_j·exp(2πi f t_j) for ``freqs`` that are multiples of 1/``period_s``, fast.
 
     Press & Rybicki (1989): each sample is spread onto a regular grid with 4-point Lagrange
     weights and one FFT gives every frequency; O(N + G log G) instead of O(N × F).  The grid
-    spans a whole number of 1000 s so that each 0.001 Hz frequency is an FFT bin.
+    spans a whole number of ``period_s`` (itself a whole number of grid steps) so that each
+    frequency is an FFT bin.
     """
     step = 1.0 / LOMB_GRID_RATE_HZ
     span = float(t[-1] - t[0]) if t.size else 0.0
-    size = math.ceil((span + 4 * step) / 1000.0) * int(1000 * LOMB_GRID_RATE_HZ)
+    per = round(period_s * LOMB_GRID_RATE_HZ)
+    size = math.ceil((span + 4 * step) / (per * step)) * per
     u = (t - t[0]) / step + 1.0  # grid position; +1 leaves room for the leftmost node
     base = np.floor(u).astype(np.int64) - 1
     frac = u - base  # in [1, 2): nodes at 0, 1, 2, 3 relative to base
@@ -173,17 +182,19 @@ def _extirpolated_sums(t: FloatArray, w: FloatArray, freqs: FloatArray) -> NDArr
     return np.asarray(spectrum[bins] * phase, dtype=np.complex128)
 
 
-def lomb_scargle(t: FloatArray, y: FloatArray, freqs: FloatArray) -> FloatArray:
+def lomb_scargle(t: FloatArray, y: FloatArray, freqs: FloatArray,
+                 period_s: float = 1000.0) -> FloatArray:
     """Classical (unnormalised) Lomb–Scargle periodogram of mean-removed ``y``.
 
     P(f) = ½[(Σ y cos ω(t−τ))² / Σ cos² ω(t−τ) + (Σ y sin ω(t−τ))² / Σ sin² ω(t−τ)], the same
     quantity as ``scipy.signal.lombscargle(..., normalize=False)``, with the trigonometric sums
     taken from :func:`_extirpolated_sums` (scipy's direct sums need O(N × F) time and, in
-    scipy 1.17, gigabytes for a 24-hour series).
+    scipy 1.17, gigabytes for a 24-hour series).  ``freqs`` are multiples of 1/``period_s``
+    (a whole number of 1/8 s): 0.001 Hz steps with the default.
     """
     n = t.size
-    z = _extirpolated_sums(t, y, freqs)  # Σ y e^{iωt}
-    z2 = _extirpolated_sums(t, np.ones(n), 2.0 * freqs)  # Σ e^{2iωt}
+    z = _extirpolated_sums(t, y, freqs, period_s)  # Σ y e^{iωt}
+    z2 = _extirpolated_sums(t, np.ones(n), 2.0 * freqs, period_s)  # Σ e^{2iωt}
     theta = 0.5 * np.arctan2(z2.imag, z2.real)  # ωτ
     ct, st = np.cos(theta), np.sin(theta)
     rot = z2.real * np.cos(2 * theta) + z2.imag * np.sin(2 * theta)
@@ -204,8 +215,18 @@ def lomb_powers(
     span = float(t[-1] - t[0])
     if span <= 0:
         return NO_POWER
-    lo, hi, step = LOMB_GRID_HZ
-    freqs = np.asarray(np.arange(round((hi - lo) / step) + 1) * step + lo, dtype=np.float64)
-    p = lomb_scargle(t, x - x.mean(), freqs)
+    freqs, period = lomb_grid(span)
+    p = lomb_scargle(t, x - x.mean(), freqs, period)
     density = 2.0 * span * p / x.size
-    return _band_powers(freqs, density, step, span)
+    return _band_powers(freqs, density, 1.0 / period, span)
+
+
+def lomb_grid(span_s: float) -> tuple[FloatArray, float]:
+    """The Lomb frequencies for a record of ``span_s`` seconds and their period 1/step:
+    0.001 Hz steps, or 1/(2T) rounded to a whole number of 1/8 s when finer."""
+    lo, hi, step = LOMB_GRID_HZ
+    period = max(1.0 / step, math.ceil(LOMB_SAMPLES_PER_PEAK * span_s * LOMB_GRID_RATE_HZ)
+                 / LOMB_GRID_RATE_HZ)
+    df = 1.0 / period
+    k = np.arange(math.ceil(lo * period - 1e-9), math.floor(hi * period + 1e-9) + 1)
+    return np.asarray(k * df, dtype=np.float64), period

@@ -258,9 +258,9 @@ def _hrv(series: Series) -> tuple[dict[str, Any], float, str] | None:
 
 
 def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
-    """AF, pauses, brady/tachycardia, ectopy.  The detector runs over the window plus its lead
-    (so the smoothing it needs is warm at the window's first beat); only beats inside the
-    window count."""
+    """AF, irregular-not-AF, pauses, brady/tachycardia, ectopy.  The detector runs over the
+    window plus its lead (so the smoothing it needs is warm at the window's first beat); only
+    beats inside the window count."""
     from edge_gateway.dsp import rhythm
 
     rr_all = series.values
@@ -268,7 +268,8 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
     if np.count_nonzero(inside) < 10:
         return None
     beats_all = beat_times(series)
-    af = rhythm.detect_af(rr_all)[inside]
+    af_all, irregular_all = rhythm.classify(rr_all)
+    af, irregular = af_all[inside], irregular_all[inside]
     rr, beats = rr_all[inside], beats_all[inside]
     res = rhythm.analyze_rhythm(rr, beats, window_s=(series.end - series.start).total_seconds())
     t0 = series.start
@@ -294,6 +295,7 @@ def _rhythm(series: Series) -> tuple[dict[str, Any], float, str] | None:
         "bradycardia_pct": res.bradycardia_pct,
         "tachycardia_pct": res.tachycardia_pct,
         "ectopic_beats": res.ectopic_beats,
+        "irregular_pct": round(100.0 * float(np.mean(irregular)), 2),
     }
     return metrics, float(res.coverage), rhythm.ALGORITHM
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -42,6 +42,13 @@ from .peripheral import Faults
 from .peripherals.base import Clock, FrameFaults, SimPeripheral, wall_clock
 from .peripherals.blood_pressure import BloodPressureCuff
 from .peripherals.cgm import CgmSensor
+from .peripherals.clinic import (
+    ClinicCuff,
+    ClinicMeter,
+    ClinicScale,
+    ClinicThermometer,
+    SpotCheckOximeter,
+)
 from .peripherals.glucose_meter import GlucoseMeter
 from .peripherals.heart_rate import HeartRateStrap
 from .peripherals.pulse_oximeter import PulseOximeter
@@ -90,6 +97,9 @@ class ScenarioSpec:
     utc_offset: timedelta
     peripherals: tuple[Mapping[str, Any], ...]
     serial: tuple[Mapping[str, Any], ...]
+    #: The gateway config the scenario is meant for, as TOML sections (``[ble]``
+    #: ``max_connections = 7``); the gateway's own loader validates it.
+    config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +149,20 @@ def load_scenario(name_or_path: str | Path) -> ScenarioSpec:
 
 
 _TOP = {"name", "description", "seed", "utc_offset", "peripheral", "serial"}
+#: Gateway config sections a scenario may state (``[ble]``); see ``ScenarioSpec.config``.
+_CONFIG_SECTIONS = {"ble", "daemon"}
 _COMMON = {"kind", "address", "name", "seed", "battery", "rssi", "requires_pairing", "passkey",
            "faults"}
 _KIND_KEYS: dict[str, set[str]] = {
     "heart_rate": {"mean_hr", "ectopic_per_hour", "interval", "episodes"},
     "cgm": {"lows", "session_age", "noise_sd", "baseline", "warmup"},
-    "glucose_meter": {"history", "new_record_every", "pace"},
-    "blood_pressure": {"history", "users"},
+    "glucose_meter": {"history", "new_record_every", "pace", "record_every"},
+    "blood_pressure": {"history", "users", "record_every", "records"},
     "pulse_oximeter": {"pulse", "interval", "episodes"},
-    "thermometer": {"history", "episodes"},
-    "scale": {"history", "baseline_kg"},
+    "thermometer": {"history", "episodes", "record_every"},
+    "scale": {"history", "baseline_kg", "record_every"},
+    # Store-only: spot-checks indicated on connect (peripherals/clinic.py).
+    "spot_check_oximeter": {"history", "pulse", "baseline", "record_every"},
 }
 _FAULT_KEYS = {"refuse_connections", "link_loss_after", "link_loss_once", "indication_delay",
                "connect_delay", "corrupt_every", "truncate_every", "clock_offset",
@@ -167,7 +181,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, key: st
 
 
 def _validate(doc: Mapping[str, Any], where: str) -> ScenarioSpec:
-    _check_keys(doc, _TOP, where, "")
+    _check_keys(doc, _TOP | _CONFIG_SECTIONS, where, "")
     seed = doc.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(where, "seed", "must be an integer")
@@ -201,6 +215,7 @@ def _validate(doc: Mapping[str, Any], where: str) -> ScenarioSpec:
         description=str(doc.get("description", "")), seed=seed,
         utc_offset=parse_duration(doc.get("utc_offset", 0), where=where, key="utc_offset"),
         peripherals=tuple(peripherals), serial=tuple(serial),
+        config={k: dict(doc[k]) for k in sorted(_CONFIG_SECTIONS) if k in doc},
     )
     # Build once against a fixed time so every value error surfaces at load, not at run time.
     build_scenario(spec, start=datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
@@ -301,10 +316,20 @@ def _cgm(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
                      session_age=c.dur("session_age", timedelta(days=13, hours=12)), **kw)
 
 
+def _every(c: _Ctx, kw: dict[str, Any], plain: type[Any], clinic: type[Any]) -> type[Any]:
+    """The clinic variant of a store-only device when the table asks for a record every so
+    often (time scaled down for tests and benchmarks), else the plain one."""
+    if "record_every" not in c.t:
+        return plain
+    kw["record_every_s"] = c.dur("record_every", timedelta(0)).total_seconds()
+    return clinic
+
+
 def _glucose_meter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
     every = c.dur("new_record_every", timedelta(0)).total_seconds()
-    return GlucoseMeter(history=c.dur("history", timedelta(days=14)),
-                        new_record_every_s=every or None, pace_s=c.num("pace", 0.0), **kw)
+    meter: type[GlucoseMeter] = _every(c, kw, GlucoseMeter, ClinicMeter)
+    return meter(history=c.dur("history", timedelta(days=14)),
+                 new_record_every_s=every or None, pace_s=c.num("pace", 0.0), **kw)
 
 
 def _blood_pressure(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
@@ -316,7 +341,9 @@ def _blood_pressure(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
                    irregular_share=float(u.get("irregular_share", 0.0)))
             for u in c.t["users"]
         )
-    return BloodPressureCuff(users=users, history=c.dur("history", timedelta(days=14)), **kw)
+    cuff: type[BloodPressureCuff] = _every(c, kw, BloodPressureCuff, ClinicCuff)
+    return cuff(users=users, history=c.dur("history", timedelta(days=14)),
+                records=bool(c.t.get("records", False)), **kw)
 
 
 def _pulse_oximeter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
@@ -325,19 +352,28 @@ def _pulse_oximeter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
 
 
 def _thermometer(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
-    return Thermometer(history=c.dur("history", timedelta(days=14)),
-                      episodes=c.episodes(frozenset({"fever"})), **kw)
+    thermometer: type[Thermometer] = _every(c, kw, Thermometer, ClinicThermometer)
+    return thermometer(history=c.dur("history", timedelta(days=14)),
+                       episodes=c.episodes(frozenset({"fever"})), **kw)
 
 
 def _scale(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
-    return Scale(history=c.dur("history", timedelta(days=14)),
+    scale: type[Scale] = _every(c, kw, Scale, ClinicScale)
+    return scale(history=c.dur("history", timedelta(days=14)),
                  baseline_kg=c.num("baseline_kg", 78.0), **kw)
+
+
+def _spot_check_oximeter(c: _Ctx, kw: dict[str, Any]) -> SimPeripheral:
+    every = c.dur("record_every", timedelta(0)).total_seconds()
+    return SpotCheckOximeter(history=c.dur("history", timedelta(days=14)),
+                             baseline=c.num("baseline", 96.0), pulse_bpm=c.num("pulse", 74.0),
+                             record_every_s=every or None, **kw)
 
 
 BUILDERS: dict[str, Callable[[_Ctx, dict[str, Any]], SimPeripheral]] = {
     "heart_rate": _heart_rate, "cgm": _cgm, "glucose_meter": _glucose_meter,
     "blood_pressure": _blood_pressure, "pulse_oximeter": _pulse_oximeter,
-    "thermometer": _thermometer, "scale": _scale,
+    "thermometer": _thermometer, "scale": _scale, "spot_check_oximeter": _spot_check_oximeter,
 }
 
 

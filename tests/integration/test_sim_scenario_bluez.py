@@ -25,7 +25,7 @@ FIRST_FRAME = {
     "180d": ("2a37", None),
     "181f": ("2aa7", Racp(1, 6)),  # last stored record
     "1808": ("2a18", Racp(1, 5)),  # first stored record
-    "1810": ("2a35", None),  # stored measurements indicated on connect
+    "1810": ("2b36", Racp(1, 6)),  # the demo's BLS 1.1 cuff: last stored record over RACP
     "1822": ("2a5f", None),
     "1809": ("2a1c", None),
 }

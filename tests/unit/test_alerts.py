@@ -368,3 +368,46 @@ def test_a_strap_without_skin_contact_raises_no_heart_rate_alert(engine: AlertEn
         off.append(Reading("strap", "2a37", "heart_rate", 0.0, "/min", at, at, f"rx:{i}",
                            patient_id="alice", extra={"sensor_contact": 2}))
     assert feed(engine, off) == []
+
+
+def test_redelivered_reading_never_raises_or_renotifies_again(engine: AlertEngine) -> None:
+    # A cuff's crisis reading raises once; the same reading (same record identity) delivered
+    # again — a re-sent indication, a backfilled copy — is neither a new alert nor a
+    # re-notification, while the alert is open and after it resolved.
+    t1 = T0 + timedelta(hours=8)
+    sys_, dia = (rd("systolic", 186, t1, "mmHg", device="cuff"),
+                 rd("diastolic", 100, t1, "mmHg", device="cuff"))
+    assert events(engine.on_readings([sys_, dia])) == ["raised"]
+    later = t1 + timedelta(hours=3)  # past any re-notify interval
+    assert engine.on_readings([sys_, dia]) == []
+    for i, (s, d) in enumerate(((150, 95), (148, 90))):
+        at = t1 + timedelta(minutes=30 + 20 * i)
+        engine.on_readings([rd("systolic", s, at, "mmHg", device="cuff"),
+                            rd("diastolic", d, at, "mmHg", device="cuff")])
+    assert engine.on_readings([sys_, dia]) == []  # resolved: the copy does not raise again
+    # A copy with a new record identity but from inside the resolved alert's span (a
+    # backfilled record of the same measurement) does not raise it again either.
+    copy = rd("systolic", 186, t1, "mmHg", device="cuff", received=later)
+    assert events(engine.on_readings([copy]), "bp_crisis") == []
+    # A new crisis after the resolution is a new alert.
+    t4 = t1 + timedelta(hours=2)
+    assert events(engine.on_readings([rd("systolic", 190, t4, "mmHg", device="cuff")]),
+                  "bp_crisis") == ["raised"]
+
+
+def test_bp_crisis_follows_the_acc_aha_convention(engine: AlertEngine) -> None:
+    # ACC/AHA 2017 crisis is > 180 and/or > 120, the same bound as the report's class.
+    from edge_gateway.dsp import bp
+
+    t1 = T0 + timedelta(hours=8)
+    assert engine.on_readings([rd("systolic", 180, t1, "mmHg", device="cuff"),
+                               rd("diastolic", 120, t1, "mmHg", device="cuff")]) == []
+    assert bp.classify(180, 120) == "stage_2" and not bp.is_crisis(180, 120)
+    assert bp.classify(181, 80) == "hypertensive_crisis"
+    assert events(engine.on_readings([rd("systolic", 181, t1 + timedelta(minutes=5), "mmHg",
+                                         device="cuff")])) == ["raised"]
+    # ESH 2023 grade 3 is >= 180 and/or >= 110 (its own convention), from the same table.
+    assert bp.classify(180, 80, "esh-2023") == "grade_3"
+    assert bp.classify(150, 110, "esh-2023") == "grade_3"
+    assert bp.is_crisis(180, 70, "esh-2023") and not bp.is_crisis(179, 109, "esh-2023")
+    assert bp.classify(125, 75, "esc-2024") == "elevated"

@@ -101,7 +101,7 @@ def test_human_form() -> None:
     assert "  heart_rate_bpm: 72" in out
     assert "  energy_expended_kj: 10" in out
     assert "1000.0, 500.0" in out
-    code, out, _ = run("2aa7", "09 e0 78 00 05 00 01 02 04")
+    code, out, _ = run("2aa7", "09 e0 78 00 05 00 04 02 01")  # Warning, Cal/Temp, Status
     assert "session_stopped, calibration_not_allowed, result_lower_than_hypo" in out
     assert "crc_ok: -" in out
 

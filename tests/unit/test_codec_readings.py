@@ -144,8 +144,9 @@ def test_weight_unsuccessful_is_special() -> None:
 def test_battery_reading_and_reserved_level() -> None:
     (b,) = readings("2a19", "5a")
     assert (b.kind, b.value, b.unit) == ("battery", 90.0, "%")
-    (bad,) = readings("2a19", "c8")
-    assert bad.value is None and bad.special == "reserved"
+    # 101-255 are reserved (GSS Battery Level): malformed, kept raw by the pipeline.
+    with pytest.raises(MalformedPayload, match="reserved for future use"):
+        readings("2a19", "c8")
 
 
 def test_non_measurement_characteristics_give_nothing() -> None:

@@ -53,13 +53,22 @@ def reserved(mask: int) -> st.SearchStrategy[int]:
     return st.integers(0, 0xFF).map(lambda v: v & mask)
 
 
+def defined(names: Any) -> st.SearchStrategy[int]:
+    """Values the specification defines: reserved values are malformed (golden vectors)."""
+    return st.sampled_from(sorted(names))
+
+
+# BLS Measurement Status with bits 3-4 (pulse rate range) not the reserved value 3.
+bp_status = u16.filter(lambda v: (v >> 3) & 3 != 3)
+
+
 @st.composite
 def heart_rates(draw: st.DrawFn) -> heart_rate.HeartRateMeasurement:
     wide = draw(st.booleans())
     rr = tuple(draw(st.lists(u16, max_size=9)))
     return heart_rate.HeartRateMeasurement(
         draw(u16 if wide else u8), draw(st.integers(0, 3)), draw(opt(u16)), rr, wide,
-        draw(st.booleans()) if not rr else False, draw(reserved(0xE0)))
+        draw(reserved(0xE0)))
 
 
 records = st.builds(cgm.CGMRecord, sfloats, u16, opt(u8), opt(u8), opt(u8), opt(sfloats),
@@ -71,7 +80,8 @@ def glucoses(draw: st.DrawFn) -> glucose.GlucoseMeasurement:
     conc = draw(opt(sfloats))
     return glucose.GlucoseMeasurement(
         draw(u16), draw(datetimes), draw(opt(s16)), conc, draw(st.booleans()),
-        draw(nib) if conc else 0, draw(nib) if conc else 0, draw(opt(u16)),
+        draw(defined(glucose.SAMPLE_TYPES)) if conc else 0,
+        draw(defined(glucose.SAMPLE_LOCATIONS)) if conc else 0, draw(opt(u16)),
         draw(st.booleans()), draw(reserved(0xE0)))
 
 
@@ -82,10 +92,13 @@ def contexts(draw: st.DrawFn) -> glucose.GlucoseMeasurementContext:
     exercise = draw(st.booleans())
     med = draw(st.booleans())
     return glucose.GlucoseMeasurementContext(
-        draw(u16), draw(opt(u8)), draw(u8) if carb else None, draw(sfloats) if carb else None,
-        draw(opt(u8)), draw(nib) if tester else None, draw(nib) if tester else None,
+        draw(u16), draw(opt(u8)), draw(defined(glucose.CARBOHYDRATE_IDS)) if carb else None,
+        draw(sfloats) if carb else None, draw(opt(defined(glucose.MEALS))),
+        draw(defined(glucose.TESTERS)) if tester else None,
+        draw(defined(glucose.HEALTH)) if tester else None,
         draw(u16) if exercise else None, draw(u8) if exercise else None,
-        draw(u8) if med else None, draw(sfloats) if med else None, draw(st.booleans()),
+        draw(defined(glucose.MEDICATION_IDS)) if med else None,
+        draw(sfloats) if med else None, draw(st.booleans()),
         draw(opt(sfloats)))
 
 
@@ -149,11 +162,29 @@ def weights(draw: st.DrawFn) -> weight.WeightMeasurement:
 
 def _bp(cls: type[bp.BloodPressureMeasurement]) -> st.SearchStrategy[Any]:
     return st.builds(cls, sfloats, sfloats, sfloats, st.booleans(), opt(datetimes),
-                     opt(sfloats), opt(u8), opt(u16), reserved(0xE0))
+                     opt(sfloats), opt(u8), opt(bp_status), reserved(0xE0))
+
+
+@st.composite
+def bp_records(draw: st.DrawFn) -> bp.BloodPressureRecord:
+    seq, counter = draw(u16), draw(st.integers(0, 63))
+    if draw(st.booleans()):  # a segment of a longer record, or another characteristic's
+        seg = counter << 2 | draw(st.integers(0, 3))
+        uuid = draw(u16) if seg & 3 == 3 else 0x2A35
+        if uuid == 0x2A35 and seg & 3 == 3:
+            uuid = 0x2B34
+        return bp.BloodPressureRecord(seg, seq, uuid, draw(st.binary(max_size=20)))
+    inner = draw(_bp(bp.BloodPressureMeasurement)).to_bytes()
+    head = bytes((counter << 2 | 3,)) + seq.to_bytes(2, "little") + b"\x35\x2a"
+    if not draw(st.booleans()):
+        return bp.BloodPressureRecord(counter << 2 | 3, seq, 0x2A35, inner)
+    crc = _crc_reference(head + inner)
+    return bp.BloodPressureRecord(counter << 2 | 3, seq, 0x2A35, inner, crc, True)
 
 
 def _temp(cls: type[thermometer.TemperatureMeasurement]) -> st.SearchStrategy[Any]:
-    return st.builds(cls, float32s, st.booleans(), opt(datetimes), opt(u8), reserved(0xF8))
+    return st.builds(cls, float32s, st.booleans(), opt(datetimes),
+                     opt(defined(thermometer.TEMPERATURE_TYPES)), reserved(0xF8))
 
 
 def _text(cls: type[Any]) -> st.SearchStrategy[Any]:
@@ -162,10 +193,12 @@ def _text(cls: type[Any]) -> st.SearchStrategy[Any]:
 
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "2a37": heart_rates(),
-    "2a38": st.builds(heart_rate.BodySensorLocation, u8),
+    "2a38": st.builds(heart_rate.BodySensorLocation,
+                      defined(heart_rate.BODY_SENSOR_LOCATIONS)),
     "2a39": st.builds(heart_rate.HeartRateControlPoint, u8),
     "2a35": _bp(bp.BloodPressureMeasurement),
     "2a36": _bp(bp.IntermediateCuffPressure),
+    "2b36": bp_records(),
     "2a49": st.builds(bp.BloodPressureFeature, u16),
     "2a18": glucoses(),
     "2a34": contexts(),
@@ -186,11 +219,11 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "2a60": plx_features(),
     "2a1c": _temp(thermometer.TemperatureMeasurement),
     "2a1e": _temp(thermometer.IntermediateTemperature),
-    "2a1d": st.builds(thermometer.TemperatureType, u8),
+    "2a1d": st.builds(thermometer.TemperatureType, defined(thermometer.TEMPERATURE_TYPES)),
     "2a21": st.builds(thermometer.MeasurementInterval, u16),
     "2a9d": weights(),
     "2a9e": st.builds(weight.WeightScaleFeature, u32),
-    "2a19": st.builds(support.BatteryLevel, u8),
+    "2a19": st.builds(support.BatteryLevel, st.integers(0, 100)),
     "2a29": _text(support.ManufacturerName),
     "2a24": _text(support.ModelNumber),
     "2a25": _text(support.SerialNumber),

@@ -167,10 +167,13 @@ def test_against_iglu_on_its_example_data() -> None:
 @needs_shared
 @pytest.mark.soak
 def test_mage_against_iglu_on_hall_2018() -> None:
-    """Every subject of the Hall 2018 data set (gaps, several devices' cadences)."""
+    """Every subject of the Hall 2018 data set (gaps, several devices' cadences): equal to the
+    transcription of R iglu; equal to iglu_python where no reading gap exceeds 45 min (the
+    Python port splits and finds crossings across gaps differently from R iglu)."""
     import warnings
 
     import pandas as pd
+    from iglu_mage_reference import iglu_mage
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -180,10 +183,100 @@ def test_mage_against_iglu_on_hall_2018() -> None:
         frame["time"] = pd.to_datetime(frame["time"])
         for _, sub in frame.groupby("id"):
             sub = sub[["id", "time", "gl"]].dropna()
-            t = (sub["time"].astype("int64") // 10**9).to_numpy().astype(float)
+            # Seconds whatever the datetime resolution (pandas 3 parses to microseconds).
+            t = (sub["time"] - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
             ours = glucose_metrics(t, sub["gl"].to_numpy(float)).mage_mg_dl
+            r_ref = iglu_mage(t, sub["gl"].to_numpy(float))
+            assert (ours is None and r_ref is None) or ours == pytest.approx(r_ref, rel=1e-9)
+            if np.max(np.diff(t)) > 45 * 60:
+                continue
             ref = iglu.mage(sub.copy(), tz="UTC")["MAGE"].iloc[0]
             if math.isnan(ref):
                 assert ours is None
             else:
                 assert ours == pytest.approx(ref, rel=1e-9)
+
+
+def _wavy(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = np.arange(n)
+    return 140 + 50 * np.sin(k / 20.0) + 25 * np.sin(k / 7.3 + 1) + rng.normal(0, 6, n)
+
+
+def test_mage_grid_starts_after_midnight_as_iglu() -> None:
+    # iglu's grid is midnight + 5, 10, ... min: a reading exactly at midnight is not a grid
+    # point of its own (the old grid had one extra point there).
+    from iglu_mage_reference import iglu_mage
+
+    for seed in range(4):
+        g = _wavy(600, seed)
+        t = T0 + 300.0 * np.arange(g.size)  # first reading exactly 00:00 UTC
+        ours = mage_ma(t, g)
+        assert ours is not None
+        assert ours == pytest.approx(iglu_mage(t, g), rel=1e-12)
+        # With a reading at 00:05 the midnight one only shapes the line up to 00:05.
+        assert ours == pytest.approx(mage_ma(t[1:], g[1:]), rel=1e-12)
+    # A short trace that starts at midnight on a nadir: the extra grid point the old code
+    # had there moved MAGE by ~8-11 % (126.3 -> 136.4 mg/dL for seed 0).
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        g = np.concatenate(([40.0], 150 + 60 * np.sin(np.arange(47) / 6.0)
+                            + rng.normal(0, 5, 47)))
+        t = T0 + 300.0 * np.arange(g.size)
+        assert mage_ma(t, g) == pytest.approx(iglu_mage(t, g), rel=1e-12)
+
+
+@pytest.mark.parametrize("gap_min", [50, 60, 120, 175, 180, 181, 182, 183, 185, 190, 240])
+def test_mage_across_gaps_as_iglu(gap_min: int) -> None:
+    from iglu_mage_reference import iglu_mage
+
+    for seed in range(3):
+        g = _wavy(900, seed + 10)
+        t = T0 + 137.0 + 300.0 * np.arange(g.size)
+        # Two gaps of gap_min minutes: readings removed, the rest shifted by whole minutes.
+        for at in (250, 600):
+            t[at:] += gap_min * 60 - 300
+        ours, ref = mage_ma(t, g), iglu_mage(t, g)
+        assert ref is not None and ours == pytest.approx(ref, rel=1e-12)
+
+
+def test_mage_short_island_between_long_gaps_counts_nothing_as_iglu() -> None:
+    # iglu splits at runs of missing grid points (> 180 min of them), and a segment shorter
+    # than the 32-point long moving average has no MAGE; the old split (time between
+    # readings > 180 min) kept such islands and moved MAGE by 1-2 %.
+    from iglu_mage_reference import iglu_mage
+
+    for seed in range(3):
+        g = _wavy(700, seed + 20)
+        t = T0 + 61.0 + 300.0 * np.arange(g.size)
+        t[300:] += 300 * 60
+        t[320:] += 300 * 60  # 20 readings between two 5-hour gaps
+        assert mage_ma(t, g) == pytest.approx(iglu_mage(t, g), rel=1e-12)
+
+
+def test_event_ends_only_after_fifteen_minutes_back_in_range() -> None:
+    # 2023 consensus: one reading back in range does not end a hypo; 15 minutes do.
+    t = T0 + 300.0 * np.arange(14)
+    g = np.array([100, 60, 60, 60, 75, 60, 60, 60, 80, 80, 80, 60, 60, 60.0])
+    # 60x3 starts; 75 (5 min) does not end it; 60x3; 80x3 (15 min) ends; 60x3: a second event.
+    assert count_events(t, g, g < 70, 300.0) == 2
+    # The old rule (any in-range reading ends a run) counted three.
+    r = glucose_metrics(t, g)
+    assert r.hypo_events == 2 and r.hypo2_events == 0
+
+
+def test_level_2_and_extended_hypoglycaemia() -> None:
+    # 2 h 5 min below 70, of it 30 min below 54, then 20 min at 90.
+    low = np.concatenate((np.full(10, 65.0), np.full(6, 50.0), np.full(9, 65.0)))
+    g = np.concatenate((np.full(3, 100.0), low, np.full(4, 90.0)))
+    t = T0 + 300.0 * np.arange(g.size)
+    r = glucose_metrics(t, g)
+    assert (r.hypo_events, r.hypo2_events, r.extended_hypo_events) == (1, 1, 1)
+    # 115 minutes below 70 is not extended (>= 120 consecutive minutes needed).
+    g2 = np.concatenate((np.full(3, 100.0), np.full(23, 65.0), np.full(4, 90.0)))
+    r2 = glucose_metrics(T0 + 300.0 * np.arange(g2.size), g2)
+    assert (r2.hypo_events, r2.extended_hypo_events) == (1, 0)
+    # Hyper level 2 (> 250) ends when <= 250 for 15 minutes.
+    g3 = np.array([200, 260, 260, 260, 240, 260, 240, 240, 240, 190, 190, 190.0])
+    r3 = glucose_metrics(T0 + 300.0 * np.arange(g3.size), g3)
+    assert (r3.hyper_events, r3.hyper2_events) == (1, 1)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import struct
 import uuid as _uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
@@ -304,6 +304,22 @@ def opt_bits(flags: int | None, names: Mapping[int, str]) -> dict[str, bool] | N
     return None if flags is None else bits(flags, names)
 
 
+def reserved_values(what: str, allowed: Collection[int], where: str,
+                    ) -> Callable[[Any], str | None]:
+    """A :class:`~.layout.Field` ``check``: a value outside ``allowed`` is one the specification
+    (``where``) reserves for future use, and Core Specification Vol 1 Part E §2.9 says a
+    receiver should reject a structure carrying one.  Reserved *bits* (RFU flag bits) are
+    ignored instead, as the same section says; codecs keep those as ``reserved_flags``."""
+    ok = frozenset(allowed)
+
+    def check(value: Any) -> str | None:
+        if value in ok:
+            return None
+        return f"{what} {value} is reserved for future use ({where})"
+
+    return check
+
+
 def u8(v: int) -> bytes:
     """One octet, unmasked: a value over 255 is refused (``ValueError``), not wrapped."""
     return bytes((v,))
@@ -479,7 +495,8 @@ class UIntField:
     line: ``class BodySensorLocation(UIntField, uuid="2a38", label="Body Sensor Location",
     what="body sensor location", key="body_sensor_location", names=LOCATIONS)``.  ``what``
     names the field in error messages, ``size`` is 1, 2 or 4 bytes, ``key`` (+ ``names`` for
-    an enumeration) is its JSON; a subclass may write its own ``to_json`` instead.
+    an enumeration) is its JSON, ``check`` refuses reserved values (:func:`reserved_values`);
+    a subclass may write its own ``to_json`` instead.
     """
 
     __slots__ = ()
@@ -490,11 +507,13 @@ class UIntField:
     KEY: ClassVar[str] = ""
     NAMES: ClassVar[Mapping[int, str] | None] = None
     BITS: ClassVar[Mapping[int, str]] = {}
+    CHECK: ClassVar[Callable[[Any], str | None] | None] = None
 
     def __init_subclass__(cls, *, uuid: str = "", label: str = "", what: str | None = None,
                           size: int | None = None, key: str = "",
                           names: Mapping[int, str] | None = None,
-                          bits: Mapping[int, str] | None = None) -> None:
+                          bits: Mapping[int, str] | None = None,
+                          check: Callable[[Any], str | None] | None = None) -> None:
         # Only what the class line gives is set: dataclass(slots=True) re-creates the class
         # without the keywords, and Feature16 presets what its subclasses share.
         if uuid:
@@ -509,6 +528,8 @@ class UIntField:
             cls.NAMES = names
         if bits is not None:
             cls.BITS = bits
+        if check is not None:
+            cls.CHECK = staticmethod(check)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
@@ -516,6 +537,8 @@ class UIntField:
         size = cls.SIZE
         v = r.u8(cls.WHAT) if size == 1 else r.u16(cls.WHAT) if size == 2 else r.u32(cls.WHAT)
         r.end()
+        if cls.CHECK is not None and (why := cls.CHECK(v)) is not None:
+            raise r.fail(why, 0)
         return cls(v)  # type: ignore[call-arg]
 
     @property

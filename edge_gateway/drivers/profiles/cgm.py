@@ -55,7 +55,9 @@ from edge_gateway.errors import MalformedPayload
 from edge_gateway.reading import Reading
 
 # -------------------------------------------------------------------------------------------
-# Sensor Status Annunciation (CGMS §3.1.1.5; 24 bits, LSO first: Status, Cal/Temp, Warning)
+# Sensor Status Annunciation (CGMS §3.1.1.5): 24 bits numbered Status (0-7), Cal/Temp (8-15),
+# Warning (16-23); on the wire in a CGM Measurement each octet is optional and they come in
+# flag-bit order: Warning (bit 5), Cal/Temp (bit 6), Status (bit 7) — see CGMRecord.
 # -------------------------------------------------------------------------------------------
 
 STATUS_BITS = {
@@ -84,9 +86,9 @@ _F_STATUS = 0x80
 _RECORD = Layout((
     Field("glucose", "glucose concentration", SFLOAT),
     Field("time_offset", "time offset", U16),
-    Field("status_octet", "status octet", U8, _F_STATUS),
-    Field("cal_temp_octet", "cal/temp octet", U8, _F_CAL_TEMP),
     Field("warning_octet", "warning octet", U8, _F_WARNING),
+    Field("cal_temp_octet", "cal/temp octet", U8, _F_CAL_TEMP),
+    Field("status_octet", "status octet", U8, _F_STATUS),
     Field("trend", "trend", SFLOAT, _F_TREND),
     Field("quality", "quality", SFLOAT, _F_QUALITY),
 ), reserved=_F_RESERVED)
@@ -98,12 +100,12 @@ class CGMRecord:
 
     Layout: size (uint8, counts itself and the CRC), flags (uint8), glucose (SFLOAT mg/dL),
     time offset (uint16 minutes since session start), then — only the octets flagged — the
-    Sensor Status Annunciation in LSO-first order: Status octet (flag bit 7), Cal/Temp octet
-    (bit 6), Warning octet (bit 5); trend (SFLOAT (mg/dL)/min, bit 0); quality (SFLOAT %,
-    bit 1); E2E-CRC (uint16) when the size says so.  The SIG's characteristic XML numbers the
-    annunciation as one 24-bit field LSO→MSO, which fixes that octet order (note: some
-    vendor stacks send Warning first; a device doing so shows up as wrong-looking status
-    bits, never as a wrong glucose value).
+    Sensor Status Annunciation octets in the order of the specification's field table and
+    flag bits: Warning octet (flag bit 5), Cal/Temp octet (bit 6), Status octet (bit 7);
+    trend (SFLOAT (mg/dL)/min, bit 0); quality (SFLOAT %, bit 1); E2E-CRC (uint16) when the
+    size says so.  The old SIG characteristic XML showed the annunciation as one 24-bit
+    field, Status octet first; a stack that follows it is read in the text's order (its
+    status bits look wrong, never its glucose value) — docs/ble.md "CGM status octets".
     """
 
     glucose: SFloat
@@ -178,14 +180,14 @@ def _decode_record(raw: bytes, start: int) -> tuple[CGMRecord, int]:
     p = start + 6
     status = cal_temp = warning = None
     if flags & 0xE0:
-        if flags & _F_STATUS:
-            status = raw[p]
+        if flags & _F_WARNING:
+            warning = raw[p]
             p += 1
         if flags & _F_CAL_TEMP:
             cal_temp = raw[p]
             p += 1
-        if flags & _F_WARNING:
-            warning = raw[p]
+        if flags & _F_STATUS:
+            status = raw[p]
             p += 1
     trend = quality = None
     if flags & _F_TREND:

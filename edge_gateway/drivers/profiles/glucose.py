@@ -22,6 +22,7 @@ from edge_gateway.drivers.profiles.base import (
     measurement,
     opt_bits,
     opt_name,
+    reserved_values,
 )
 from edge_gateway.drivers.profiles.ieee11073 import SFloat, format_number, value_of
 from edge_gateway.drivers.profiles.layout import (
@@ -47,6 +48,20 @@ SENSOR_STATUS_BITS = {
     6: "result_too_low", 7: "temperature_too_high", 8: "temperature_too_low",
     9: "read_interrupted", 10: "general_device_fault", 11: "time_fault",
 }
+
+
+
+def _type_location_check(v: tuple[int, int]) -> str | None:
+    """GSS "Glucose Measurement": type 0 and 11–15, sample location 0 and 5–14 are reserved
+    for future use (Core Vol 1 Part E §2.9: reject the structure)."""
+    typ, loc = v
+    if typ not in SAMPLE_TYPES:
+        return f"type {typ} is reserved for future use (GSS Glucose Measurement: 0, 11-15 RFU)"
+    if loc not in SAMPLE_LOCATIONS:
+        return (f"sample location {loc} is reserved for future use "
+                "(GSS Glucose Measurement: 0, 5-14 RFU)")
+    return None
+
 
 _F_OFFSET = 0x01
 _F_CONC = 0x02
@@ -82,7 +97,8 @@ class GlucoseMeasurement(TableCodec):
         Field("time_offset", "time offset", S16, _F_OFFSET),
         # Concentration and type/sample location share bit 1 (absent: type and location 0).
         Field("concentration", "glucose concentration", SFLOAT, _F_CONC),
-        Field(("type", "sample_location"), "type/sample location", NIBBLES, _F_CONC),
+        Field(("type", "sample_location"), "type/sample location", NIBBLES, _F_CONC,
+              check=_type_location_check),
         Field("sensor_status", "sensor status annunciation", U16, _F_STATUS),
     ), {"mol_per_l": _F_MOL, "context_follows": _F_CONTEXT}, _F_RESERVED)
 
@@ -178,6 +194,20 @@ MEDICATION_IDS = {1: "rapid_acting_insulin", 2: "short_acting_insulin",
                   3: "intermediate_acting_insulin", 4: "long_acting_insulin",
                   5: "pre_mixed_insulin"}
 
+
+
+def _tester_health_check(v: tuple[int, int]) -> str | None:
+    """GSS "Glucose Measurement Context": tester 1–3 and health 1–5 defined, 15 "not
+    available"; 0 and the values between are reserved for future use (malformed).  A half the
+    collector does not know is written as 15, never as the reserved 0."""
+    tester, health = v
+    if tester not in TESTERS:
+        return f"tester {tester} is reserved for future use (GSS Glucose Measurement Context)"
+    if health not in HEALTH:
+        return f"health {health} is reserved for future use (GSS Glucose Measurement Context)"
+    return None
+
+
 _C_CARB = 0x01
 _C_MEAL = 0x02
 _C_TESTER = 0x04
@@ -205,13 +235,17 @@ class GlucoseMeasurementContext(TableCodec):
     LAYOUT: ClassVar[Layout] = Layout((
         Field("sequence_number", "sequence number", U16),
         Field("extended_flags", "extended flags", U8, _C_EXTENDED),
-        Field("carbohydrate_id", "carbohydrate ID", U8, _C_CARB),
+        Field("carbohydrate_id", "carbohydrate ID", U8, _C_CARB, check=reserved_values(
+            "carbohydrate ID", CARBOHYDRATE_IDS, "GSS Glucose Measurement Context: 0, 8-255 RFU")),
         Field("carbohydrate_kg", "carbohydrate", SFLOAT, _C_CARB),
-        Field("meal", "meal", U8, _C_MEAL),
-        Field(("tester", "health"), "tester/health", NIBBLES, _C_TESTER, fill=0),
+        Field("meal", "meal", U8, _C_MEAL, check=reserved_values(
+            "meal", MEALS, "GSS Glucose Measurement Context: 0, 6-255 RFU")),
+        Field(("tester", "health"), "tester/health", NIBBLES, _C_TESTER, fill=15,
+              check=_tester_health_check),
         Field("exercise_duration_s", "exercise duration", U16, _C_EXERCISE),
         Field("exercise_intensity_pct", "exercise intensity", U8, _C_EXERCISE),
-        Field("medication_id", "medication ID", U8, _C_MEDICATION),
+        Field("medication_id", "medication ID", U8, _C_MEDICATION, check=reserved_values(
+            "medication ID", MEDICATION_IDS, "GSS Glucose Measurement Context: 0, 6-255 RFU")),
         Field("medication", "medication", SFLOAT, _C_MEDICATION),
         Field("hba1c_pct", "HbA1c", SFLOAT, _C_HBA1C),
     ), {"medication_liters": _C_LITERS})

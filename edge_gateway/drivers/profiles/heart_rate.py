@@ -16,6 +16,7 @@ from edge_gateway.drivers.profiles.base import (
     ReadingContext,
     UIntField,
     measurement,
+    reserved_values,
     rx_key,
 )
 from edge_gateway.errors import MalformedPayload
@@ -40,8 +41,10 @@ class HeartRateMeasurement:
 
     Layout: flags (uint8); heart rate (uint8, or uint16 when flag bit 0); energy expended
     (uint16 kJ, flag bit 3); RR intervals (uint16 each, 1/1024 s, flag bit 4, as many as
-    remain).  Sensor contact (bits 1-2): 0 or 1 = not supported, 2 = supported but not
-    detected, 3 = supported and detected — kept as the raw 2-bit value so 0 and 1 survive a
+    remain — at least one: a set flag with no interval after it is malformed, as the field
+    it announces is missing; the Nordic Android BLE library's parser refuses it too).
+    Sensor contact (bits 1-2): 0 or 1 = not supported, 2 = supported but not detected,
+    3 = supported and detected — kept as the raw 2-bit value so 0 and 1 survive a
     round trip.  ``reserved_flags`` keeps bits 5-7 as sent.
     """
 
@@ -54,8 +57,6 @@ class HeartRateMeasurement:
     rr_intervals: tuple[int, ...] = ()
     #: True when the value was sent as uint16 (always so for values above 255).
     wide: bool = False
-    #: RR-interval flag set but no interval present (allowed: the field is "0 or more").
-    rr_flag_empty: bool = False
     reserved_flags: int = 0
 
     @classmethod
@@ -88,6 +89,9 @@ class HeartRateMeasurement:
         rr: tuple[int, ...] = ()
         left = n - pos
         if flags & _F_RR:
+            if left == 0:
+                raise MalformedPayload("2a37", pos, "RR interval (uint16) truncated: needs 2"
+                                       " bytes, 0 left", raw)
             if left & 1:
                 raise MalformedPayload("2a37", n - 1, "RR interval (uint16) truncated: needs 2"
                                        " bytes, 1 left", raw)
@@ -105,7 +109,7 @@ class HeartRateMeasurement:
         obj.__dict__.update(
             heart_rate=hr, sensor_contact=(flags & _F_CONTACT_MASK) >> 1,
             energy_expended=energy, rr_intervals=rr, wide=wide,
-            rr_flag_empty=bool(flags & _F_RR) and not rr, reserved_flags=flags & _F_RESERVED)
+            reserved_flags=flags & _F_RESERVED)
         return obj
 
     def to_bytes(self) -> bytes:
@@ -115,7 +119,7 @@ class HeartRateMeasurement:
             flags |= _F_UINT16
         if self.energy_expended is not None:
             flags |= _F_ENERGY
-        if self.rr_intervals or self.rr_flag_empty:
+        if self.rr_intervals:
             flags |= _F_RR
         out = bytearray((flags,))
         out += _U16.pack(self.heart_rate) if wide else bytes((self.heart_rate,))
@@ -173,8 +177,11 @@ BODY_SENSOR_LOCATIONS = {0: "other", 1: "chest", 2: "wrist", 3: "finger", 4: "ha
 @dataclass(frozen=True, slots=True)
 class BodySensorLocation(UIntField, uuid="2a38", label="Body Sensor Location",
                          what="body sensor location", key="body_sensor_location",
-                         names=BODY_SENSOR_LOCATIONS):
-    """Body Sensor Location 0x2A38 (HRS §3.2, GSS §3.37): one uint8; unknown values kept."""
+                         names=BODY_SENSOR_LOCATIONS,
+                         check=reserved_values("body sensor location", BODY_SENSOR_LOCATIONS,
+                                               "GSS Body Sensor Location: 7-255 RFU")):
+    """Body Sensor Location 0x2A38 (HRS §3.2, GSS §3.37): one uint8 0–6; 7–255 are reserved
+    for future use (malformed)."""
 
     location: int
 

@@ -83,7 +83,9 @@ class Field:
     a bit are one group: all present or all left out (BMI and height, concentration and
     type/sample location).  An absent field keeps its dataclass default.  With ``fill``, a
     :data:`NIBBLES` pair is written when either half is set, the other half as ``fill``
-    (the glucose context's tester/health).
+    (the glucose context's tester/health).  ``check`` returns why a value read is not
+    acceptable (a value the specification reserves, see :func:`~.base.reserved_values`) or
+    None; the payload is then malformed at the field's offset.
     """
 
     attr: str | tuple[str, ...]
@@ -91,6 +93,7 @@ class Field:
     wire: Wire
     bit: int = 0
     fill: int | None = None
+    check: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,10 @@ class Layout:
         for f in self.fields:
             if f.bit and not flags & f.bit:
                 continue
+            start = r.pos
             v = f.wire.read(r, f.what)
+            if f.check is not None and (why := f.check(v)) is not None:
+                raise r.fail(why, start)
             if isinstance(f.attr, str):
                 values[f.attr] = v
             else:

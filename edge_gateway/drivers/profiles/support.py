@@ -24,6 +24,7 @@ from edge_gateway.drivers.profiles.base import (
     bits,
     enum_name,
     measurement,
+    reserved_values,
     rx_key,
 )
 from edge_gateway.drivers.profiles.layout import (
@@ -40,25 +41,22 @@ from edge_gateway.reading import Reading
 
 
 @dataclass(frozen=True, slots=True)
-class BatteryLevel(UIntField, uuid="2a19", label="Battery Level", what="battery level"):
-    """Battery Level 0x2A19 (BAS §3.1): uint8 percent; 101–255 are reserved but kept."""
+class BatteryLevel(UIntField, uuid="2a19", label="Battery Level", what="battery level",
+                   check=reserved_values("battery level", range(101),
+                                         "GSS Battery Level: 101-255 RFU")):
+    """Battery Level 0x2A19 (BAS §3.1, GSS "Battery Level"): uint8 percent 0–100; 101–255
+    are reserved for future use, so a payload carrying one is malformed."""
 
     level: int
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"battery_level_pct": self.level}
-        if self.level > 100:
-            out["battery_level_reserved"] = True
-        return out
+        return {"battery_level_pct": self.level}
 
 
 @measurement
 def to_readings(m: BatteryLevel, ctx: ReadingContext) -> list[Reading]:
-    """One ``battery`` reading (%); a reserved level (> 100) has value None."""
-    ok = m.level <= 100
-    return [ctx.reading("battery", float(m.level) if ok else None, "%",
-                        special=None if ok else "reserved", record_key=rx_key(ctx.received_at),
-                        extra={} if ok else {"raw": m.level})]
+    """One ``battery`` reading (%)."""
+    return [ctx.reading("battery", float(m.level), "%", record_key=rx_key(ctx.received_at))]
 
 
 # Device Information strings (DIS §3.1–3.6): UTF-8, invalid UTF-8 is malformed.

@@ -18,6 +18,7 @@ from edge_gateway.drivers.profiles.base import (
     json_tail,
     measurement,
     opt_name,
+    reserved_values,
     timed_key,
     ts_json,
 )
@@ -28,6 +29,9 @@ from edge_gateway.reading import Reading
 TEMPERATURE_TYPES = {1: "armpit", 2: "body", 3: "ear", 4: "finger",
                      5: "gastro_intestinal_tract", 6: "mouth", 7: "rectum", 8: "toe",
                      9: "tympanum"}
+#: GSS "Temperature Type": 0x00 and 0x0A–0xFF are reserved for future use (malformed).
+_TYPE_CHECK = reserved_values("temperature type", TEMPERATURE_TYPES,
+                              "GSS Temperature Type: 0 and 10-255 RFU")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class TemperatureMeasurement(TableCodec):
     LAYOUT: ClassVar[Layout] = Layout((
         Field("temperature", "temperature", FLOAT),
         Field("timestamp", "time stamp", DATE_TIME, 0x02),
-        Field("temperature_type", "temperature type", U8, 0x04),
+        Field("temperature_type", "temperature type", U8, 0x04, check=_TYPE_CHECK),
     ), {"fahrenheit": 0x01}, 0xF8)
 
     temperature: Float32
@@ -92,8 +96,9 @@ def to_readings(m: TemperatureMeasurement, ctx: ReadingContext) -> list[Reading]
 @dataclass(frozen=True, slots=True)
 class TemperatureType(UIntField, uuid="2a1d", label="Temperature Type",
                       what="temperature type", key="temperature_type",
-                      names=TEMPERATURE_TYPES):
-    """Temperature Type 0x2A1D (HTS §3.2): uint8 enumeration, unknown values kept."""
+                      names=TEMPERATURE_TYPES, check=_TYPE_CHECK):
+    """Temperature Type 0x2A1D (HTS §3.2): uint8 enumeration 1–9; reserved values are
+    malformed."""
 
     temperature_type: int
 

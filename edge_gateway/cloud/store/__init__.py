@@ -1,0 +1,1 @@
+"""All PostgreSQL code of the cloud side: schema migrations, partitions, batch commits, status."""
