@@ -1,15 +1,14 @@
 """cloud ingest|status: the receiving end (fleet ingest from MQTT 5 into PostgreSQL).
 
-Needs the ``[cloud]`` extra.  The hub never imports ``edge_gateway.cloud``
-(``tests/unit/test_layout_imports.py``): this group loads those modules by name (``_cloud``)
-only when a cloud command runs, like an optional plug-in, so the base install works without
-psycopg and nothing else of the CLI depends on them.  Settings come from options, else from
+Needs the ``[cloud]`` extra.  This module is the one place on the hub side allowed to import
+``edge_gateway.cloud`` (``tests/unit/test_layout_imports.py``), and only inside the commands,
+after ``_need_cloud`` checked that psycopg is installed: the base install works without it and
+nothing else of the CLI depends on the cloud modules.  Settings come from options, else from
 a ``[cloud]`` section of the file given with ``--config`` (only that section is read).
 """
 
 from __future__ import annotations
 
-import importlib
 import signal
 import threading
 import tomllib
@@ -27,14 +26,13 @@ _KEYS = {"broker": str, "dsn": str, "group": str, "client_id": str, "prefix": st
          "max_message_bytes": int, "max_inflated_bytes": int}
 
 
-def _cloud(module: str) -> Any:
-    """``edge_gateway.cloud.<module>``, or one line saying to install the extra."""
+def _need_cloud() -> None:
+    """One line saying to install the extra when psycopg is missing."""
     try:
         import psycopg  # noqa: F401
     except ImportError as err:
         raise GatewayError("the cloud commands need PostgreSQL support, which is not installed",
                            hint="pip install 'edge-gateway[cloud]'") from err
-    return importlib.import_module(f"edge_gateway.cloud.{module}")
 
 
 def _section(ctx: Context) -> dict[str, Any]:
@@ -109,8 +107,10 @@ def cloud_ingest(ctx: Context, broker: str | None, dsn: str | None, group: str |
 
         edge-gateway cloud ingest --broker mqtt://127.0.0.1:1883 --dsn postgresql:///fleet
     """
-    ing = _cloud("ingest")
+    _need_cloud()
     from edge_gateway import logfmt
+    from edge_gateway.cloud import decode as cloud_decode
+    from edge_gateway.cloud import ingest as ing
 
     sec = _section(ctx)
     given = {"broker": broker, "dsn": dsn, "group": group, "client_id": client_id,
@@ -121,7 +121,7 @@ def cloud_ingest(ctx: Context, broker: str | None, dsn: str | None, group: str |
         if not merged.get(need):
             raise GatewayError(f"--{need} is required", hint=f"or set cloud.{need} in the config")
     caps = ("max_message_bytes", "max_inflated_bytes")
-    limits = _cloud("decode").Limits(**{k: merged.pop(k) for k in caps if k in merged})
+    limits = cloud_decode.Limits(**{k: merged.pop(k) for k in caps if k in merged})
     try:
         opts = ing.IngestOptions(**merged, limits=limits)
         ingest = ing.Ingest(opts, leave=leave)
@@ -145,8 +145,10 @@ def cloud_status(ctx: Context, dsn: str | None, as_json: bool) -> None:
 
         edge-gateway cloud status --dsn postgresql:///fleet --json
     """
-    pg = _cloud("store.pg")
+    _need_cloud()
     import psycopg
+
+    from edge_gateway.cloud.store import pg
 
     dsn = dsn or _section(ctx).get("dsn")
     if not dsn:

@@ -1,17 +1,17 @@
 """Frequency-domain HRV: Welch on the RR series resampled at 4 Hz, and Lomb–Scargle.
 
-Powers are in ms².  Welch: each segment (gaps split the series) is interpolated with a cubic
-spline at 4 Hz, mean-removed, and cut into Hann windows of 256 s (or the longest segment when
-shorter) with 50 % overlap; the one-sided densities (ms²/Hz) of all windows of all segments are
-averaged.  Lomb–Scargle works on the uneven beat times directly (gaps are simply missing
-samples) over 0.003–0.400 Hz in steps of 0.001 Hz, or of 1/(2T) when that is finer (T the
-span): a periodogram's peaks are 1/T wide, and a fixed 0.001 Hz step samples the periodogram
-of a record longer than ~17 minutes too sparsely for its band sums (Fantasia f1o02, 2 h:
-LF/HF 0.186 on the 0.001 Hz grid, 0.2566 from 2 samples per 1/T on, as hrv-analysis's
-astropy grid gives; docs/dsp.md).  Its periodogram P(f) is scaled to a density
-S(f) = 2·T·P(f)/N ms²/Hz (N the beat count), so a sinusoid of amplitude A integrates to A²/2
-as in the Welch estimate.  Band powers are the density summed over the band's bins times the
-bin width, with bands [low, high).
+Powers are in ms².  Welch: each segment (gaps split the series) is interpolated with a
+not-a-knot cubic spline (:func:`cubic_spline`, numpy only) at 4 Hz, mean-removed, and cut into
+Hann windows of 256 s (or the longest segment when shorter) with 50 % overlap; the one-sided
+densities (ms²/Hz) of all windows of all segments are averaged.  Lomb–Scargle works on the
+uneven beat times directly (gaps are simply missing samples) over 0.003–0.400 Hz in steps of
+0.001 Hz, or of 1/(2T) when that is finer (T the span): a periodogram's peaks are 1/T wide, and
+a fixed 0.001 Hz step samples the periodogram of a record longer than ~17 minutes too sparsely
+for its band sums (Fantasia f1o02, 2 h: LF/HF 0.186 on the 0.001 Hz grid, 0.2566 from 2 samples
+per 1/T on, as hrv-analysis's astropy grid gives; docs/dsp.md).  Its periodogram P(f) is scaled
+to a density S(f) = 2·T·P(f)/N ms²/Hz (N the beat count), so a sinusoid of amplitude A
+integrates to A²/2 as in the Welch estimate.  Band powers are the density summed over the band's
+bins times the bin width, with bands [low, high).
 """
 
 from __future__ import annotations
@@ -111,12 +111,107 @@ def welch_density(x: FloatArray, fs: float, nperseg: int) -> tuple[FloatArray, F
     return np.asarray(freqs, dtype=np.float64), np.asarray(psd, dtype=np.float64)
 
 
+def _solve_tridiagonal(lower: FloatArray, diag: FloatArray, upper: FloatArray,
+                       rhs: FloatArray) -> FloatArray:
+    """Solve a diagonally dominant tridiagonal system by odd–even (cyclic) reduction.
+
+    Row i reads ``lower[i]·x[i−1] + diag[i]·x[i] + upper[i]·x[i+1] = rhs[i]`` (``lower[0]``
+    and ``upper[-1]`` are ignored).  Each level eliminates the odd unknowns from the even rows
+    in whole-array operations, so a 24-hour series takes ~17 vectorised levels instead of a
+    Python loop over 100,000 rows; diagonal dominance (which reduction preserves) makes it as
+    stable as Gaussian elimination.
+    """
+    n = diag.size
+    if n == 1:
+        return np.asarray(rhs / diag, dtype=np.float64)
+    # One dummy row (x = 0) on each side spares every index test at the ends.
+    a = np.concatenate(([0.0, 0.0], lower[1:], [0.0]))
+    b = np.concatenate(([1.0], diag, [1.0]))
+    c = np.concatenate(([0.0], upper[:-1], [0.0, 0.0]))
+    d = np.concatenate(([0.0], rhs, [0.0]))
+    even = np.arange(1, n + 1, 2)  # padded positions of rows 0, 2, 4, …
+    alpha = -a[even] / b[even - 1]
+    gamma = -c[even] / b[even + 1]
+    x_even = _solve_tridiagonal(
+        alpha * a[even - 1],
+        b[even] + alpha * c[even - 1] + gamma * a[even + 1],
+        gamma * c[even + 1],
+        d[even] + alpha * d[even - 1] + gamma * d[even + 1],
+    )
+    x = np.zeros(n + 2)
+    x[even] = x_even
+    odd = np.arange(2, n + 1, 2)
+    x[odd] = (d[odd] - a[odd] * x[odd - 1] - c[odd] * x[odd + 1]) / b[odd]
+    return x[1 : n + 1]
+
+
+def _not_a_knot_slopes(x: FloatArray, y: FloatArray) -> FloatArray:
+    """First derivatives at the knots of the not-a-knot cubic spline through (x, y).
+
+    The system is scipy's ``CubicSpline`` one (bc_type "not-a-knot", its default, which the
+    Welch path used): continuity of the second derivative at the inner knots, and of the third
+    at the second and second-to-last.  Those two boundary rows are not diagonally dominant, so
+    they are eliminated into their neighbours first, leaving a dominant system for s[1..n−2].
+    Two points give the line, three the parabola, as in scipy.
+    """
+    n = x.size
+    dx = np.diff(x)
+    m = np.diff(y) / dx
+    if n == 2:
+        return np.array([m[0], m[0]])
+    if n == 3:
+        # The parabola through the three points.
+        curvature = (m[1] - m[0]) / (x[2] - x[0])
+        return np.array([m[0] - curvature * dx[0], m[0] + curvature * dx[0],
+                         m[1] + curvature * dx[1]])
+    # Inner rows i = 1..n−2: dx[i]·s[i−1] + 2(dx[i−1]+dx[i])·s[i] + dx[i−1]·s[i+1] = r[i].
+    lower = dx[1:].copy()
+    diag = 2.0 * (dx[:-1] + dx[1:])
+    upper = dx[:-1].copy()
+    rhs = 3.0 * (dx[1:] * m[:-1] + dx[:-1] * m[1:])
+    # Start row: dx[1]·s[0] + d·s[1] = r0; subtracting it from row 1 removes s[0].
+    d0 = x[2] - x[0]
+    r0 = ((dx[0] + 2.0 * d0) * dx[1] * m[0] + dx[0] ** 2 * m[1]) / d0
+    diag[0] -= d0
+    rhs[0] -= r0
+    # End row: d·s[n−2] + dx[n−3]·s[n−1] = r_end; the same with row n−2.
+    d1 = x[-1] - x[-3]
+    r1 = (dx[-1] ** 2 * m[-2] + (2.0 * d1 + dx[-1]) * dx[-2] * m[-1]) / d1
+    diag[-1] -= d1
+    rhs[-1] -= r1
+    inner = _solve_tridiagonal(lower, diag, upper, rhs)
+    first = (r0 - d0 * inner[0]) / dx[1]
+    last = (r1 - d1 * inner[-1]) / dx[-2]
+    return np.concatenate(([first], inner, [last]))
+
+
+def cubic_spline(x: FloatArray, y: FloatArray, at: FloatArray) -> FloatArray:
+    """The not-a-knot cubic spline through (x, y) (``x`` strictly increasing, ≥ 2 points),
+    evaluated at ``at`` (outside [x0, xn] the end pieces are extended).
+
+    Equal to ``scipy.interpolate.CubicSpline(x, y)(at)`` to rounding (tests compare them on
+    random data and on every shared record); numpy only, because importing
+    scipy.interpolate adds 53 MB resident to a process that has numpy (issue 14).
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    if xs.size < 2 or xs.shape != ys.shape or not np.all(np.diff(xs) > 0):
+        raise ValueError("a spline needs ≥ 2 points with strictly increasing x")
+    s = _not_a_knot_slopes(xs, ys)
+    dx = np.diff(xs)
+    m = np.diff(ys) / dx
+    t = (s[:-1] + s[1:] - 2.0 * m) / dx
+    c3, c2 = t / dx, (m - s[:-1]) / dx - t
+    pts = np.asarray(at, dtype=np.float64)
+    i = np.clip(np.searchsorted(xs, pts, side="right") - 1, 0, xs.size - 2)
+    h = pts - xs[i]
+    return np.asarray(((c3[i] * h + c2[i]) * h + s[:-1][i]) * h + ys[i], dtype=np.float64)
+
+
 def welch_powers(
     rr_ms: FloatArray, segment: IntArray, times_s: FloatArray | None = None
 ) -> BandPowers:
     """VLF, LF and HF power (ms²) by Welch's method on the 4 Hz cubic resampling."""
-    from scipy.interpolate import CubicSpline
-
     t, x, seg = _segment_times(rr_ms, segment, times_s)
     if x.size < 4:
         return NO_POWER
@@ -136,7 +231,7 @@ def welch_powers(
         grid = np.arange(tt[0], tt[-1], 1.0 / RESAMPLE_HZ)
         if grid.size < nperseg:
             continue
-        y = CubicSpline(tt, xx)(grid)
+        y = cubic_spline(tt, xx, grid)
         freqs, psd = welch_density(y - y.mean(), RESAMPLE_HZ, nperseg)
         n_windows = 1 + (grid.size - nperseg) // (nperseg - nperseg // 2)
         total = psd * n_windows if total is None else total + psd * n_windows

@@ -198,6 +198,8 @@ class Store:
                     with contextlib.suppress(FileNotFoundError):
                         if side.stat().st_uid == os.geteuid():
                             os.chmod(side, 0o640)
+            else:
+                _refuse_older_schema(conn, path)
             conn.execute("PRAGMA foreign_keys = ON")
             return cls(conn, path, cap_bytes, readonly=readonly)
         except (sqlite3.DatabaseError, MigrationError) as err:
@@ -715,3 +717,21 @@ def _ensure_identity(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)",
                      (iso(_now()),))
         conn.execute("COMMIT")
+
+
+def _refuse_older_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """A reader cannot migrate: after an upgrade, until the daemon has restarted, say so in one
+    line instead of failing later on a missing column."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.OperationalError:
+        done = set()
+    missing = [m.version for m in migrate.available() if m.version not in done]
+    if missing:
+        conn.close()
+        raise StoreError(
+            f"{path}: the database is at an older schema than this edge-gateway "
+            f"(migration {missing[0]:04d} not applied yet)",
+            hint="restart the daemon (systemctl restart edge-gateway) so that it upgrades "
+                 "the database, then run this again",
+        )

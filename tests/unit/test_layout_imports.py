@@ -16,7 +16,8 @@ Layers, lowest first; a module may import its own layer or a lower one:
    imports listed in ``LAYER3_ALLOWED``;
 4. ``care``; 5. ``runtime``; 6. ``cli`` and ``__main__``.
 
-``cloud`` (later issues) may import layers 0–4; nothing on the hub imports ``cloud``.
+``cloud`` may import layers 0–4; nothing on the hub imports ``cloud`` except the CLI's own
+``cloud`` command group (``cli/cloud.py``), which imports it inside its commands.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
         for dst in sorted(targets):
             d_layer, d_group = layer_of(dst)
             if d_group == "cloud":
-                if s_group != "cloud":
+                if s_group != "cloud" and src != "edge_gateway.cli.cloud":
                     out.append(f"{src} -> {dst}: nothing on the hub may import cloud")
                 continue
             if s_group == "cloud":
