@@ -140,8 +140,8 @@ def run_demo(db: Path, *, duration: float | None, scenario_name: str = "demo",
         storage=dataclasses.replace(cfg.storage, db_path=str(db)),
         # One-minute HRV/rhythm windows so that a short demo shows summaries and the AF flag.
         daemon=DaemonSection(settings_poll_s=1.0, dsp_interval_s=10.0, short_window_min=1),
-        # Real meters and cuffs drop the link after a transfer; the simulated ones stay, so
-        # give every demo device a slot (adapters hold up to 7).
+        # Six devices fit an adapter's seven slots, so no demo device waits for its turn
+        # (the clinic scenario exercises the rotation of store-only devices).
         ble=dataclasses.replace(cfg.ble, max_connections=7))
     cleanups: list[Any] = []
     try:
