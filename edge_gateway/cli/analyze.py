@@ -78,32 +78,41 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", newline="")
 
 
-def read_table(path: Path) -> Table:
-    """Read a CSV (``.gz`` accepted) with a header row; blank lines are skipped."""
-    name = str(path)
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(physical line, cells) of every non-blank record of a CSV (``.gz`` accepted); a file
+    that cannot be read or is not text CSV becomes a one-line :class:`UsageError`."""
     try:
         with _open_text(path) as fh:
-            reader = csv.reader(fh)
-            header: list[str] | None = None
-            rows: list[tuple[str, ...]] = []
-            lines: list[int] = []
-            start = 1
-            for record in _records(reader):
-                line, cells = record
-                if header is None:
-                    header = [c.strip() for c in cells]
-                    continue
-                rows.append(tuple(cells))
-                lines.append(line)
-                start = line
+            yield from _records(csv.reader(fh))
     except OSError as err:
-        raise UsageError(f"cannot read: {err.strerror or err}", file=name) from None
+        raise UsageError(f"cannot read: {err.strerror or err}", file=str(path)) from None
     except (UnicodeDecodeError, csv.Error, EOFError) as err:
-        raise UsageError(f"not a readable CSV file: {err}", file=name) from None
+        raise UsageError(f"not a readable CSV file: {err}", file=str(path)) from None
+
+
+def _require_rows(name: str, header: list[str] | None, rows: int, last_line: int) -> None:
     if header is None:
         raise UsageError("empty file: expected a header row", file=name, line=1)
     if not rows:
-        raise UsageError("no data rows after the header", file=name, line=start + 1)
+        raise UsageError("no data rows after the header", file=name, line=last_line + 1)
+
+
+def read_table(path: Path) -> Table:
+    """Read a CSV (``.gz`` accepted) with a header row; blank lines are skipped."""
+    name = str(path)
+    header: list[str] | None = None
+    rows: list[tuple[str, ...]] = []
+    lines: list[int] = []
+    start = 1
+    for line, cells in _csv_records(path):
+        if header is None:
+            header = [c.strip() for c in cells]
+            continue
+        rows.append(tuple(cells))
+        lines.append(line)
+        start = line
+    _require_rows(name, header, len(rows), start)
+    assert header is not None
     return Table(name, tuple(header), tuple(rows), tuple(lines))
 
 
@@ -281,58 +290,49 @@ def _glucose_columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     scale = 1.0
     gl_name = ""
     line = 1
-    try:
-        with _open_text(path) as fh:
-            for line, cells in _records(csv.reader(fh)):
-                if header is None:
-                    header = [c.strip() for c in cells]
-                    if "time" not in header:
-                        raise UsageError(f"missing column 'time' (columns: {', '.join(header)})",
-                                         file=name, line=1)
-                    if "glucose_mg_dl" in header:
-                        gl_name = "glucose_mg_dl"
-                    elif "glucose_mmol_l" in header:
-                        gl_name, scale = "glucose_mmol_l", MGDL_PER_MMOLL
-                    else:
-                        raise UsageError(
-                            "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "
-                            f"(columns: {', '.join(header)})", file=name, line=1)
-                    k_time, k_gl = header.index("time"), header.index(gl_name)
-                    k_id = header.index("id") if "id" in header else -1
-                    continue
-                text = cells[k_time].strip() if k_time < len(cells) else ""
-                try:
-                    when = parse_iso(text)
-                except ValueError:
-                    when = None
-                if when is None:
-                    raise UsageError(f"column 'time': {text!r} is not an ISO 8601 time",
-                                     file=name, line=line)
-                cell = cells[k_gl].strip() if k_gl < len(cells) else ""
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise UsageError(f"column {gl_name!r}: {cell!r} is not a number",
-                                     file=name, line=line) from None
-                if not math.isfinite(value):
-                    raise UsageError(f"column {gl_name!r}: {cell!r} is not a finite number",
-                                     file=name, line=line)
-                if value <= 0:
-                    raise UsageError(f"glucose {value * scale:g} is not a positive "
-                                     "concentration", file=name, line=line)
-                times.append(when.timestamp())
-                values.append(value * scale)
-                if k_id >= 0:
-                    sid = cells[k_id] if k_id < len(cells) else ""
-                    codes.append(ids.setdefault(sid, len(ids)))
-    except OSError as err:
-        raise UsageError(f"cannot read: {err.strerror or err}", file=name) from None
-    except (UnicodeDecodeError, csv.Error, EOFError) as err:
-        raise UsageError(f"not a readable CSV file: {err}", file=name) from None
-    if header is None:
-        raise UsageError("empty file: expected a header row", file=name, line=1)
-    if not times:
-        raise UsageError("no data rows after the header", file=name, line=line + 1)
+    for line, cells in _csv_records(path):
+        if header is None:
+            header = [c.strip() for c in cells]
+            if "time" not in header:
+                raise UsageError(f"missing column 'time' (columns: {', '.join(header)})",
+                                 file=name, line=1)
+            if "glucose_mg_dl" in header:
+                gl_name = "glucose_mg_dl"
+            elif "glucose_mmol_l" in header:
+                gl_name, scale = "glucose_mmol_l", MGDL_PER_MMOLL
+            else:
+                raise UsageError(
+                    "missing column 'glucose_mg_dl' (or 'glucose_mmol_l') "
+                    f"(columns: {', '.join(header)})", file=name, line=1)
+            k_time, k_gl = header.index("time"), header.index(gl_name)
+            k_id = header.index("id") if "id" in header else -1
+            continue
+        text = cells[k_time].strip() if k_time < len(cells) else ""
+        try:
+            when = parse_iso(text)
+        except ValueError:
+            when = None
+        if when is None:
+            raise UsageError(f"column 'time': {text!r} is not an ISO 8601 time",
+                             file=name, line=line)
+        cell = cells[k_gl].strip() if k_gl < len(cells) else ""
+        try:
+            value = float(cell)
+        except ValueError:
+            raise UsageError(f"column {gl_name!r}: {cell!r} is not a number",
+                             file=name, line=line) from None
+        if not math.isfinite(value):
+            raise UsageError(f"column {gl_name!r}: {cell!r} is not a finite number",
+                             file=name, line=line)
+        if value <= 0:
+            raise UsageError(f"glucose {value * scale:g} is not a positive "
+                             "concentration", file=name, line=line)
+        times.append(when.timestamp())
+        values.append(value * scale)
+        if k_id >= 0:
+            sid = cells[k_id] if k_id < len(cells) else ""
+            codes.append(ids.setdefault(sid, len(ids)))
+    _require_rows(name, header, len(times), line)
     id_codes = np.frombuffer(codes, dtype=np.int64) if k_id >= 0 else None
     return (np.frombuffer(times, dtype=np.float64), np.frombuffer(values, dtype=np.float64),
             id_codes, list(ids))
