@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -11,6 +12,28 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def new_db(path: Path, *patients: str) -> Path:
+    """A fresh gateway database at ``path`` holding ``patients``."""
+    from edge_gateway.store import Store
+
+    store = Store.open(path)
+    for patient in patients:
+        store.add_patient(patient)
+    store.close()
+    return path
+
+
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM a daemon this test started, SIGKILL it after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def cli(*args: str, env: dict[str, str], input: str | None = None,

@@ -12,18 +12,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from faultcli import assert_one_line_error, cli, cli_as
-
-from edge_gateway.store import Store
+from faultcli import assert_one_line_error, cli, cli_as, new_db
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "g.db"
-    store = Store.open(path)
-    store.add_patient("alice")
-    store.close()
-    return path
+    return new_db(tmp_path / "g.db", "alice")
 
 
 def test_alert_id_too_big_for_sqlite(db: Path, cli_env: dict[str, str]) -> None:

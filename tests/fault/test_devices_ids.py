@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from faultcli import new_db
 
 from edge_gateway.cli import main
 from edge_gateway.store import Store
@@ -24,12 +25,7 @@ BLE = "C0:FF:EE:00:00:01"
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "g.db"
-    store = Store.open(path)
-    store.add_patient("alice")
-    store.add_patient("bob")
-    store.close()
-    return path
+    return new_db(tmp_path / "g.db", "alice", "bob")
 
 
 def run(db: Path, *args: str) -> Result:

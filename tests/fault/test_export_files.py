@@ -9,19 +9,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from faultcli import assert_one_line_error, cli
+from faultcli import assert_one_line_error, cli, new_db
 
 from edge_gateway.care.files import private_output
-from edge_gateway.store import Store
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "g.db"
-    store = Store.open(path)
-    store.add_patient("alice")
-    store.close()
-    return path
+    return new_db(tmp_path / "g.db", "alice")
 
 
 def _mode(p: Path) -> int:

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faultcli import assert_one_line_error, cli_as, cli_as_cmd
+from faultcli import assert_one_line_error, cli_as, cli_as_cmd, stop
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates accounts: needs root")
 
@@ -90,13 +89,7 @@ def daemon(site: Site) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.1)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from faultcli import cli
+from faultcli import cli, stop
 from hardware_sim.broker import LocalBroker, free_port, start_broker
 
 from edge_gateway.config import MqttSection, SyncSection
@@ -72,13 +71,7 @@ def daemon(cfg: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Pop
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 def status(db: Path, env: dict[str, str]) -> dict[str, int]:
