@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from mosquitto import Broker, free_port, need_mosquitto
+from mosquitto import Broker, free_port, need_mosquitto, wait_until  # noqa: F401 (the cloud tests import it from here)
 
 from edge_gateway.config import SyncSection
 from edge_gateway.store.outbox import Item
@@ -261,12 +261,3 @@ class Running:
         assert not self.thread.is_alive()
         if self.error is not None:
             raise self.error
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

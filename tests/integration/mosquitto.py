@@ -248,12 +248,17 @@ class Subscriber:
         return out
 
     def wait_for(self, pred: Any, timeout_s: float, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        wait_until(pred, timeout_s, what)
+
+
+def wait_until(pred: Any, timeout_s: float, what: str = "condition") -> None:
+    """Poll ``pred`` every 50 ms; fail the test after ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @contextmanager
