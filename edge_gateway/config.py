@@ -166,6 +166,19 @@ class NightscoutSite:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsSection:
+    """``[commands]``: signed commands from the clinic console (docs/mqtt.md).  Without a key
+    the hub does not subscribe to its command topic at all."""
+
+    console_public_key: str = ""  # base64 of the console's raw 32-byte Ed25519 public key
+    console_public_key_file: str = ""  # or a file holding that base64 text
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.console_public_key or self.console_public_key_file)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -176,6 +189,7 @@ class Config:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
     nightscout: tuple[NightscoutSite, ...] = ()
+    commands: CommandsSection = field(default_factory=CommandsSection)
     #: Where it came from ("<defaults>" when no file was read).
     source: str = "<defaults>"
 
@@ -424,6 +438,40 @@ def _cross_checks(name: str, cfg: Config, base: Path) -> None:
             raise ConfigError(name, "homeassistant.broker", str(err)) from err
     if ha.password_file:
         check_secret_file(name, "homeassistant.password_file", ha.password_file)
+    _check_console_key(name, cfg.commands)
+
+
+def _check_console_key(name: str, c: CommandsSection) -> None:
+    from edge_gateway.commands import decode_public_key
+
+    if c.console_public_key and c.console_public_key_file:
+        raise ConfigError(name, "commands.console_public_key_file",
+                          "give either console_public_key or console_public_key_file")
+    key, text = "commands.console_public_key", c.console_public_key
+    if c.console_public_key_file:
+        key = "commands.console_public_key_file"
+        try:
+            text = Path(c.console_public_key_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(name, key, f"cannot read {c.console_public_key_file}: "
+                              f"{getattr(err, 'strerror', None) or err}") from err
+    if not (c.console_public_key or c.console_public_key_file):
+        return
+    try:
+        decode_public_key(text)
+    except ValueError as err:
+        raise ConfigError(name, key, f"not an Ed25519 public key: {err}",
+                          hint="give the base64 of the console's raw 32-byte public key "
+                          "(docs/mqtt.md, Commands from the console)") from err
+
+
+def console_key(cfg: Config) -> str | None:
+    """The console's public key (base64) when ``[commands]`` sets one; read from the file now,
+    so a replaced key takes effect on the next (re)start."""
+    c = cfg.commands
+    if c.console_public_key_file:
+        return Path(c.console_public_key_file).read_text("utf-8").strip()
+    return c.console_public_key.strip() or None
 
 
 def check_secret_file(name: str, key: str, path: str) -> None:

@@ -252,8 +252,9 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
     stamp = iso(now or datetime.now(UTC))
     scope = scope_for(patient_id)
     # Read, check and write in one IMMEDIATE transaction: a rejected value leaves no trace,
-    # and two caregivers cannot interleave into an inconsistent pair of thresholds.
-    with store.transaction():
+    # and two caregivers cannot interleave into an inconsistent pair of thresholds.  (Joins
+    # the caller's transaction when there is one: a console command's outcome goes with it.)
+    with store.write():
         trial = setting_rows.threshold_texts(store, scope)
         if q is None:
             trial.pop(key, None)
@@ -272,7 +273,7 @@ def write(store: Store, patient_id: str | None, key: str, text: str | None,
 
 def reset_all(store: Store, patient_id: str | None, *, audit: Audit | None = None) -> int:
     """Drop every threshold override of one scope; returns how many there were."""
-    with store.transaction():
+    with store.write():
         _validate(store, patient_id, {})
         n = setting_rows.delete_thresholds(store, scope_for(patient_id))
         setting_rows.bump_version(store)

@@ -167,7 +167,9 @@ def acknowledge(store: Store, alert_id: int, *, actor: str | None = None,
     transition, None when it already was acknowledged, for the caller's local hook."""
     who = actor or os_actor()
     when = at or datetime.now(UTC)
-    with store.transaction():
+    # Joins the caller's transaction when there is one (a console command records its outcome
+    # and result item with the acknowledgement), else runs its own.
+    with store.write():
         t = A.acknowledge(store, alert_id, who, when)
         audit_log.record(store, who, "alert.ack", str(alert_id), {"already": t is None},
                          at=when)

@@ -106,6 +106,10 @@ def _status_lines(st: dict[str, Any]) -> Iterator[str]:
            f" (oldest {st['outbox']['oldest_pending_at'] or '-'});"
            f" last sync {st['last_sync_at'] or 'never'}")
     yield f"alerts    {st['alerts_open']} open"
+    cmd = st.get("commands") or {}
+    if any(cmd.get(k) for k in ("applied", "rejected", "expired", "replayed")):
+        yield (f"commands  {cmd['applied']} applied, {cmd['rejected']} rejected,"
+               f" {cmd['expired']} expired, {cmd['replayed']} replayed (from the console)")
     if not st["devices"]:
         yield "devices   none yet (add one with: edge-gateway devices add)"
     for d in st["devices"]:

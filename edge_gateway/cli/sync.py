@@ -39,11 +39,13 @@ def sync_status(ctx: Context, as_json: bool) -> None:
     by the broker, `sent` acknowledged, `failed` pending items whose last attempt failed.
     The top-level counts are the MQTT broker's; `mqtt` repeats them and `nightscout` gives
     the same counts for the Nightscout uploads (all sites, and per site under `sites`).
+    `commands` counts the clinic console's commands: applied, rejected, expired, replayed.
 
     Example:
 
         edge-gateway sync status --json
     """
+    from edge_gateway.store.commands import stats as command_stats
     from edge_gateway.store.outbox import status
     from edge_gateway.sync import nightscout
 
@@ -52,10 +54,12 @@ def sync_status(ctx: Context, as_json: bool) -> None:
         st = status(store)
         st["mqtt"] = dict(st)
         st["nightscout"] = nightscout.status(store, cfg.nightscout)
+        st["commands"] = command_stats(store)
     finally:
         store.close()
     by = st["pending_by_priority"]
     ns = st["nightscout"]
+    cmd = st["commands"]
     emit(st, as_json, [
         f"pending       {st['pending']} (alerts {by['alert']}, summaries {by['summary']},"
         f" bulk {by['bulk']}); oldest {st['oldest_pending_at'] or '-'}",
@@ -68,7 +72,11 @@ def sync_status(ctx: Context, as_json: bool) -> None:
         *([f"nightscout    {ns['pending']} pending, {ns['sent']} uploaded, {ns['failed']}"
            f" failed; last success {ns['last_success_at'] or 'never'}"
            + (f"; last error {ns['last_error']}" if ns["last_error"] else "")]
-          if ns["sites"] else [])])
+          if ns["sites"] else []),
+        *([f"commands      {cmd['applied']} applied, {cmd['rejected']} rejected,"
+           f" {cmd['expired']} expired, {cmd['replayed']} replayed (from the console)"]
+          if cfg.commands.enabled or any(cmd[k] for k in ("applied", "rejected", "expired"))
+          else [])])
 
 
 @sync.command("now")

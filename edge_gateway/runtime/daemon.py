@@ -424,9 +424,36 @@ async def _sync_task(d: Daemon) -> None:
         log(LOG, logging.INFO, "sync.disabled", reason="no broker configured (mqtt.host)",
             hint="summaries and alerts wait in the outbox")
         return
-    service = SyncService(d.store, mqtt, d.cfg.sync, d.cfg.gateway_id, d.cfg.gateway.site)
+    service = SyncService(d.store, mqtt, d.cfg.sync, d.cfg.gateway_id, d.cfg.gateway.site,
+                          commands=_command_handler(d))
     d.sync_service = service
     await service.run(d.stop_event, wake=d.outbox_wake, drain_timeout_s=d.drain_on_stop_s)
+
+
+def _command_handler(d: Daemon) -> Callable[[str, bytes], object] | None:
+    """The console's commands applier when ``[commands]`` pins a key (docs/mqtt.md)."""
+    from edge_gateway.config import console_key
+
+    assert d.store is not None
+    try:
+        key = console_key(d.cfg)
+    except OSError as err:
+        log(LOG, logging.ERROR, "commands.disabled", reason=f"cannot read "
+            f"commands.console_public_key_file: {err.strerror}", hint="fix it and restart")
+        return None
+    if key is None:
+        return None
+    from edge_gateway.runtime.commands import CommandApplier
+
+    def transitions(ts: list[Any]) -> None:
+        if d.deliver_alerts is not None:
+            d.deliver_alerts(ts)
+
+    applier = CommandApplier(d.store, public_key=key, gateway=d.cfg.gateway_id,
+                             site=d.cfg.gateway.site, on_transitions=transitions)
+    log(LOG, logging.INFO, "commands.enabled",
+        topic=f"{d.cfg.mqtt.topic_prefix}/{d.cfg.gateway.site}/{d.cfg.gateway_id}/cmd/+")
+    return applier.handle
 
 
 def _keep_db(new: Config, old: Config) -> Config:

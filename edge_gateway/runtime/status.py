@@ -7,6 +7,7 @@ from typing import Any
 
 from edge_gateway.store import Store, outbox
 from edge_gateway.store import alerts as alert_rows
+from edge_gateway.store import commands as command_rows
 from edge_gateway.store import devices as device_rows
 from edge_gateway.store import readings as reading_rows
 
@@ -37,6 +38,8 @@ def gateway_status(store: Store, *, now: datetime | None = None) -> dict[str, An
         "outbox": {"pending": pending, "oldest_pending_at": oldest},
         "last_sync_at": last_sync,
         "alerts_open": alert_rows.open_count(store),
+        # Console commands (docs/mqtt.md): applied, rejected, expired, replayed, and the last.
+        "commands": command_rows.stats(store),
         "storage": {
             "db_path": str(store.path),
             "db_bytes": store.file_bytes(),

@@ -63,7 +63,7 @@ class Item:
     seq: int
     msg_id: str
     priority: int
-    kind: str  # "alert" | "summary" | "reading"
+    kind: str  # "alert" | "summary" | "reading" | "command" (a console command's result)
     patient_id: str | None
     created_at: str  # ISO 8601 UTC text, as stored
     raw: str  # the item as compact JSON text, as the outbox keeps it

@@ -11,6 +11,11 @@ with the loop (``add_reader``/``add_writer``) and a named task calls ``loop_misc
 and keepalive checks.  Only the blocking TCP connect + TLS handshake runs in a worker thread, so
 an unreachable broker never stalls the daemon's loop (BLE sessions share it).
 
+Incoming messages (the console's commands, ``SyncService`` subscribes only when a key is
+configured) are acknowledged by hand: ``on_message`` only queues them (``Link.incoming``), and
+the PUBACK goes out (``Link.ack``) once the consumer has committed the outcome, so a hub killed
+in between gets the message again from its persistent session.
+
 Black-holed links: paho sends PINGREQ once nothing was received for ``keepalive`` seconds and
 closes the socket when the PINGRESP has not come ``keepalive`` seconds later, so a dead link is
 noticed within 2 × keepalive (plus one tick of the misc task).
@@ -33,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_gateway.config import MqttSection
 from edge_gateway.errors import SyncError
@@ -51,6 +57,32 @@ class PublishRefused(SyncError):
         self.code = code
         super().__init__(f"broker refused the publish to {topic}: {reason} (0x{code:02x})",
                          hint="check the broker's ACL for this gateway's user and topics")
+
+
+class SubscribeRefused(SyncError):
+    """The broker answered a subscribe with a failure reason code (e.g. 0x87 not authorized)."""
+
+    def __init__(self, topic: str, reason: str, code: int) -> None:
+        self.topic = topic
+        self.code = code
+        super().__init__(f"broker refused the subscription to {topic}: {reason} (0x{code:02x})",
+                         hint="check the broker's ACL for this gateway's user and topics")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message the broker delivered on a subscription; ``Link.ack`` acknowledges it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+
+
+#: Incoming messages queued at most; beyond, one is left unacknowledged (the broker sends it
+#: again on the next connection) rather than held in memory.
+MAX_INCOMING = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +143,9 @@ class Link:
         self._pending: dict[int, tuple[asyncio.Future[None], str]] = {}
         self._props_cache: dict[tuple[str | None, bool], Properties] = {}
         self._connack: asyncio.Future[None] = self._loop.create_future()
+        self._subscribing: dict[int, tuple[asyncio.Future[None], str]] = {}
+        #: Messages delivered on subscriptions, in arrival order (see ``ack``).
+        self.incoming: asyncio.Queue[Incoming] = asyncio.Queue(MAX_INCOMING)
         self.closed = asyncio.Event()
         self.close_reason = "not connected"
         #: The broker's Receive Maximum (MQTT 5 CONNACK); 65535 when it names none.
@@ -128,6 +163,9 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.manual_ack_set(True)
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
@@ -307,6 +345,29 @@ class Link:
         else:
             fut.set_result(None)
 
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        entry = self._subscribing.pop(mid, None)
+        if entry is None or entry[0].done():
+            return
+        fut, topic = entry
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            fut.set_exception(SubscribeRefused(topic, str(failed[0]), failed[0].value))
+        else:
+            fut.set_result(None)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            self.incoming.put_nowait(Incoming(message.topic, bytes(message.payload), message.mid,
+                                              message.qos, bool(message.retain)))
+        except asyncio.QueueFull:
+            log.warning("mqtt %s: %d incoming messages waiting; %s left for the next "
+                        "connection", self.settings.url, MAX_INCOMING, message.topic)
+        except UnicodeDecodeError:  # a topic that is not UTF-8 (a broken broker): never ours
+            log.warning("mqtt %s: a message with an undecodable topic ignored",
+                        self.settings.url)
+
     def _lost(self, reason: str) -> None:
         if self.closed.is_set():
             return
@@ -321,10 +382,11 @@ class Link:
                 self._loop.remove_reader(self._sock)
                 self._loop.remove_writer(self._sock)
         err = SyncError(f"connection lost before PUBACK ({reason})")
-        for fut, _topic in self._pending.values():
+        for fut, _topic in [*self._pending.values(), *self._subscribing.values()]:
             if not fut.done():
                 fut.set_exception(err)
         self._pending.clear()
+        self._subscribing.clear()
 
     # ------------------------------------------------------------------ publishing
     @property
@@ -349,6 +411,31 @@ class Link:
             return fut
         self._pending[info.mid] = (fut, topic)
         return fut
+
+    def subscribe(self, topic: str) -> asyncio.Future[None]:
+        """QoS 1 subscription; the future resolves on a success SUBACK and fails otherwise.
+
+        Retained messages on ``topic`` are sent again at every subscribe (MQTT 5 retain
+        handling 0): the consumer must tell a re-delivery from a new message itself.  No Local
+        is set: what this client publishes never comes back to it (a patient named ``cmd``
+        would otherwise have the hub's own data topics match its command filter).
+        """
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self.closed.is_set():
+            fut.set_exception(SyncError(f"not connected ({self.close_reason})"))
+            return fut
+        rc, mid = self._client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            fut.set_exception(SyncError(f"subscribe failed: {paho.error_string(rc)}"))
+            return fut
+        self._subscribing[mid] = (fut, topic)
+        return fut
+
+    def ack(self, msg: Incoming) -> None:
+        """PUBACK ``msg`` (after its outcome is committed); nothing once the link closed (the
+        broker then sends it again on the next connection of this session)."""
+        if msg.qos > 0 and not self.closed.is_set():
+            self._client.ack(msg.mid, msg.qos)
 
     def _publish_properties(self, user: tuple[tuple[str, str], ...], content_type: str | None,
                             utf8: bool) -> Properties:

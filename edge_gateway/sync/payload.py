@@ -213,7 +213,8 @@ def fit(items: Sequence[Item], opts: Options, now: datetime,
 
 
 def _data(it: Item, opts: Options) -> bytes:
-    if opts.sync.format == "fhir":
+    # A command result (docs/mqtt.md) is not clinical data: it keeps its JSON in both formats.
+    if opts.sync.format == "fhir" and it.kind != "command":
         return _dumps(fhir_resource(it))
     return it.raw.encode()
 

@@ -6,6 +6,10 @@ most ``window`` publishes between "published" and "settled in SQLite": a slot is
 once the PUBACK's outcome is committed, so a gateway killed at any instant re-sends at most one
 window of messages (the only duplicates a consumer sees).
 
+With a ``commands`` handler (the daemon wires one when ``[commands]`` pins a console key), each
+connection also subscribes to ``<prefix>/<site>/<gateway>/cmd/+`` and a third task hands every
+command message to the handler, one at a time, and acknowledges it once handled (docs/mqtt.md).
+
 Run standalone for tests and tools::
 
     python -m edge_gateway.sync.service --db var/gateway.db --broker mqtt://127.0.0.1:1883
@@ -32,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_gateway.backoff import Backoff, full_jitter
+from edge_gateway.commands import command_topic
 from edge_gateway.config import MqttSection, SyncSection
-from edge_gateway.errors import SyncError
+from edge_gateway.errors import StoreError, SyncError
 from edge_gateway.store.db import Store
 from edge_gateway.store.outbox import Outbox
 from edge_gateway.sync import payload
-from edge_gateway.sync.mqtt import Link, PublishRefused, Retained
+from edge_gateway.sync.mqtt import Incoming, Link, PublishRefused, Retained, SubscribeRefused
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,8 @@ class SyncService:
 
     ``mqtt`` is the config's ``[mqtt]`` as ``config.resolve_mqtt`` resolves it, ``sync`` its
     ``[sync]``: batch size, format, compression, idle interval, reconnect backoff.
+    ``commands(topic, payload)``, when given, receives the console's command messages (the
+    runtime's ``CommandApplier.handle``); without it the sync does not subscribe at all.
     """
 
     #: A publish the broker refused (e.g. not authorized) is retried after this long at first.
@@ -121,8 +128,10 @@ class SyncService:
         self, store: Store, mqtt: MqttSection | None, sync: SyncSection, gateway_id: str,
         site_id: str, *, clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
+        commands: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self.store = store
+        self.commands = commands
         self.mqtt = mqtt
         self.sync = sync
         self.outbox = Outbox(store, gateway_id)
@@ -135,7 +144,10 @@ class SyncService:
         if sync.compression != "none":
             payload.compress(b"{}", sync.compression)  # fail at start when zstd is missing
         self.status_topic = payload.status_topic(prefix, site_id, gateway_id)
+        self.command_filter = command_topic(prefix, site_id, gateway_id, "+")
         self.connected = False
+        #: Set when a handled command queued its result, so the pump publishes it at once.
+        self._wake: asyncio.Event | None = None
         #: Items the broker refused, held back until the time given (loop clock).
         self._held: dict[int, float] = {}
         self._refusals: dict[int, int] = {}
@@ -191,6 +203,9 @@ class SyncService:
                           deadline: float | None) -> None:
         assert self.mqtt is not None
         loop = asyncio.get_running_loop()
+        if wake is None and self.commands is not None:
+            wake = asyncio.Event()  # a handled command's result goes out at once
+        self._wake = wake
         backoff = Backoff(self.sync.backoff_initial_s, self.sync.backoff_max_s, rng=self.rng)
         while True:
             if deadline is not None and loop.time() >= deadline:
@@ -234,10 +249,16 @@ class SyncService:
 
     async def _session(self, link: Link, stop: asyncio.Event, wake: asyncio.Event | None,
                        until_empty: bool, drain_timeout_s: float, deadline: float | None) -> bool:
-        """One connection's tasks: paho's keepalive and the pump.  True: finished."""
+        """One connection's tasks: paho's keepalive, the pump and (with a handler) the
+        commands.  True: finished."""
+        if self.commands is not None:
+            await self._subscribe(link)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(link.run_keepalive(), name="mqtt-keepalive")
+                # Also without a handler: a subscription left in the persistent session by an
+                # earlier run with a key still delivers; those messages are dropped (below).
+                tg.create_task(self._serve_commands(link), name="sync-commands")
                 pump = tg.create_task(
                     self._pump(link, stop, wake, until_empty, drain_timeout_s, deadline),
                     name="sync-pump")
@@ -245,6 +266,54 @@ class SyncService:
             # Only the pump can fail; surface its error as itself, not wrapped in a group.
             raise group.exceptions[0] from None
         return pump.result()
+
+    # ------------------------------------------------------------------ commands
+    async def _subscribe(self, link: Link) -> None:
+        assert self.mqtt is not None
+        try:
+            await asyncio.wait_for(link.subscribe(self.command_filter),
+                                   self.mqtt.connect_timeout_s)
+        except SubscribeRefused as err:
+            # An ACL without the command topic must not stop the data from flowing.
+            log.warning("sync: %s; console commands will not arrive", err)
+        except TimeoutError:
+            raise SyncError(f"{self.mqtt.url}: no SUBACK for {self.command_filter} within"
+                            f" {self.mqtt.connect_timeout_s:g} s") from None
+
+    async def _serve_commands(self, link: Link) -> None:
+        """Hand each command message to the handler, in order, until the link closes."""
+        closed = asyncio.ensure_future(link.closed.wait())
+        try:
+            while not link.closed.is_set():
+                getter = asyncio.ensure_future(link.incoming.get())
+                await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                self._handle_command(link, getter.result())
+        finally:
+            closed.cancel()
+
+    def _handle_command(self, link: Link, msg: Incoming) -> None:
+        if self.commands is None:
+            # The retained message stays on the broker: a key configured again gets it.
+            log.warning("sync: %s arrived but [commands] pins no console key: dropped",
+                        msg.topic)
+            link.ack(msg)
+            return
+        try:
+            self.commands(msg.topic, msg.payload)
+        except (sqlite3.Error, StoreError) as err:
+            # Not acknowledged: the broker sends it again on the next connection.
+            log.error("sync: command %s not handled, kept for the next connection: %s",
+                      msg.topic, err)
+            return
+        except Exception:  # a bug must not stop the sync; the message comes again later
+            log.exception("sync: command %s not handled", msg.topic)
+            return
+        link.ack(msg)
+        if self._wake is not None:
+            self._wake.set()
 
     # ------------------------------------------------------------------ the pump
     async def _pump(self, link: Link, stop: asyncio.Event, wake: asyncio.Event | None,

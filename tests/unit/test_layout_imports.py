@@ -8,7 +8,7 @@ inside functions too, relative ones resolved; ``from pkg import name`` counts as
 Layers, lowest first; a module may import its own layer or a lower one:
 
 0. the core: ``edge_gateway`` itself and its flat modules (reading, errors, units, fhir, config,
-   backoff, clock, logfmt, uuids);
+   backoff, clock, logfmt, uuids, commands);
 1. ``drivers.profiles`` (pure codecs) and ``dsp`` (pure numpy/scipy): each imports only the core
    and its own package;
 2. ``store``: imports only the core (no codec, DSP, driver, alert or sync module);
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "edge_gateway"
 
 CORE = frozenset({"reading", "errors", "units", "fhir", "config", "backoff", "clock", "logfmt",
-                  "uuids"})
+                  "uuids", "commands"})
 #: Top-level package -> layer (``drivers`` is split: its ``profiles`` are layer 1).
 LAYERS = {"dsp": 1, "store": 2, "drivers": 3, "alerts": 3, "sync": 3, "care": 4, "runtime": 5,
           "cli": 6, "__main__": 6}
