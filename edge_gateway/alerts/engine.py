@@ -134,9 +134,11 @@ class Lifecycle:
                 return new, [AlertTransition("raised", obs.at, _snap(new))], True
             # The row keeps the value that raised (or escalated) the alert; a stream that stays
             # out of range changes nothing, so a 1 Hz heart rate costs no write per second.
-            changed = alert.clear_since is not None
-            alert.clear_since = None
-            if obs.event:
+            # A reading from before the clear time began or before the newest event (a
+            # backfilled copy, a reading re-delivered after a restart) neither restarts the
+            # clear time nor counts as another event.
+            changed = _restart_clear(alert, obs.at)
+            if obs.event and (alert.last_event_at is None or obs.at > alert.last_event_at):
                 alert.last_event_at = obs.at
                 alert.details["events"] = int(alert.details.get("events", 1)) + 1
                 changed = True
@@ -154,11 +156,11 @@ class Lifecycle:
         if alert is None:
             return None, [], False
         if obs.active is None:
-            changed = alert.clear_since is not None
-            alert.clear_since = None
-            return alert, [], changed
+            return alert, [], _restart_clear(alert, obs.at)
         if alert.event:
             return alert, [], False  # events resolve by quiet time, not by a clear reading
+        if obs.at < alert.raised_at:
+            return alert, [], False  # from before the alert: it cannot clear it
         if alert.clear_since is None:
             alert.clear_since = obs.at
         if (obs.at - alert.clear_since).total_seconds() >= th["alert.clear_after"]:
@@ -203,6 +205,15 @@ class Lifecycle:
                  at: datetime) -> tuple[OpenAlert, list[AlertTransition], bool]:
         alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
         return alert, [AlertTransition("resolved", at, _snap(alert))], True
+
+
+def _restart_clear(alert: OpenAlert, at: datetime) -> bool:
+    """Out of range (or in the band) again at ``at``: the clear time starts over, unless
+    ``at`` is older than the clear time's start (a late copy).  True when that changed it."""
+    if alert.clear_since is None or at < alert.clear_since:
+        return False
+    alert.clear_since = None
+    return True
 
 
 def _snap(a: OpenAlert) -> OpenAlert:
@@ -265,6 +276,8 @@ def _save(store: Store, a: OpenAlert, transitions: Sequence[AlertTransition]) ->
 #: records and every spot device's.  Stream readings keyed by receive time (``rx:``) cannot
 #: come twice under one identity and are not remembered.
 JUDGED_MAX = 50_000
+#: Resolved alerts remembered per de-duplication key (newest first) for the same purpose.
+SPANS_KEPT = 64
 
 
 class AlertEngine:
@@ -286,9 +299,11 @@ class AlertEngine:
         # Identities of the readings already evaluated (bounded, oldest forgotten first): a
         # re-delivered or backfilled copy of one is stored once and judged once.
         self._judged: OrderedDict[int, None] = OrderedDict()
-        # Alert key -> (raised, resolved) of the alerts resolved in this process: a reading
-        # from inside that span (late, re-delivered) does not raise the same alert again.
-        self._spans: dict[str, tuple[datetime, datetime]] = {}
+        # Alert key -> (raised, resolved) of its newest resolved alerts, read from the alerts
+        # table the first time the key is needed (so it holds across restarts) and kept up to
+        # date after: a reading from inside such a span (late, re-delivered, backfilled) does
+        # not raise the same alert again.
+        self._spans: dict[str, list[tuple[datetime, datetime]]] = {}
 
     def _fresh(self, readings: Iterable[Reading]) -> list[Reading]:
         out = []
@@ -306,6 +321,22 @@ class AlertEngine:
         while len(judged) > JUDGED_MAX:
             judged.popitem(last=False)
         return out
+
+    def _resolved_at(self, key: str, at: datetime) -> bool:
+        """Whether an alert of ``key`` that covered ``at`` was raised and resolved already."""
+        spans = self._spans.get(key)
+        if spans is None:
+            spans = self._spans[key] = [
+                (lo, hi) for a, b in alert_rows.resolved_spans(self.store, key, SPANS_KEPT)
+                if (lo := parse_iso(a)) is not None and (hi := parse_iso(b)) is not None]
+        return any(lo <= at <= hi for lo, hi in spans)
+
+    def _resolved(self, alert: OpenAlert) -> None:
+        spans = self._spans.get(alert.key)
+        if spans is not None and alert.resolved_at is not None:
+            # Not loaded yet: the load will find it in the table (it is written right after).
+            spans.insert(0, (alert.raised_at, alert.resolved_at))
+            del spans[SPANS_KEPT:]
 
     def on_readings(self, readings: Iterable[Reading]) -> list[AlertTransition]:
         ordered = sorted(self._fresh(readings), key=lambda r: r.time)
@@ -367,8 +398,7 @@ class AlertEngine:
                 if alert.state == "resolved":
                     # Written now: a new alert for the same key may follow in this batch, and
                     # only one open alert per key is allowed.
-                    if alert.resolved_at is not None:
-                        self._spans[key] = (alert.raised_at, alert.resolved_at)
+                    self._resolved(alert)
                     open_.pop(key, None)
                     a, held = dirty.pop(key)
                     _save(self.store, a, held)
@@ -377,9 +407,7 @@ class AlertEngine:
 
             for o in observations:
                 th = thresholds(o.patient_id)
-                span = self._spans.get(o.key)
-                if o.active is True and o.key not in open_ and span is not None \
-                        and span[0] <= o.at <= span[1]:
+                if o.active is True and o.key not in open_ and self._resolved_at(o.key, o.at):
                     continue  # the alert this reading belongs to was raised and resolved
                 alert, ts, changed = Lifecycle.observe(open_.get(o.key), o, th)
                 if alert is None:

@@ -35,6 +35,7 @@ that identity (``sequence``, ``time_offset``, ``recorded``) to the backfill clas
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,9 @@ RSP_NO_RECORDS = 0x06
 #: Refill passes per backfill; each pass only asks for what is still missing.
 MAX_REFILL_PASSES = 4
 _TOP = 0xFFFF
+#: How many companion (context) keys a backfill remembers: the newest record's is the one
+#: that matters (it comes back as proof of identity), a few more cover a burst.
+_COMPANIONS_KEPT = 16
 
 Frame = tuple[str, datetime, bytes]  # (characteristic, received_at, payload)
 Hole = tuple[int, int]  # inclusive key range
@@ -167,6 +171,14 @@ def sequence_mark(payload: bytes) -> RecordMark | None:
     return RecordMark(seq, bytes(payload[3:end]))
 
 
+def companion_key(payload: bytes) -> int | None:
+    """The sequence number a companion frame belongs to (Glucose Measurement Context, GSS:
+    flags uint8, then the uint16 sequence number of its measurement); None when too short."""
+    if len(payload) < 3:
+        return None
+    return payload[1] | (payload[2] << 8)
+
+
 def cgm_offsets(payload: bytes) -> list[int]:
     """Time offsets of the records packed in one CGM Measurement notification (CGMS §3.1)."""
     out: list[int] = []
@@ -219,6 +231,9 @@ class RacpBackfill:
         self.mark: RecordMark | None = None
         self.holes: list[Hole] = []
         self._live = HoleFinder(None)
+        #: Keys of the newest records whose companion frame (``spec.also``: a glucose
+        #: context) this process handed on, live or backfilled.
+        self.companions: deque[int] = deque(maxlen=_COMPANIONS_KEPT)
 
     def keys(self, payload: bytes) -> list[int] | None:
         """The record keys in a frame of :attr:`characteristic`; None when it is malformed."""
@@ -238,9 +253,15 @@ class RacpBackfill:
         if self.mark is None or self._later(top, self.mark.key):
             self.mark = RecordMark(top, self.identity(payload, top))
 
+    def companion(self, char: str, payload: bytes) -> None:
+        """A companion frame (``spec.also``) was handed on: note its record's key."""
+        if char in self.spec.also and (key := companion_key(payload)) is not None:
+            self.companions.append(key)
+
     def observe(self, char: str, payload: bytes) -> bool:
         """A live frame; True when it revealed a hole worth refilling now."""
         if char != self.characteristic:
+            self.companion(char, payload)
             return False
         if self._live.prev is None and self.mark is not None:
             self._live.prev = self.mark.key
@@ -263,10 +284,13 @@ class RacpBackfill:
         for frame in frames:
             char, _, payload = frame
             if char != self.characteristic:
-                if skip is not None and char in self.spec.also and len(payload) >= 3 \
-                        and payload[1] | (payload[2] << 8) == skip:
-                    continue  # the context of that same record
+                if skip is not None and char in self.spec.also \
+                        and companion_key(payload) == skip and skip in self.companions:
+                    continue  # the context of that same record, which we hold too
+                # A context we never got (the link dropped between the record and its
+                # context, or the gateway restarted since) is handed on: kept, not lost.
                 keep.append(frame)
+                self.companion(char, payload)
                 continue
             keys = self.keys(payload)
             if keys is None:

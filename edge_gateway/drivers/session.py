@@ -144,6 +144,12 @@ class DeviceSession:
         self.stats = SessionStats()
         #: Records characteristic -> its backfill (profiles that declare ``racp``).
         self.backfills: dict[str, Backfill] = backfills(ledger)
+        #: Companion characteristic (a glucose context) -> the backfills whose records it
+        #: belongs to: they must know which contexts came live (see ``Backfill.companion``).
+        self._companions: dict[str, list[Backfill]] = {}
+        for fill in self.backfills.values():
+            for also in fill.spec.also:
+                self._companions.setdefault(also, []).append(fill)
         self._lost = asyncio.Event()
         self._stopping = False
         self._collect: _Collect | None = None
@@ -349,6 +355,8 @@ class DeviceSession:
                 collect.frames.append((uuid, received_at, payload))
                 collect.activity.set()
                 return
+            for owner in self._companions.get(uuid, ()):
+                owner.companion(uuid, payload)
             backfill = self.backfills.get(uuid)
             if backfill is not None and self._backfilled and backfill.observe(uuid, payload):
                 # Only after this connection's backfill: a live record that arrives before it

@@ -51,6 +51,15 @@ def events(store: Store, alert_id: int) -> list[tuple[str, str, str | None]]:
         (alert_id,)).fetchall()
 
 
+def resolved_spans(store: Store, key: str, limit: int = 64) -> list[tuple[str, str]]:
+    """(raised_at, resolved_at) of the newest ``limit`` resolved alerts of one
+    de-duplication key, newest first (the engine's guard against raising an alert again
+    from a re-delivered reading, across restarts)."""
+    return store.conn.execute(
+        "SELECT raised_at, resolved_at FROM alerts WHERE key = ? AND state = 'resolved'"
+        " AND resolved_at IS NOT NULL ORDER BY raised_at DESC LIMIT ?", (key, limit)).fetchall()
+
+
 def open_count(store: Store) -> int:
     return int(store.conn.execute(
         "SELECT count(*) FROM alerts WHERE state != 'resolved'").fetchone()[0])
