@@ -5,11 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DB ?= var/demo.db
 DEMO_SECONDS ?= 150
+FLEET_DEMO_SECONDS ?= 60
 
-.PHONY: demo test test-ha lint bench soak clean help
+.PHONY: demo fleet-demo test test-ha lint bench soak clean help
 
 help:
 	@echo "make demo   run the gateway against simulated devices ($(DEMO_SECONDS) s, database $(DEMO_DB))"
+	@echo "make fleet-demo  3 hubs -> clinic broker -> cloud broker -> 2 ingest -> PostgreSQL ($(FLEET_DEMO_SECONDS) s)"
 	@echo "make test   lint, type-check and run the test suite"
 	@echo "make bench  run the benchmarks (figures as ratios against baselines)"
 	@echo "make soak   long soak and fault runs"
@@ -25,6 +27,9 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 
 demo: $(STAMP)
 	$(BIN)/edge-gateway --db $(DEMO_DB) demo --duration $(DEMO_SECONDS)
+
+fleet-demo: $(STAMP)
+	FLEET_DEMO_SECONDS=$(FLEET_DEMO_SECONDS) $(BIN)/python scripts/fleet_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -83,29 +83,46 @@ def bare_copy(dsn: str, msgs: list[Any]) -> float:
         return len(rows) / (time.perf_counter() - t0)
 
 
+def start(broker: Broker, dsn: str, ids: list[str], group: str, env: dict[str, str],
+          logdir: Path) -> list[subprocess.Popen[bytes]]:
+    """Ingest processes, returned once each has connected and subscribed (a fixed pause was
+    not enough on a loaded machine: a process killed before it subscribed leaves no session,
+    and the backlog then went to nobody)."""
+    procs, logs = [], []
+    for i in ids:
+        log = logdir / f"{i}.log"
+        with open(log, "wb") as f:
+            procs.append(subprocess.Popen([*CLI, "--broker", broker.url, "--dsn", dsn,
+                                           "--client-id", i, "--group", group], env=env,
+                                          stderr=f))
+        logs.append(log)
+    for p, log in zip(procs, logs, strict=True):
+        h.wait_until(lambda log=log: "mqtt.connected" in log.read_text(), 60,  # type: ignore[misc]
+                     f"{log.name}: connected")
+        assert p.poll() is None, log.read_text()
+    time.sleep(0.5)  # the SUBACK
+    return procs
+
+
 def drain(broker: Broker, msgs: list[Any], consumers: int) -> float:
     """Items/s of ``consumers`` ingest processes draining a queued backlog: from the first
     message received to the last commit (process start-up and connecting are not counted)."""
     name, dsn = new_db()
     env = {**os.environ, "EDGE_GATEWAY_CONFIG": "/dev/null"}
     ids = [f"bench-{consumers}-{i}" for i in range(consumers)]
+    logdir = broker.workdir.parent
     try:
         with pg.connect(dsn) as c:
             pg.migrate(c)
         # Make the sessions (and their shared subscription), then leave them waiting.
-        procs = [subprocess.Popen([*CLI, "--broker", broker.url, "--dsn", dsn, "--client-id", i,
-                                   "--group", f"bench{consumers}"], env=env,
-                                  stderr=subprocess.DEVNULL) for i in ids]
-        time.sleep(2.0)
+        procs = start(broker, dsn, ids, f"bench{consumers}", env, logdir)
         for p in procs:
             p.terminate()
             p.wait(20)
         pub = h.Publisher(broker.port, f"bench-hub-{consumers}")
         pub.send(msgs)
         pub.close()
-        procs = [subprocess.Popen([*CLI, "--broker", broker.url, "--dsn", dsn, "--client-id", i,
-                                   "--group", f"bench{consumers}"], env=env,
-                                  stderr=subprocess.DEVNULL) for i in ids]
+        procs = start(broker, dsn, ids, f"bench{consumers}", env, logdir)
         deadline = time.monotonic() + 180
         while h.item_counts(dsn)[0] < ITEMS and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -157,34 +174,48 @@ def lag(broker: Broker, rate: int = 1000, seconds: float = 15.0) -> tuple[float,
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="bare COPY / one consumer pairs; the ratio is their median")
     args = ap.parse_args()
     msgs = backlog()
+    bares: list[float] = []
+    ones: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(Path(tmp) / "broker", extra=h.BROKER_EXTRA).start()
         try:
-            name, dsn = new_db()
-            try:
-                bare = bare_copy(dsn, msgs)
-            finally:
-                drop_db(name)
-            one = drain(broker, msgs, 1)
+            # Other work on the machine changes both rates from minute to minute: each round
+            # measures the baseline right before the consumer, and the median ratio is kept.
+            for _ in range(args.rounds):
+                name, dsn = new_db()
+                try:
+                    bares.append(bare_copy(dsn, msgs))
+                finally:
+                    drop_db(name)
+                ones.append(drain(broker, msgs, 1))
             two = drain(broker, msgs, 2)
             median, p99 = lag(broker)
         finally:
             broker.stop()
+    ratios = [o / b for o, b in zip(ones, bares, strict=True)]
+    k = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    bare, one = bares[k], ones[k]
     out = {"items": ITEMS, "items_per_message": PER_MESSAGE,
            "bare_copy_items_s": round(bare), "one_consumer_items_s": round(one),
-           "ratio_one_vs_copy": round(one / bare, 3), "two_consumers_items_s": round(two),
+           "ratio_one_vs_copy": round(one / bare, 3),
+           "ratios_per_round": [round(r, 3) for r in ratios],
+           "two_consumers_items_s": round(two),
            "ratio_two_vs_one": round(two / one, 2), "lag_median_s_at_1000_s": round(median, 4),
            "lag_p99_s_at_1000_s": round(p99, 4), "cores": os.cpu_count(),
-           "sharing_the_cores": "mosquitto, PostgreSQL, the publisher, the consumer(s)"}
+           "sharing_the_cores": "mosquitto, PostgreSQL, the publisher, the consumer(s)",
+           "load_average_1m": round(os.getloadavg()[0], 2)}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        for k, v in out.items():
-            print(f"{k:28} {v}")
+        for key, v in out.items():
+            print(f"{key:28} {v}")
     ok = out["ratio_one_vs_copy"] >= 0.5
-    print("target (one consumer >= 50 % of bare COPY):", "met" if ok else "MISSED")
+    print("target (one consumer >= 50 % of bare COPY, median of the rounds):",
+          "met" if ok else "MISSED")
     return 0 if ok else 1
 
 

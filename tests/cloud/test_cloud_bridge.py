@@ -5,11 +5,14 @@ the clinic broker queues meanwhile and nothing is lost or doubled."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import (
     BROKER_EXTRA,
     Publisher,
@@ -17,6 +20,7 @@ from conftest import (
     hub_items,
     hub_messages,
     item_counts,
+    query,
     wait_until,
 )
 from mosquitto import Broker, free_port
@@ -145,3 +149,81 @@ def test_clinic_bridge_link_cut_and_restored(tmp_path: Path, pg_dsn: str) -> Non
         cloud.stop()
     assert item_counts(pg_dsn) == (900, 900)
     assert all(c.ingest.stats["messages"] > 0 for c in consumers)
+
+
+# ---------------------------------------------------------------------- the bridge over TLS
+def _ssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _pki(d: Path) -> Path:
+    """A test CA, the cloud broker's certificate, a clinic's, and one from another CA."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed: `make test` installs it")
+    curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    for ca in ("ca", "rogue-ca"):
+        _ssl("req", "-x509", *curve, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2",
+             "-subj", f"/CN={ca}", cwd=d)
+    for name, ca, ext in (("cloud", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                          ("clinic", "ca", "extendedKeyUsage=clientAuth"),
+                          ("impostor", "rogue-ca", "extendedKeyUsage=clientAuth")):
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _ssl("req", *curve, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={name}", cwd=d)
+        _ssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+             cwd=d)
+        (d / f"{name}.key").chmod(0o600)
+    return d
+
+
+def _tls_clinic(workdir: Path, pki: Path, cloud: Broker, who: str) -> Broker:
+    """docs/fleet.md's clinic config: a persistent MQTT 5 bridge over TLS, client cert."""
+    return Broker(workdir, durable=True, extra=[
+        "connection cloud",
+        f"remote_clientid bridge-{who}",
+        f"address 127.0.0.1:{cloud.tls_port}",
+        "bridge_protocol_version mqttv50",
+        "cleansession false",
+        "local_cleansession false",
+        "restart_timeout 1 2",
+        f"bridge_cafile {pki / 'ca.crt'}",
+        f"bridge_certfile {pki / f'{who}.crt'}",
+        f"bridge_keyfile {pki / f'{who}.key'}",
+        "topic edge-gateway/# out 1",
+    ])
+
+
+def test_clinic_bridge_over_tls_with_a_client_certificate(tmp_path: Path, pg_dsn: str) -> None:
+    pki = _pki(tmp_path)
+    cloud = Broker(tmp_path / "cloud", extra=BROKER_EXTRA, tls={
+        "ca": str(pki / "ca.crt"), "cert": str(pki / "cloud.crt"),
+        "key": str(pki / "cloud.key")}).start()
+    clinic = _tls_clinic(tmp_path / "clinic", pki, cloud, "clinic")
+    rogue = _tls_clinic(tmp_path / "rogue", pki, cloud, "impostor")
+    consumer = None
+    pubs: list[Publisher] = []
+    try:
+        consumer = Running(IngestOptions(broker=cloud.url, dsn=pg_dsn, client_id="ing-tls"))
+        consumer.start()
+        clinic.start()
+        rogue.start()
+        wait_until(lambda: "Connecting bridge" in clinic.log_text(), 10, "the bridge to start")
+        time.sleep(1.5)
+        pubs = [Publisher(clinic.port, "hub-a"), Publisher(rogue.port, "hub-b")]
+        pubs[0].send(hub_messages("gw1", hub_items("gw1", 40), site="site1", batch_size=4))
+        pubs[1].send(hub_messages("gw9", hub_items("gw9", 40), site="site9", batch_size=4))
+        wait_until(lambda: item_counts(pg_dsn)[0] >= 40, 20, "items over the TLS bridge")
+        time.sleep(2.0)  # what the impostor's bridge might have let through would be here now
+        logs = cloud.log_text(), rogue.log_text()
+    finally:
+        for p in pubs:
+            p.close()
+        if consumer is not None:
+            consumer.stop()
+        for b in (clinic, rogue, cloud):
+            b.stop()
+    assert item_counts(pg_dsn) == (40, 40)
+    # The clinic with a certificate from another CA never got a connection at the cloud.
+    assert "certificate verify failed" in logs[0]
+    assert {g for (g,) in query(pg_dsn, "SELECT gateway FROM edge_gateway.gateways")} == {"gw1"}

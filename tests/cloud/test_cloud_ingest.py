@@ -121,3 +121,24 @@ def test_two_consumers_share_the_load(broker: Broker, pg_dsn: str, tmp_path: Pat
     na, nb = a.ingest.stats["messages"], b.ingest.stats["messages"]
     assert na > 50 and nb > 50, (na, nb)  # both took a real share
     assert a.ingest.stats["duplicates"] + b.ingest.stats["duplicates"] == 0
+
+
+def test_command_results_land_once_and_a_malformed_one_is_dead_lettered(
+        broker: Broker, pg_dsn: str, publisher: Publisher) -> None:
+    from test_cloud_decode import GOOD_COMMAND, command_message
+
+    c = Running(opts(broker, pg_dsn, "ingest-a")).start()
+    good = command_message(GOOD_COMMAND)
+    bad = command_message({**GOOD_COMMAND, "status": "maybe"}, cid="gw1:db0:901")
+    try:
+        publisher.send([good, bad, good])  # the hub re-sends: still one row
+        wait_until(lambda: c.ingest.stats["messages"] == 3, 20, "3 messages")
+    finally:
+        c.stop()
+    rows = query(pg_dsn, "SELECT id, kind, gateway, site, patient, data->>'command_id',"
+                         " data->>'status' FROM edge_gateway.items")
+    assert rows == [("gw1:db0:900", "command", "gw1", "home", "p1", "c-1", "applied")]
+    dead = query(pg_dsn, "SELECT topic, reason, payload FROM edge_gateway.dead_letters")
+    assert [(d[0], d[1].split(":")[0], bytes(d[2])) for d in dead] == [
+        ("edge-gateway/home/gw1/p1/command", "schema", bad[1])]
+    assert c.ingest.stats["duplicates"] == 1

@@ -37,7 +37,8 @@ def test_instances_starting_together_migrate_and_partition_once(pg_dsn: str) -> 
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert query(pg_dsn, "SELECT version FROM edge_gateway.schema_version") == [(1,)]
+    assert query(pg_dsn, "SELECT version FROM edge_gateway.schema_version ORDER BY 1") == [
+        (v,) for v, _name, _sql in pg.migrations()]  # each applied once
     parts = query(pg_dsn, "SELECT count(*) FROM pg_inherits"
                           " WHERE inhparent = 'edge_gateway.item_rows'::regclass")
     assert parts == [(len(months) + 1,)]  # + DEFAULT
@@ -80,3 +81,27 @@ def test_alerts_fold_to_the_newest_event_whatever_the_arrival_order(pg_dsn: str)
     rows = query(pg_dsn, "SELECT alert_key, state, events FROM edge_gateway.alerts"
                          " WHERE alert_key = '1'")
     assert rows == [("1", "resolved", 2)]
+
+
+def test_a_batch_with_any_duplicate_keeps_the_new_items_and_counts_the_rest(
+        pg_dsn: str) -> None:
+    """The direct COPY fails as a whole on one duplicate; the batch then goes through the
+    staging table with ON CONFLICT: the new items land, the rest count as duplicates."""
+    t0 = datetime(2026, 11, 18, tzinfo=UTC)
+    first = _decoded("gw1", 30, t0)  # 3 messages of 10
+    alerts = _decoded("gw1", 4, t0, kind="alert", start_seq=100)
+    now = datetime.now(UTC)
+    with pg.connect(pg_dsn) as c:
+        pg.migrate(c)
+        r1 = pg.commit(c, "t", first[:2], [now] * 2)
+        assert (r1.inserted, r1.duplicates) == (20, 0)
+        # Old and new together, one message twice in the same batch, and new alert events.
+        mixed = [first[1], first[2], first[2], *alerts]
+        r2 = pg.commit(c, "t", mixed, [now] * len(mixed))
+        assert (r2.items, r2.inserted, r2.duplicates) == (34, 14, 20)
+        r3 = pg.commit(c, "t", alerts, [now])  # alert events again: counted once only
+        assert (r3.inserted, r3.duplicates) == (0, 4)
+    assert query(pg_dsn, "SELECT count(*), count(DISTINCT id) FROM edge_gateway.items") == [
+        (34, 34)]
+    assert query(pg_dsn, "SELECT sum(events) FROM edge_gateway.alerts") == [(4,)]
+    assert query(pg_dsn, "SELECT items FROM edge_gateway.gateways") == [(34,)]
