@@ -15,6 +15,8 @@ have dbus-daemon || need="$need dbus-daemon"
 have systemd-analyze || need="$need systemd"
 have openssl || need="$need openssl"
 have ip || need="$need iproute2"
+# The clinic console's browser test (tests/cloud/test_console_browser.py): Playwright drives it.
+have chromium || need="$need chromium"
 # The fleet-ingest tests (tests/cloud) need a PostgreSQL server (initdb/pg_ctl for a private one).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 

@@ -17,13 +17,15 @@ from typing import Any
 import click
 
 from edge_gateway.cli.base import Context, emit, main, with_context
-from edge_gateway.errors import ConfigError, GatewayError
+from edge_gateway.errors import ConfigError, GatewayError, UsageError
 
 _KEYS = {"broker": str, "dsn": str, "group": str, "client_id": str, "prefix": str,
          "batch_messages": int, "batch_delay_s": float, "batch_idle_s": float,
          "receive_maximum": int,
          "session_expiry_s": int, "ca_file": str, "username": str, "password": str,
-         "max_message_bytes": int, "max_inflated_bytes": int}
+         "max_message_bytes": int, "max_inflated_bytes": int,
+         # the clinic console (cloud console)
+         "listen": str, "signing_key": str, "stale_hours": float, "silent_hours": float}
 
 
 def _need_cloud() -> None:
@@ -176,3 +178,249 @@ def cloud_status(ctx: Context, dsn: str | None, as_json: bool) -> None:
         yield f"lag            {st['lag_s']} s (last commit {st['last_commit_at']})"
 
     emit(st, as_json, lines())
+
+
+# ---------------------------------------------------------------------- the clinic console
+def _dsn(ctx: Context, dsn: str | None) -> str:
+    dsn = dsn or _section(ctx).get("dsn")
+    if not dsn:
+        raise UsageError("--dsn is required", hint="or set cloud.dsn in the config")
+    return str(dsn)
+
+
+def _console_db(dsn: str) -> Any:
+    """A migrated connection wrapped for the console's store (one line on failure)."""
+    import psycopg
+
+    from edge_gateway.cloud.store import console as cstore
+    from edge_gateway.cloud.store import pg
+
+    try:
+        conn = pg.connect(dsn)
+        pg.migrate(conn)
+    except psycopg.Error as err:
+        raise GatewayError(f"cannot open the database: {str(err).splitlines()[0]}",
+                           hint="check --dsn and that PostgreSQL runs") from err
+    return cstore.Db(conn)
+
+
+def _read_password(path: str) -> str:
+    """The password file's first line, without its newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+    except OSError as err:
+        raise UsageError(f"cannot read the password file {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"the password file {path} is not UTF-8 text") from err
+    password = line[:-1] if line.endswith("\n") else line
+    password = password[:-1] if password.endswith("\r") else password
+    if len(password) < 8:
+        raise UsageError(f"the password in {path} is shorter than 8 characters",
+                           hint="its first line is the password")
+    return password
+
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+@cloud.group("users")
+def cloud_users() -> None:
+    """Accounts of the clinic console (argon2id passwords, roles, granted sites).
+
+    Example:
+
+        edge-gateway cloud users add dr-okafor --role clinician --site clinic-3 \\
+            --password-file /run/secrets/okafor --dsn postgresql:///fleet
+    """
+
+
+@cloud_users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "clinician"]), required=True,
+              help="admin sees every site; a clinician only the granted ones.")
+@click.option("--site", "sites", multiple=True,
+              help="A site the user may see (repeat; may be granted before it sends data).")
+@click.option("--password-file", required=True, type=click.Path(dir_okay=False),
+              help="A file whose first line is the password.")
+@click.option("--dsn", help="libpq connection string (or cloud.dsn).")
+@with_context()
+def cloud_users_add(ctx: Context, name: str, role: str, sites: tuple[str, ...],
+                    password_file: str, dsn: str | None) -> None:
+    """Create a console account (the schema is created or migrated first).
+
+    Example:
+
+        edge-gateway cloud users add dr-okafor --role clinician --site clinic-3 \\
+            --password-file okafor.pw --dsn postgresql:///fleet
+    """
+    import re
+
+    _need_cloud()
+    if not re.match(_NAME, name):
+        raise UsageError(f"user name {name!r} is not allowed",
+                           hint="letters, digits and . _ @ - (at most 64)")
+    if role == "clinician" and not sites:
+        raise UsageError("a clinician needs at least one --site")
+    for s in sites:
+        if not s or len(s) > 200:
+            raise UsageError(f"site {s!r} is not a site id")
+    from edge_gateway.cloud.console.auth import hash_password
+    from edge_gateway.cloud.store import console as cstore
+
+    password = _read_password(password_file)
+    db = _console_db(_dsn(ctx, dsn))
+    with db.conn:
+        if not cstore.add_user(db, name, role, sites, hash_password(password)):
+            raise UsageError(f"user {name!r} already exists",
+                               hint="`edge-gateway cloud users disable` it or choose "
+                               "another name")
+        cstore.audit(db, "cli", "user.add", detail={"user": name, "role": role,
+                                                    "sites": sorted(sites)})
+    click.echo(f"added {name} ({role}{': ' + ', '.join(sorted(sites)) if sites else ''})")
+
+
+@cloud_users.command("list")
+@click.option("--dsn", help="libpq connection string (or cloud.dsn).")
+@with_context(json="Print a JSON list.")
+def cloud_users_list(ctx: Context, dsn: str | None, as_json: bool) -> None:
+    """Every account with its role, sites and state.
+
+    Example:
+
+        edge-gateway cloud users list --dsn postgresql:///fleet
+    """
+    _need_cloud()
+    from edge_gateway.cloud.store import console as cstore
+
+    db = _console_db(_dsn(ctx, dsn))
+    with db.conn:
+        users = cstore.list_users(db)
+    rows = [{"name": u.name, "role": u.role, "sites": list(u.sites),
+             "disabled": u.disabled,
+             "created_at": u.created_at.isoformat() if u.created_at else None} for u in users]
+
+    def line(u: Any) -> str:
+        state = "disabled" if u.disabled else "enabled"
+        where = ", ".join(u.sites) or ("(all sites)" if u.role == "admin" else "-")
+        return f"{u.name:<24} {u.role:<10} {state:<9} {where}"
+
+    emit(rows, as_json, [line(u) for u in users] or ["no users"])
+
+
+@cloud_users.command("disable")
+@click.argument("name")
+@click.option("--dsn", help="libpq connection string (or cloud.dsn).")
+@with_context()
+def cloud_users_disable(ctx: Context, name: str, dsn: str | None) -> None:
+    """Disable an account and end its sessions at once (its audit trail stays).
+
+    Example:
+
+        edge-gateway cloud users disable dr-okafor --dsn postgresql:///fleet
+    """
+    _need_cloud()
+    from edge_gateway.cloud.store import console as cstore
+
+    db = _console_db(_dsn(ctx, dsn))
+    with db.conn:
+        if not cstore.disable_user(db, name):
+            raise UsageError(f"no user {name!r}", hint="`edge-gateway cloud users list`")
+        cstore.audit(db, "cli", "user.disable", detail={"user": name})
+    click.echo(f"disabled {name}")
+
+
+@cloud.group("keys")
+def cloud_keys() -> None:
+    """The console's Ed25519 signing key for commands to hubs.
+
+    Example:
+
+        edge-gateway cloud keys generate --out /etc/edge-gateway/console.key
+    """
+
+
+@cloud_keys.command("generate")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the private key (a new file, mode 0600).")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def cloud_keys_generate(out: str, force: bool) -> None:
+    """Write a new private key and print the line for each hub's config.
+
+    Example:
+
+        edge-gateway cloud keys generate --out console.key
+    """
+    from pathlib import Path
+
+    from edge_gateway import commands
+    from edge_gateway.care.files import private_output
+
+    pem, public = commands.generate_keypair()
+    try:
+        with private_output(Path(out), force=force) as f:  # 0600, O_EXCL unless --force
+            f.write(pem)
+    except OSError as err:
+        raise GatewayError(f"cannot write {out}: {err.strerror}") from err
+    click.echo(f"# [commands] in each hub's gateway.toml:\nconsole_public_key = \"{public}\"")
+
+
+@cloud.command("console")
+@click.option("--dsn", help="libpq connection string (or cloud.dsn).")
+@click.option("--listen", help="HOST:PORT to serve on (or cloud.listen; default 127.0.0.1:8080)."
+              " Plain HTTP: keep it on loopback behind a TLS proxy.")
+@click.option("--signing-key", type=click.Path(dir_okay=False),
+              help="Ed25519 private key (cloud keys generate): enables commands to hubs.")
+@click.option("--broker", help="mqtt(s)://HOST:PORT the commands are published to (or "
+              "cloud.broker); needed with --signing-key.")
+@click.option("--prefix", help="Topic prefix of the hubs (default edge-gateway).")
+@click.option("--stale-hours", type=click.FloatRange(0.1, 24 * 365),
+              help="Now lists patients without data this long (default 24).")
+@click.option("--silent-hours", type=click.FloatRange(0.05, 24 * 365),
+              help="Now lists hubs without a message this long (default 2).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True,
+              help="debug also logs each command published (never a patient's data).")
+@with_context()
+def cloud_console(ctx: Context, dsn: str | None, listen: str | None, signing_key: str | None,
+                  broker: str | None, prefix: str | None, stale_hours: float | None,
+                  silent_hours: float | None, log_level: str) -> None:
+    """Serve the clinic console (web pages over the ingest database) until SIGTERM.
+
+    Creates or migrates the schema first.  Without --signing-key the pages work and the
+    actions (acknowledge, thresholds) are shown disabled.
+
+    Example:
+
+        edge-gateway cloud console --dsn postgresql:///fleet --listen 127.0.0.1:8080 \\
+            --signing-key console.key --broker mqtt://127.0.0.1:1883
+    """
+    _need_cloud()
+    from datetime import timedelta
+
+    from edge_gateway import logfmt
+    from edge_gateway.cloud.console import serve
+
+    sec = _section(ctx)
+    dsn = _dsn(ctx, dsn)
+    _console_db(dsn).conn.close()  # reachable and migrated, or one line now
+    listen = listen or sec.get("listen") or "127.0.0.1:8080"
+    signing_key = signing_key or sec.get("signing_key")
+    broker = broker or sec.get("broker")
+    host, port = serve.parse_listen(str(listen))
+    commander = None
+    if signing_key:
+        if not broker:
+            raise UsageError("--signing-key needs --broker (where commands are published)",
+                               hint="or set cloud.broker in the config")
+        commander = serve.make_commander(
+            str(signing_key), broker=str(broker),
+            prefix=str(prefix or sec.get("prefix") or "edge-gateway"),
+            username=sec.get("username"), password=sec.get("password"),
+            ca_file=sec.get("ca_file"))
+    logfmt.setup(log_level)
+    settings = serve.settings(
+        dsn, host=host, commander=commander,
+        stale_after=timedelta(hours=stale_hours or float(sec.get("stale_hours", 24))),
+        silent_after=timedelta(hours=silent_hours or float(sec.get("silent_hours", 2))))
+    serve.run(settings, host, port, log_level)

@@ -18,7 +18,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from edge_gateway.cloud.decode import AlertEvent, DataMessage, DeadLetter, StatusMessage
+from edge_gateway.cloud.decode import (
+    AlertEvent,
+    DataMessage,
+    DeadLetter,
+    Decoded,
+    StatusMessage,
+)
 
 SCHEMA_LOCK = 0x65677700  # "egw\0": schema migrations
 PARTITION_LOCK = 0x65677701  # partition creation
@@ -86,7 +92,11 @@ def partition_name(m: datetime) -> str:
 def wanted_months(times: Iterable[datetime], now: datetime) -> set[datetime]:
     """The months that get their own partition (the rest stay in DEFAULT)."""
     lo, hi = month_of(now - PARTITION_PAST), month_of(now + PARTITION_AHEAD)
-    return {m for m in map(month_of, times) if lo <= m <= hi}
+    # (year, month) pairs first: one datetime per month, not per item (a batch holds
+    # thousands); times already in UTC (the hubs send "Z") skip the conversion.
+    pairs = {(t.year, t.month) for t in (t if t.tzinfo is UTC else t.astimezone(UTC)
+                                         for t in times)}
+    return {m for y, mo in pairs if lo <= (m := datetime(y, mo, 1, tzinfo=UTC)) <= hi}
 
 
 class Partitions:
@@ -141,40 +151,54 @@ class BatchResult:
 
 
 _COLUMNS = "id, created_at, gateway, site, patient, kind, format, received_at, data"
-# Rows are COPied into a per-session staging table, then moved with one INSERT … ON CONFLICT
-# DO NOTHING: about 3 times the rate of adapting nine Python lists for an unnest().
+# Fast path: COPY straight into item_rows inside a savepoint.  A batch with no item already
+# stored (nearly all of them) then costs what a bare COPY costs.  A duplicate anywhere in it
+# makes the COPY fail as a whole (unique violation), the savepoint is rolled back and the
+# batch takes the slow path: COPY into a per-session staging table, then one INSERT … ON
+# CONFLICT DO NOTHING (about 3 times the rate of adapting nine Python lists for an unnest()).
+# Either way the rows are committed in the caller's one transaction, before any PUBACK.
+_DIRECT = f"COPY edge_gateway.item_rows ({_COLUMNS}) FROM STDIN"
 _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS item_stage"
           " (LIKE edge_gateway.item_rows) ON COMMIT DELETE ROWS")
 _COPY = f"COPY item_stage ({_COLUMNS}) FROM STDIN"
 _MOVE = (f"INSERT INTO edge_gateway.item_rows ({_COLUMNS}) SELECT {_COLUMNS} FROM item_stage"
-         " ON CONFLICT DO NOTHING RETURNING id, gateway, patient")
+         " ON CONFLICT DO NOTHING RETURNING id, gateway")
 
 
-def commit(conn: Connection, consumer: str, decoded: Sequence[DataMessage | StatusMessage
-                                                             | DeadLetter],
+def commit(conn: Connection, consumer: str, decoded: Sequence[Decoded],
            received: Sequence[datetime], lag_s: float | None = None) -> BatchResult:
     """Store one batch of decoded messages (each with its receive time) in one transaction."""
     assert len(received) == len(decoded)
     received_at = max(received) if received else datetime.now(UTC)
-    data = [d for d in decoded if isinstance(d, DataMessage)]
-    rows = [(it, t) for d, t in zip(decoded, received, strict=True)
-            if isinstance(d, DataMessage) for it in d.items]
+    pairs = [(d, t) for d, t in zip(decoded, received, strict=True)
+             if isinstance(d, DataMessage)]
+    data = [d for d, _t in pairs]
+    n_items = sum(len(d.items) for d in data)
     dead = [(d, t) for d, t in zip(decoded, received, strict=True) if isinstance(d, DeadLetter)]
     status = [d for d in decoded if isinstance(d, StatusMessage)]
     with conn.transaction():
-        inserted: list[tuple[str, str, str | None]] = []
-        if rows:
-            conn.execute(_STAGE)
-            with conn.cursor() as cur:
-                with cur.copy(_COPY) as cp:
-                    for r, t in rows:
-                        cp.write_row((r.id, r.created_at, r.gateway, r.site, r.patient, r.kind,
-                                      r.format, t, r.data))
-                inserted = [(str(a), str(b), c) for a, b, c in cur.execute(_MOVE).fetchall()]
-        new_ids = {i for i, _g, _p in inserted}
-        _gateways(conn, data, inserted, received_at)
+        new_ids: set[str] | None = None  # None: every item of the batch was new
+        per_gateway: dict[str, int] = {}
+        if n_items:
+            try:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(_DIRECT) as cp:
+                    _write_items(cp, pairs)
+                for d in data:
+                    per_gateway[d.gateway] = per_gateway.get(d.gateway, 0) + len(d.items)
+            except psycopg.errors.UniqueViolation:
+                conn.execute(_STAGE)
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY) as cp:
+                        _write_items(cp, pairs)
+                    new_ids = set()
+                    for item_id, gateway in cur.execute(_MOVE).fetchall():
+                        new_ids.add(str(item_id))
+                        per_gateway[str(gateway)] = per_gateway.get(str(gateway), 0) + 1
+        inserted = n_items if new_ids is None else len(new_ids)
+        _gateways(conn, data, per_gateway, received_at)
         _patients(conn, data)
-        _alerts(conn, [a for d in data for a in d.alerts if a.item_id in new_ids])
+        _alerts(conn, [a for d in data for a in d.alerts
+                       if new_ids is None or a.item_id in new_ids])
         _status(conn, status, received_at)
         if dead:
             with conn.cursor() as cur:
@@ -182,7 +206,7 @@ def commit(conn: Connection, consumer: str, decoded: Sequence[DataMessage | Stat
                     "INSERT INTO edge_gateway.dead_letter_rows"
                     " (topic, reason, payload, received_at, consumer) VALUES (%s, %s, %s, %s, %s)",
                     [(d.topic, d.reason, d.payload, t, consumer) for d, t in dead])
-        dup = len(rows) - len(inserted)
+        dup = n_items - inserted
         conn.execute(
             "INSERT INTO edge_gateway.consumers AS c (consumer, messages, items, duplicates,"
             " dead_letters, last_commit_at, last_lag_s)"
@@ -192,19 +216,25 @@ def commit(conn: Connection, consumer: str, decoded: Sequence[DataMessage | Stat
             " dead_letters = c.dead_letters + EXCLUDED.dead_letters,"
             " last_commit_at = EXCLUDED.last_commit_at,"
             " last_lag_s = coalesce(EXCLUDED.last_lag_s, c.last_lag_s)",
-            (consumer, len(decoded), len(inserted), dup, len(dead), lag_s))
-    return BatchResult(len(decoded), len(rows), len(inserted), dup, len(dead))
+            (consumer, len(decoded), inserted, dup, len(dead), lag_s))
+    return BatchResult(len(decoded), n_items, inserted, dup, len(dead))
 
 
-def _gateways(conn: Connection, data: Sequence[DataMessage],
-              inserted: Sequence[tuple[str, str, str | None]], received_at: datetime) -> None:
+def _write_items(cp: psycopg.Copy, pairs: Sequence[tuple[DataMessage, datetime]]) -> None:
+    write = cp.write_row
+    for d, t in pairs:
+        for r in d.items:
+            write((r.id, r.created_at, r.gateway, r.site, r.patient, r.kind, r.format, t,
+                   r.data))
+
+
+def _gateways(conn: Connection, data: Sequence[DataMessage], new_items: dict[str, int],
+              received_at: datetime) -> None:
     per: dict[str, list[Any]] = {}
     for d in data:
         newest = max(it.created_at for it in d.items)
-        g = per.setdefault(d.gateway, [d.site, newest, 0])
+        g = per.setdefault(d.gateway, [d.site, newest, new_items.get(d.gateway, 0)])
         g[0], g[1] = d.site, max(g[1], newest)
-    for _i, gw, _p in inserted:
-        per[gw][2] += 1
     if not per:
         return
     keys = sorted(per)  # one lock order for every consumer: no deadlock between them
