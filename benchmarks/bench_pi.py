@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_pi.py          # ~5 minutes
     BENCH_PI_SECONDS=30 .venv/bin/python benchmarks/bench_pi.py   # a quick look
     BENCH_PI_SCENARIOS=clinic BENCH_PI_KEEP=1 ...    # one scenario; keep its database and logs
+    BENCH_PI_SCENARIOS=home BENCH_PI_SECONDS=700 ... # the reference home's MB/day, full mode
 
 For each scenario (hardware-sim ``demo``: six devices for one patient; ``clinic``: 6 streaming
 and 44 store-only devices, ``[ble] max_connections = 7``) it starts a private dbus-daemon, the
@@ -18,6 +19,10 @@ measurement, as in the demo.  Read from /proc/<pid> of the daemon:
   target <= 80 MB in both cases;
 * bytes written per reading over the steady part (``write_bytes`` of /proc/<pid>/io: what
   reached the block layer, WAL and checkpoints included) — target <= 1 KB;
+* home only (``home``: the reference home — a strap at 1 Hz, a CGM, a cuff): bytes written
+  per day, extrapolated from ``write_bytes`` over the steady part — target <= 100 MB/day.  The
+  issue's measurement needs >= 10 minutes (``BENCH_PI_SECONDS=700``); a shorter run prints the
+  same extrapolation and says it is short;
 * clinic only: the time until every one of the 44 store-only devices had been visited and
   its history stored, and how late each record *made during the run* reached the database
   (the scenario takes one every 45 s on every store-only device) — target: within the bound
@@ -55,6 +60,9 @@ WARMUP_S = min(40.0, SECONDS / 3)
 STREAM_KINDS = {"heart_rate", "cgm", "pulse_oximeter"}
 RSS_TARGET_MB = 80.0
 BYTES_PER_READING_TARGET = 1024.0
+BYTES_PER_DAY_TARGET_MB = 100.0
+#: The issue's minimum span for the per-day figure.
+FULL_SPAN_S = 600.0
 CPU_TARGET_PCT = 25.0
 #: The bound docs/ble.md states: 44 store-only devices, one rotating slot, visits <= 10 s,
 #: revisited 60 s after each visit -> visit_bound_s(44, 1, 10, 60) = 510 s, within 10 min.
@@ -189,7 +197,7 @@ def run_scenario(name: str) -> Run:
     db = work / "gateway.db"
     try:
         with stack(spec, work) as (bus, broker):
-            if name == "demo":
+            if name in ("demo", "home"):
                 store = Store.open(db)
                 register(store, spec, {})
                 store.close()
@@ -255,16 +263,25 @@ def report(run: Run, failures: list[str]) -> None:
         print(f"pi.{run.scenario}.{key}: {value:,.1f} {unit} ({verdict}{'; ' if verdict else ''}"
               f"{note})")
 
-    n_dev = "six devices" if run.scenario == "demo" else "50 devices"
+    n_dev = {"demo": "six devices", "home": "three devices"}.get(run.scenario, "50 devices")
     line("cpu_pct_of_one_core", cpu, "%", CPU_TARGET_PCT if run.scenario == "demo" else None,
          f"{n_dev}, taskset -c 0, {span:.0f} s after {WARMUP_S:.0f} s warm-up")
     line("rss_steady_mb", b.rss_mb, "MB", RSS_TARGET_MB,
          f"VmRSS at the end, analysis running; peak VmHWM {b.hwm_mb:.1f} MB")
     line("bytes_written_per_reading", per_reading, "B", BYTES_PER_READING_TARGET,
          f"/proc/PID/io write_bytes over {readings:,} readings in {span:.0f} s")
-    print(f"pi.{run.scenario}.bytes_written_per_day: {per_day_mb:,.0f} MB/day (extrapolated "
-          f"from {span:.0f} s at {readings / span:.1f} readings/s; information — the 100 MB/day"
-          " target is for the reference home over >= 10 minutes)")
+    if run.scenario == "home":
+        full = "" if span >= FULL_SPAN_S else (
+            f"; SHORT RUN: {span:.0f} s < {FULL_SPAN_S:.0f} s, BENCH_PI_SECONDS=700 for the "
+            "issue's measurement")
+        line("bytes_written_per_day", per_day_mb, "MB/day", BYTES_PER_DAY_TARGET_MB,
+             f"reference home, extrapolated from {span:.0f} s of /proc/PID/io at "
+             f"{readings / span:.1f} readings/s; floor of one fsync'd commit a second: "
+             f"~360 MB/day (benchmarks/bench_store_layout.py){full}")
+    else:
+        print(f"pi.{run.scenario}.bytes_written_per_day: {per_day_mb:,.0f} MB/day "
+              f"(extrapolated from {span:.0f} s at {readings / span:.1f} readings/s; "
+              "information — the 100 MB/day target is for the reference home)")
     if run.scenario == "clinic":
         visited = len(run.first_visit)
         every = max(run.first_visit.values()) if visited == len(run.store_only) else float("inf")
@@ -286,7 +303,7 @@ def main() -> int:
         return 1
     os.sched_setaffinity(0, other_cores())
     failures: list[str] = []
-    for name in os.environ.get("BENCH_PI_SCENARIOS", "demo clinic").split():
+    for name in os.environ.get("BENCH_PI_SCENARIOS", "demo home clinic").split():
         report(run_scenario(name), failures)
     if failures:
         print("pi: targets missed: " + ", ".join(failures))
