@@ -93,6 +93,7 @@ class StatusMessage:
     gateway: str
     status: str  # online | offline
     at: datetime | None  # the gateway's own time, when it said
+    version: str | None = None  # the hub's software version, when it said
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +279,11 @@ def _status(topic: str, levels: list[str], obj: dict[str, Any]) -> StatusMessage
         raise _Bad("schema", f"status {str(status)[:20]!r} is not online/offline")
     if obj.get("schema", SCHEMA) != SCHEMA:
         raise _Bad("schema", f"unknown schema {str(obj.get('schema'))[:40]!r}")
-    return StatusMessage(topic, levels[0], levels[1], str(status), _opt_time(obj.get("at")))
+    version = obj.get("version")
+    if version is not None and (not isinstance(version, str) or len(version) > 64):
+        raise _Bad("envelope", "version is not a string of at most 64 characters")
+    return StatusMessage(topic, levels[0], levels[1], str(status), _opt_time(obj.get("at")),
+                         version)
 
 
 def _data(topic: str, levels: list[str], obj: dict[str, Any], limits: Limits,

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_gateway import __version__
 from edge_gateway.backoff import Backoff, full_jitter
 from edge_gateway.commands import command_topic
 from edge_gateway.config import MqttSection, SyncSection
@@ -176,7 +177,8 @@ class SyncService:
     # ------------------------------------------------------------------ connection loop
     def _retained(self, status: str) -> Retained:
         return Retained(self.status_topic, payload.status_payload(
-            status, self.gateway, self.site, self.clock() if status == "online" else None))
+            status, self.gateway, self.site, self.clock() if status == "online" else None,
+            version=__version__))
 
     async def _run(self, stop: asyncio.Event, wake: asyncio.Event | None, *, until_empty: bool,
                    drain_timeout_s: float, deadline: float | None = None) -> None:

@@ -53,6 +53,16 @@ def test_status_message() -> None:
                                      None)
 
 
+def test_status_message_carries_the_hubs_version() -> None:
+    topic = payload.status_topic("edge-gateway", "home", "gw1")
+    d = decode.classify(topic, payload.status_payload("online", "gw1", "home", None,
+                                                      version="0.1.0"))
+    assert isinstance(d, decode.StatusMessage) and d.version == "0.1.0"
+    bad = decode.classify(topic, payload.status_payload("online", "gw1", "home", None,
+                                                        version=7))
+    assert isinstance(bad, decode.DeadLetter) and bad.reason.startswith("envelope")
+
+
 def _one() -> payload.Message:
     return hub_messages("gw1", hub_items("gw1", 1))[0]
 

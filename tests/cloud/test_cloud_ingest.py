@@ -33,7 +33,8 @@ def opts(broker: Broker, dsn: str, client_id: str, **kw: object) -> IngestOption
 def test_every_shape_lands_once_with_gateways_patients_alerts(
         broker: Broker, pg_dsn: str, publisher: Publisher) -> None:
     publisher.send([(payload.status_topic("edge-gateway", "clinic-1", "gw1"),
-                     payload.status_payload("online", "gw1", "clinic-1", None))], retain=True)
+                     payload.status_payload("online", "gw1", "clinic-1", None,
+                                            version="0.1.0"))], retain=True)
     c = Running(opts(broker, pg_dsn, "ingest-a")).start()
     try:
         msgs = (hub_messages("gw1", hub_items("gw1", 20), site="clinic-1")
@@ -50,6 +51,8 @@ def test_every_shape_lands_once_with_gateways_patients_alerts(
     finally:
         c.stop()
     assert item_counts(pg_dsn) == (65, 65)
+    assert query(pg_dsn, "SELECT version FROM edge_gateway.gateways WHERE gateway = 'gw1'") == [
+        ("0.1.0",)]  # from the retained status (the console's Hubs page shows it)
     # created_at is each item's own time (the partition key), not the batch's.
     rows = query(pg_dsn, "SELECT id, created_at, site, kind, data->>'summary_id'"
                          " FROM edge_gateway.items WHERE gateway = 'gw1' ORDER BY created_at")

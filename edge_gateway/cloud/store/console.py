@@ -387,11 +387,11 @@ def hubs(db: Db, scope: Scope) -> list[dict[str, Any]]:
     """Every gateway in scope: site, status, last seen, backlog lag (receive - item time of
     the newest item), version (from its retained status, when it says one), patients."""
     keys = ("site", "gateway", "status", "status_at", "last_seen", "newest_item_at", "items",
-            "patients", "lag_s")
+            "patients", "lag_s", "version")
     rows = db.all(
         "SELECT g.site, g.gateway, g.status, g.status_at, g.last_seen, g.newest_item_at, g.items,"
         " (SELECT count(*) FROM edge_gateway.patients p WHERE p.gateway = g.gateway),"
-        " extract(epoch FROM g.last_seen - g.newest_item_at)::float8"
+        " extract(epoch FROM g.last_seen - g.newest_item_at)::float8, g.version"
         f" FROM edge_gateway.gateways g WHERE {in_scope('g.site')}"
         " ORDER BY g.site, g.gateway", scope.params)
     return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -307,15 +307,16 @@ def _status(conn: Connection, status: Sequence[StatusMessage], received_at: date
     for s in sorted(status, key=lambda s: s.gateway):
         conn.execute(
             "INSERT INTO edge_gateway.gateways AS g (gateway, site, status, status_at,"
-            " status_said_at, last_seen) VALUES (%s, %s, %s, %s, %s, %s)"
+            " status_said_at, last_seen, version) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (gateway) DO UPDATE SET site = EXCLUDED.site,"
+            " version = coalesce(EXCLUDED.version, g.version),"
             " status = CASE WHEN g.status_said_at IS NULL OR EXCLUDED.status_said_at IS NULL"
             " OR EXCLUDED.status_said_at >= g.status_said_at THEN EXCLUDED.status"
             " ELSE g.status END,"
             " status_said_at = greatest(g.status_said_at, EXCLUDED.status_said_at),"
             " status_at = EXCLUDED.status_at,"
             " last_seen = greatest(g.last_seen, EXCLUDED.last_seen)",
-            (s.gateway, s.site, s.status, received_at, s.at, received_at))
+            (s.gateway, s.site, s.status, received_at, s.at, received_at, s.version))
 
 
 # ---------------------------------------------------------------------- status
